@@ -1,0 +1,50 @@
+# The README's two commands: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= out/demo
+
+.PHONY: demo test lint typecheck contracts unit bench clean venv
+
+venv: $(STAMP)
+
+# torch is installed first, by its exact pin, so nothing later can pull the CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[torch,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(OUT)
+	$(BIN)/inferedge profile resnet50 --input-shape 3,224,224 --device-name cloud-cpu \
+	    --repeats 5 -o $(OUT)/resnet50-cloud.json
+	$(BIN)/inferedge profile resnet50 --input-shape 3,224,224 --device-name jetson-emulated \
+	    --emulate-slowdown 6 --repeats 5 -o $(OUT)/resnet50-edge.json
+	$(BIN)/inferedge plan --edge $(OUT)/resnet50-edge.json --cloud $(OUT)/resnet50-cloud.json \
+	    --strategy latency --placement pareto --exits 2,1 --bandwidth-mbps 20 --rtt-ms 20
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck contracts unit
+
+bench: $(STAMP)
+	$(PY) benchmarks/planner.py
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache

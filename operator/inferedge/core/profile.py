@@ -1,0 +1,182 @@
+"""Device profiles: what one model costs, segment by segment, on one device class.
+
+A profile is measured by `inferedge profile` (in `inferedge.dnn`) and consumed by the planner.
+Cut point 0 is the model input and the last cut point is the model output, so a split at cut k
+means "the edge runs segments 1..k, the cloud runs segments k+1..K"; k = 0 is cloud-only and
+k = K is edge-only. Segment i runs from cut i-1 to cut i.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inferedge.core.errors import ProfileError, describe_validation_error
+
+PROFILE_SCHEMA_VERSION = "inferedge.io/profile/v1"
+
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CutPoint(_Frozen):
+    """A place in the model's graph after which exactly one tensor is live."""
+
+    index: NonNegInt = Field(description="Position in the cut-point list; 0 is the model input.")
+    name: str = Field(description="Graph node (or child module) that produces the tensor.")
+    shape: tuple[PosInt, ...] = Field(description="Per-sample tensor shape, batch dim left out.")
+    dtype: str = Field(default="float32", description="Element type of the tensor.")
+    activation_bytes: NonNegInt = Field(description="Bytes of one sample's tensor here.")
+    cum_flops: NonNegInt = Field(description="FLOPs for one sample from the input to here.")
+    cum_param_bytes: NonNegInt = Field(description="Parameter bytes from the input to here.")
+
+
+class SegmentMeasurement(_Frozen):
+    """One segment measured at one batch size."""
+
+    batch_size: PosInt
+    median_ms: NonNegFloat = Field(description="Median latency of one batch, milliseconds.")
+    p95_ms: NonNegFloat = Field(description="95th-percentile latency of one batch, milliseconds.")
+    samples: PosInt = Field(description="Timed runs behind the statistics (after warm-up).")
+    peak_memory_bytes: NonNegInt = Field(
+        description="Peak activation memory of the segment at this batch size."
+    )
+    energy_mj: NonNegFloat | None = Field(
+        default=None,
+        description="Energy of one batch in millijoules; null where no real sensor exists.",
+    )
+
+    @model_validator(mode="after")
+    def _p95_not_below_median(self) -> SegmentMeasurement:
+        if self.p95_ms + 1e-9 < self.median_ms:
+            raise ValueError(f"p95_ms {self.p95_ms} is below median_ms {self.median_ms}")
+        return self
+
+
+class Segment(_Frozen):
+    """The layers between cut `index - 1` and cut `index`."""
+
+    index: PosInt
+    flops: NonNegInt = Field(description="FLOPs for one sample.")
+    param_bytes: NonNegInt
+    measurements: tuple[SegmentMeasurement, ...] = Field(min_length=1)
+
+    def at(self, batch_size: int) -> SegmentMeasurement:
+        """The measurement at `batch_size`; `ProfileError` if it was not profiled."""
+        for m in self.measurements:
+            if m.batch_size == batch_size:
+                return m
+        have = ", ".join(str(m.batch_size) for m in self.measurements)
+        raise ProfileError(f"batch size {batch_size} was not profiled (profiled: {have})")
+
+
+class DeviceInfo(_Frozen):
+    """What the profile was measured on."""
+
+    name: str = Field(description="Device class name, e.g. the DeviceProfile's name.")
+    cpu_model: str
+    cores: PosInt
+    accelerator: str | None = Field(default=None, description="GPU / Jetson model, if any.")
+    memory_bytes: PosInt = Field(description="Memory available to the model on this device.")
+    framework: Literal["torch", "tensorflow"]
+    framework_version: str
+    platform: str = Field(description="OS and machine, e.g. 'Linux-6.1-x86_64'.")
+    energy_sensor: str | None = Field(default=None, description="Sensor behind energy_mj.")
+    emulated_slowdown: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Latencies were multiplied by this factor to emulate a slower device.",
+    )
+
+
+class ModelInfo(_Frozen):
+    """The model that was profiled."""
+
+    name: str
+    framework: Literal["torch", "tensorflow"]
+    source: str = Field(description="How the model was referenced (zoo name, module:callable, path).")
+    input_shape: tuple[PosInt, ...] = Field(description="Per-sample input shape, e.g. (3, 224, 224).")
+    num_classes: PosInt
+    tracing: Literal["fx", "sequential", "export", "keras"] = Field(
+        description="How cut points were found."
+    )
+
+
+class DeviceProfile(_Frozen):
+    """A versioned profile of one model on one device class."""
+
+    schema_version: Literal["inferedge.io/profile/v1"] = PROFILE_SCHEMA_VERSION
+    created_at: str = Field(description="ISO-8601 time of measurement.")
+    device: DeviceInfo
+    model: ModelInfo
+    batch_sizes: tuple[PosInt, ...] = Field(min_length=1)
+    warmup: NonNegInt
+    cut_points: tuple[CutPoint, ...] = Field(min_length=2)
+    segments: tuple[Segment, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceProfile:
+        if len(self.segments) != len(self.cut_points) - 1:
+            raise ValueError(
+                f"{len(self.cut_points)} cut points need {len(self.cut_points) - 1} segments, "
+                f"got {len(self.segments)}"
+            )
+        for i, cut in enumerate(self.cut_points):
+            if cut.index != i:
+                raise ValueError(f"cut_points.{i}.index is {cut.index}, expected {i}")
+        for i, seg in enumerate(self.segments, start=1):
+            if seg.index != i:
+                raise ValueError(f"segments.{i - 1}.index is {seg.index}, expected {i}")
+            got = sorted(m.batch_size for m in seg.measurements)
+            if got != sorted(self.batch_sizes):
+                raise ValueError(
+                    f"segments.{i - 1} has batch sizes {got}, expected {sorted(self.batch_sizes)}"
+                )
+        first = self.cut_points[0]
+        if first.cum_flops != 0 or first.cum_param_bytes != 0:
+            raise ValueError("cut_points.0 is the model input and must have zero cumulative cost")
+        for prev, cut in zip(self.cut_points, self.cut_points[1:], strict=False):
+            if cut.cum_flops < prev.cum_flops or cut.cum_param_bytes < prev.cum_param_bytes:
+                raise ValueError(f"cut_points.{cut.index}: cumulative costs must not decrease")
+        return self
+
+    @property
+    def num_cuts(self) -> int:
+        """K: the index of the last cut point (the model output)."""
+        return len(self.cut_points) - 1
+
+    def segment_ms(self, index: int, batch_size: int) -> float:
+        """Median latency of segment `index` (1-based) at `batch_size`."""
+        return self.segments[index - 1].at(batch_size).median_ms
+
+
+def parse_profile(text: str, source: str) -> DeviceProfile:
+    """Parse and validate a profile's JSON text; errors name `source` and the field, on one line."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{source}: expected a JSON object, got {type(raw).__name__}")
+    version = raw.get("schema_version")
+    if version != PROFILE_SCHEMA_VERSION:
+        raise ProfileError(
+            f"{source}: schema_version is {version!r}, expected {PROFILE_SCHEMA_VERSION!r} "
+            "(re-run `inferedge profile` with this version)"
+        )
+    try:
+        return DeviceProfile.model_validate(raw)
+    except ValidationError as exc:
+        raise ProfileError(describe_validation_error(exc, source)) from None
+
+
+def dump_profile(profile: DeviceProfile) -> str:
+    """Serialise a profile to indented JSON (the on-disk form)."""
+    return profile.model_dump_json(indent=2) + "\n"

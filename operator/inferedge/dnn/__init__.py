@@ -1,0 +1,1 @@
+"""Framework backends: tracing, cut points, profiling (torch first, TensorFlow next)."""
