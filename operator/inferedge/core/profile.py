@@ -9,13 +9,13 @@ k = K is edge-only. Segment i runs from cut i-1 to cut i.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inferedge.core.errors import ProfileError, describe_validation_error
 
-PROFILE_SCHEMA_VERSION = "inferedge.io/profile/v1"
+PROFILE_SCHEMA_VERSION: Final = "inferedge.io/profile/v1"
 
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
@@ -101,8 +101,8 @@ class ModelInfo(_Frozen):
 
     name: str
     framework: Literal["torch", "tensorflow"]
-    source: str = Field(description="How the model was referenced (zoo name, module:callable, path).")
-    input_shape: tuple[PosInt, ...] = Field(description="Per-sample input shape, e.g. (3, 224, 224).")
+    source: str = Field(description="The model reference: zoo name, module:callable or path.")
+    input_shape: tuple[PosInt, ...] = Field(description="Per-sample input shape, e.g. [3, 32, 32].")
     num_classes: PosInt
     tracing: Literal["fx", "sequential", "export", "keras"] = Field(
         description="How cut points were found."

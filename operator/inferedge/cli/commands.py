@@ -1,0 +1,271 @@
+"""The CLI's commands; each is a thin wrapper over `inferedge.dnn` or `inferedge.core`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from inferedge.cli.params import AccuracyMap, IntList
+from inferedge.cli.views import cut_table, plan_view, print_renderable, profile_summary
+from inferedge.core.cost import CostModel
+from inferedge.core.errors import InferedgeError, describe_validation_error
+from inferedge.core.link import Link
+from inferedge.core.plan import MAX_EXITS_PER_PART, PlanRequest
+from inferedge.core.planner import make_plan
+from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
+
+MIB = 1024 * 1024
+SHAPE = IntList("3,224,224")
+STRATEGIES = ("latency", "memory", "min-latency", "deadline")
+exit_count = click.IntRange(0, MAX_EXITS_PER_PART)
+
+
+def _read_profile(path: Path) -> DeviceProfile:
+    return parse_profile(path.read_text(encoding="utf-8"), str(path))
+
+
+def _default_shape(model: str, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if input_shape is not None:
+        return input_shape
+    from inferedge.dnn.torch.zoo import ZOO_NAMES, default_input_shape
+
+    if model in ZOO_NAMES:
+        return default_input_shape(model)
+    raise click.BadParameter(
+        "required for models outside the zoo, e.g. --input-shape 3,32,32",
+        param_hint="'--input-shape'",
+    )
+
+
+@click.command()
+@click.argument("model")
+@click.option("--input-shape", type=SHAPE, help="Per-sample input shape [zoo default: ImageNet].")
+@click.option("--num-classes", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--batch-sizes", type=IntList("1,8"), default="1", show_default=True, help="Batch sizes."
+)
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--device-name", default="local", show_default=True, help="Device class name.")
+@click.option(
+    "--emulate-slowdown",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="Multiply measured latencies to emulate a slower device (recorded in the profile).",
+)
+@click.option(
+    "--memory-mib",
+    type=click.IntRange(min=1),
+    help="Memory the device offers the model [default: what this machine has].",
+)
+@click.option("--framework", type=click.Choice(["torch"]), default="torch", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def profile(
+    *,
+    model: str,
+    input_shape: tuple[int, ...] | None,
+    num_classes: int,
+    batch_sizes: tuple[int, ...],
+    warmup: int,
+    repeats: int,
+    device_name: str,
+    emulate_slowdown: float,
+    memory_mib: int | None,
+    framework: str,
+    output: Path,
+) -> None:
+    """Measure MODEL segment by segment on this machine and write a device profile (JSON).
+
+    MODEL is a zoo name (see `inferedge zoo`), `package.module:callable` returning an
+    nn.Module, or a torch.export `.pt2` file. Energy is recorded where a real sensor exists
+    (Jetson INA3221, Intel RAPL) and is null otherwise.
+    """
+    from inferedge.dnn.backend import ProfileRequest, get_backend
+
+    request = ProfileRequest(
+        model_ref=model,
+        num_classes=num_classes,
+        input_shape=_default_shape(model, input_shape),
+        batch_sizes=batch_sizes,
+        warmup=warmup,
+        repeats=repeats,
+        device_name=device_name,
+        emulate_slowdown=emulate_slowdown,
+        memory_bytes=memory_mib * MIB if memory_mib else None,
+    )
+    with Progress(
+        TextColumn("[bold]profiling {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"{model} on {device_name}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = get_backend(framework).profile(request, progress)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(dump_profile(result), encoding="utf-8")
+    print_renderable(profile_summary(result))
+    click.echo(f"wrote {output}")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--input-shape", type=SHAPE, help="Per-sample input shape [zoo default: ImageNet].")
+@click.option("--num-classes", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--framework", type=click.Choice(["torch"]), default="torch", show_default=True)
+def cuts(model: str, input_shape: tuple[int, ...] | None, num_classes: int, framework: str) -> None:
+    """List MODEL's cut points: places where exactly one tensor crosses, with their costs."""
+    from inferedge.dnn.backend import get_backend
+
+    shape = _default_shape(model, input_shape)
+    points = get_backend(framework).cut_points(model, num_classes, shape)
+    print_renderable(cut_table(points, f"{model} [{'x'.join(map(str, shape))}]: cut points"))
+
+
+@click.command()
+def zoo() -> None:
+    """List the built-in models and their default input shapes."""
+    from inferedge.dnn.torch.zoo import ZOO_NAMES, default_input_shape
+
+    for name in ZOO_NAMES:
+        imagenet = "x".join(map(str, default_input_shape(name)))
+        click.echo(f"{name:<14} {imagenet} (also 3x32x32)")
+
+
+def _cost_model(path: Path | None) -> CostModel:
+    if path is None:
+        return CostModel()
+    from pydantic import ValidationError
+
+    try:
+        return CostModel.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise InferedgeError(describe_validation_error(exc, str(path))) from None
+
+
+@click.command()
+@click.option(
+    "--edge",
+    "edge_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Edge device profile JSON.",
+)
+@click.option(
+    "--cloud",
+    "cloud_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Cloud device profile JSON.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="latency",
+    show_default=True,
+    help="latency / memory (EdgeLessPart), min-latency (Neurosurgeon), deadline (Edgent).",
+)
+@click.option(
+    "--placement",
+    type=click.Choice(["linear", "pareto"]),
+    default="linear",
+    show_default=True,
+    help="Spread exits evenly by cost, or crowd them early (truncated Pareto).",
+)
+@click.option("--edge-exits", type=exit_count, default=1, show_default=True)
+@click.option("--cloud-exits", type=exit_count, default=1, show_default=True)
+@click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=20.0)
+@click.option("--rtt-ms", type=click.FloatRange(min=0), default=20.0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--memory-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.7,
+    show_default=True,
+    help="memory strategy: largest share of the model's memory the edge prefix may need.",
+)
+@click.option(
+    "--deadline-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    help="deadline strategy: end-to-end latency bound.",
+)
+@click.option(
+    "--exit-accuracy",
+    type=AccuracyMap(),
+    help="deadline strategy: accuracy estimates per cut, e.g. 5=0.62,12=0.81.",
+)
+@click.option("--final-accuracy", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--pareto-alpha", type=click.FloatRange(min=0, min_open=True), default=1.161)
+@click.option(
+    "--cost-metric",
+    type=click.Choice(["flops", "latency"]),
+    default="flops",
+    show_default=True,
+    help="Axis along which exits are placed.",
+)
+@click.option(
+    "--cost-model",
+    "cost_model_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON cost model [default: Google Cloud Functions 1st gen].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+def plan(
+    *,
+    edge_path: Path,
+    cloud_path: Path,
+    strategy: str,
+    placement: str,
+    edge_exits: int,
+    cloud_exits: int,
+    bandwidth_mbps: float,
+    rtt_ms: float,
+    batch_size: int,
+    memory_fraction: float,
+    deadline_ms: float | None,
+    exit_accuracy: dict[int, float] | None,
+    final_accuracy: float,
+    pareto_alpha: float,
+    cost_metric: str,
+    cost_model_path: Path | None,
+    as_json: bool,
+    output: Path | None,
+) -> None:
+    """Choose a split point and early exits from an edge and a cloud profile.
+
+    Pure and fast: no model is loaded. See docs/planning.md for the exact definitions.
+    """
+    if strategy == "deadline" and deadline_ms is None:
+        raise click.BadParameter("required by --strategy deadline", param_hint="'--deadline-ms'")
+    request = PlanRequest(
+        strategy=strategy,  # type: ignore[arg-type]
+        placement=placement,  # type: ignore[arg-type]
+        edge_exits=edge_exits,
+        cloud_exits=cloud_exits,
+        link=Link(bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms),
+        batch_size=batch_size,
+        memory_fraction=memory_fraction,
+        deadline_ms=deadline_ms,
+        exit_accuracy=exit_accuracy,
+        final_accuracy=final_accuracy,
+        pareto_alpha=pareto_alpha,
+        cost_metric=cost_metric,  # type: ignore[arg-type]
+        cost_model=_cost_model(cost_model_path),
+    )
+    result = make_plan(_read_profile(edge_path), _read_profile(cloud_path), request)
+    text = result.model_dump_json(indent=2) + "\n"
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    if as_json:
+        click.echo(text, nl=False)
+    else:
+        print_renderable(plan_view(result))

@@ -1,0 +1,170 @@
+"""Rich renderings of profiles and plans for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from inferedge.core.plan import Plan
+from inferedge.core.profile import CutPoint, DeviceProfile
+
+MIB = 1024 * 1024
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / MIB:,.2f}"
+
+
+def cut_table(cuts: tuple[CutPoint, ...], title: str) -> Table:
+    """Every cut point with its tensor and the cumulative cost up to it."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("cut", justify="right")
+    table.add_column("name")
+    table.add_column("shape")
+    table.add_column("KiB", justify="right")
+    table.add_column("cum GFLOPs", justify="right")
+    table.add_column("cum params MiB", justify="right")
+    for c in cuts:
+        table.add_row(
+            str(c.index),
+            c.name,
+            _shape(c.shape),
+            f"{c.activation_bytes / 1024:,.1f}",
+            f"{c.cum_flops / 1e9:.3f}",
+            _mib(c.cum_param_bytes),
+        )
+    return table
+
+
+def profile_summary(profile: DeviceProfile) -> RenderableType:
+    """Device, model and per-batch totals of a profile."""
+    d, m = profile.device, profile.model
+    head = Text.assemble(
+        ("Profile ", "bold"),
+        f"{m.name} [{_shape(m.input_shape)}] on {d.name}: {d.cpu_model}, {d.cores} cores",
+        f", {d.accelerator}" if d.accelerator else "",
+        f", emulated x{d.emulated_slowdown:g} slower" if d.emulated_slowdown > 1 else "",
+        f"; {profile.num_cuts} segments, traced by {m.tracing}",
+    )
+    table = Table(title_justify="left")
+    for col in ("batch", "median ms", "p95 ms (sum)", "peak act MiB", "energy mJ"):
+        table.add_column(col, justify="right")
+    for b in profile.batch_sizes:
+        meas = [s.at(b) for s in profile.segments]
+        energy = [x.energy_mj for x in meas]
+        table.add_row(
+            str(b),
+            f"{sum(x.median_ms for x in meas):.2f}",
+            f"{sum(x.p95_ms for x in meas):.2f}",
+            _mib(max(x.peak_memory_bytes for x in meas)),
+            "n/a" if any(e is None for e in energy) else f"{sum(e or 0.0 for e in energy):.1f}",
+        )
+    return Group(head, table)
+
+
+def plan_view(plan: Plan) -> RenderableType:
+    """The plan as a person reads it: split, exit paths, parts, cost, notes."""
+    r, m = plan.request, plan.model
+    link = r.link
+    lines: list[RenderableType] = [
+        Text.assemble(
+            ("Plan ", "bold"),
+            (plan.hash, "bold cyan"),
+            f"  {m.name} [{_shape(m.input_shape)}]  strategy={r.strategy} "
+            f"placement={r.placement} batch={r.batch_size}",
+        )
+    ]
+    if plan.split == 0:
+        where = "cloud-only: the edge ships the raw input"
+    elif plan.split >= plan.final_cut:
+        where = "edge-only: nothing is offloaded"
+    else:
+        where = f"after cut {plan.split} ({plan.split_name})"
+    lines.append(
+        Text(
+            f"Split {where}; ships {plan.transfer_bytes:,} B in {plan.transfer_ms:.2f} ms "
+            f"over {link.bandwidth_mbps:g} Mbps / {link.rtt_ms:g} ms RTT"
+        )
+    )
+    paths = Table(title="Exit paths (predicted latency when a request leaves there)")
+    for col, just in (
+        ("path", "left"),
+        ("part", "left"),
+        ("cut", "right"),
+        ("name", "left"),
+        ("shape", "left"),
+        ("position", "right"),
+        ("latency ms", "right"),
+    ):
+        paths.add_column(col, justify=just)  # type: ignore[arg-type]
+    for i, e in enumerate(plan.exits, start=1):
+        paths.add_row(
+            f"exit {i}",
+            e.part,
+            str(e.cut_index),
+            e.name,
+            _shape(e.shape),
+            f"{e.position:.2f}",
+            f"{e.latency_ms:.2f}",
+        )
+    final_part = "edge" if plan.split >= plan.final_cut else "cloud"
+    paths.add_row(
+        "final",
+        final_part,
+        str(plan.final_cut),
+        "(classifier)" if plan.final_cut == m.num_cuts else "(truncated here)",
+        "",
+        "1.00",
+        f"{plan.final_latency_ms:.2f}",
+        style="bold",
+    )
+    lines.append(paths)
+    parts = Table(title="Parts")
+    for col in (
+        "part",
+        "device",
+        "segments",
+        "GFLOPs",
+        "compute ms",
+        "params MiB",
+        "peak act MiB",
+        "memory MiB",
+        "energy mJ",
+    ):
+        parts.add_column(col, justify="left" if col in ("part", "device") else "right")
+    for name, p in (("edge", plan.edge), ("cloud", plan.cloud)):
+        parts.add_row(
+            name,
+            p.device,
+            "-" if p.empty else f"{p.first_segment}..{p.last_segment}",
+            f"{p.flops / 1e9:.3f}",
+            f"{p.compute_ms:.2f}",
+            _mib(p.param_bytes),
+            _mib(p.peak_activation_bytes),
+            _mib(p.memory_bytes),
+            "n/a" if p.energy_mj is None else f"{p.energy_mj:.1f}",
+        )
+    lines.append(parts)
+    lines.append(
+        Text(
+            f"Cloud cost: ${plan.cloud_usd_per_million:,.2f} per million offloaded requests "
+            f"({r.cost_model.name})"
+        )
+    )
+    if plan.estimated_accuracy is not None:
+        lines.append(Text(f"Estimated accuracy of the chosen exit: {plan.estimated_accuracy:.3f}"))
+    lines.extend(Text(f"note: {n}", style="yellow") for n in plan.notes)
+    return Group(*lines)
+
+
+def print_renderable(renderable: RenderableType) -> None:
+    """Print to stdout with rich; piped output gets a width that fits the tables, not 80."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    console.print(renderable)

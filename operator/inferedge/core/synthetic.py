@@ -1,0 +1,114 @@
+"""Synthetic device profiles: seeded, measurement-free stand-ins for tests, benchmarks and figures.
+
+They follow the shape of real CNN profiles (activations shrink with depth while parameters grow)
+but are not measurements, and say so in their device and model names.
+"""
+
+from __future__ import annotations
+
+import random
+
+from inferedge.core.profile import (
+    CutPoint,
+    DeviceInfo,
+    DeviceProfile,
+    ModelInfo,
+    Segment,
+    SegmentMeasurement,
+)
+
+GIB = 1024**3
+
+
+def synthetic_profile(
+    num_cuts: int,
+    *,
+    seed: int = 0,
+    ms_per_gflop: float = 10.0,
+    device_name: str = "synthetic",
+    memory_bytes: int = 4 * GIB,
+    batch_sizes: tuple[int, ...] = (1,),
+    num_classes: int = 10,
+) -> DeviceProfile:
+    """A profile with `num_cuts` segments whose latency is proportional to FLOPs.
+
+    The same seed gives the same model (cut names, shapes, FLOPs, parameters) whatever the device
+    speed, so an edge and a cloud profile made with one seed pair up for planning.
+    """
+    rng = random.Random(seed)
+    side, channels = 64, 3
+    cuts = [
+        CutPoint(
+            index=0,
+            name="x",
+            shape=(channels, side, side),
+            activation_bytes=4 * channels * side * side,
+            cum_flops=0,
+            cum_param_bytes=0,
+        )
+    ]
+    segments = []
+    cum_flops = cum_params = 0
+    for i in range(1, num_cuts + 1):
+        if i < num_cuts and rng.random() < 6 / max(num_cuts, 6) and side > 1:
+            side //= 2
+            channels = min(channels * 2, 2048)
+        flops = rng.randint(1, 50) * 1_000_000
+        params = rng.randint(0, 400) * 4096
+        cum_flops += flops
+        cum_params += params
+        shape = (num_classes,) if i == num_cuts else (max(channels, 16), side, side)
+        elems = 1
+        for dim in shape:
+            elems *= dim
+        cuts.append(
+            CutPoint(
+                index=i,
+                name=f"node_{i}",
+                shape=shape,
+                activation_bytes=4 * elems,
+                cum_flops=cum_flops,
+                cum_param_bytes=cum_params,
+            )
+        )
+        segments.append(
+            Segment(
+                index=i,
+                flops=flops,
+                param_bytes=params,
+                measurements=tuple(
+                    SegmentMeasurement(
+                        batch_size=b,
+                        median_ms=flops / 1e9 * ms_per_gflop * b,
+                        p95_ms=flops / 1e9 * ms_per_gflop * b * 1.1,
+                        samples=1,
+                        peak_memory_bytes=2 * 4 * elems * b,
+                    )
+                    for b in batch_sizes
+                ),
+            )
+        )
+    return DeviceProfile(
+        created_at="1970-01-01T00:00:00Z",
+        device=DeviceInfo(
+            name=device_name,
+            cpu_model="synthetic",
+            cores=1,
+            memory_bytes=memory_bytes,
+            framework="torch",
+            framework_version="synthetic",
+            platform="synthetic",
+        ),
+        model=ModelInfo(
+            name=f"synthetic-{num_cuts}-{seed}",
+            framework="torch",
+            source="synthetic",
+            input_shape=(3, 64, 64),
+            num_classes=num_classes,
+            tracing="fx",
+        ),
+        batch_sizes=batch_sizes,
+        warmup=0,
+        cut_points=tuple(cuts),
+        segments=tuple(segments),
+    )
