@@ -26,11 +26,12 @@ demo: $(STAMP)
 	$(BIN)/inferedge profile resnet50 --input-shape 3,224,224 --device-name jetson-emulated \
 	    --emulate-slowdown 6 --repeats 5 -o $(OUT)/resnet50-edge.json
 	$(BIN)/inferedge plan --edge $(OUT)/resnet50-edge.json --cloud $(OUT)/resnet50-cloud.json \
-	    --strategy latency --placement pareto --exits 2,1 --bandwidth-mbps 20 --rtt-ms 20
+	    --strategy latency --placement pareto --edge-exits 2 --cloud-exits 1 \
+	    --bandwidth-mbps 20 --rtt-ms 20 -o $(OUT)/plan.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks docs
+	$(BIN)/ruff format --check operator tests benchmarks docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

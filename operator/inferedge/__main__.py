@@ -1,0 +1,5 @@
+"""`python -m inferedge` runs the CLI."""
+
+from inferedge.cli import main
+
+main()
