@@ -26,7 +26,9 @@ demo: $(STAMP)
 	$(BIN)/inferedge profile resnet50 --input-shape 3,224,224 --device-name jetson-emulated \
 	    --emulate-slowdown 6 --repeats 5 -o $(OUT)/resnet50-edge.json
 	$(BIN)/inferedge plan --edge $(OUT)/resnet50-edge.json --cloud $(OUT)/resnet50-cloud.json \
-	    --strategy latency --placement pareto --edge-exits 2 --cloud-exits 1 \
+	    --compare --edge-exits 2 --cloud-exits 1 --bandwidth-mbps 20 --rtt-ms 20 --deadline-ms 250
+	$(BIN)/inferedge plan --edge $(OUT)/resnet50-edge.json --cloud $(OUT)/resnet50-cloud.json \
+	    --strategy memory --placement pareto --edge-exits 2 --cloud-exits 1 \
 	    --bandwidth-mbps 20 --rtt-ms 20 -o $(OUT)/plan.json
 
 lint: $(STAMP)

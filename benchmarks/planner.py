@@ -91,9 +91,7 @@ def main() -> None:
                         "median_ms": round(median, 4),
                         "p95_ms": round(sorted(times)[int(0.95 * (len(times) - 1))], 4),
                         "target_ms": TARGET_MS.get(name),
-                        "meets_target": None
-                        if name not in TARGET_MS
-                        else median < TARGET_MS[name],
+                        "meets_target": None if name not in TARGET_MS else median < TARGET_MS[name],
                     }
                 )
     header = f"{'profile':<16}{'cuts':>6}  {'strategy':<12}{'placement':<10}"

@@ -8,11 +8,17 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from inferedge.cli.params import AccuracyMap, IntList
-from inferedge.cli.views import cut_table, plan_view, print_renderable, profile_summary
+from inferedge.cli.views import (
+    compare_table,
+    cut_table,
+    plan_view,
+    print_renderable,
+    profile_summary,
+)
 from inferedge.core.cost import CostModel
-from inferedge.core.errors import InferedgeError, describe_validation_error
+from inferedge.core.errors import InfeasibleError, InferedgeError, describe_validation_error
 from inferedge.core.link import Link
-from inferedge.core.plan import MAX_EXITS_PER_PART, PlanRequest
+from inferedge.core.plan import MAX_EXITS_PER_PART, Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
 
@@ -29,10 +35,10 @@ def _read_profile(path: Path) -> DeviceProfile:
 def _default_shape(model: str, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
     if input_shape is not None:
         return input_shape
-    from inferedge.dnn.torch.zoo import ZOO_NAMES, default_input_shape
+    from inferedge.dnn.torch.zoo import default_input_shape
 
-    if model in ZOO_NAMES:
-        return default_input_shape(model)
+    if ":" not in model and not model.endswith(".pt2"):
+        return default_input_shape(model)  # a zoo name; unknown ones get a clear error here
     raise click.BadParameter(
         "required for models outside the zoo, e.g. --input-shape 3,32,32",
         param_hint="'--input-shape'",
@@ -139,6 +145,22 @@ def zoo() -> None:
         click.echo(f"{name:<14} {imagenet} (also 3x32x32)")
 
 
+def _compare(
+    edge: DeviceProfile, cloud: DeviceProfile, request: PlanRequest
+) -> list[tuple[str, str, Plan | str]]:
+    rows: list[tuple[str, str, Plan | str]] = []
+    for strategy in STRATEGIES:
+        if strategy == "deadline" and request.deadline_ms is None:
+            continue
+        for placement in ("linear", "pareto"):
+            variant = request.model_copy(update={"strategy": strategy, "placement": placement})
+            try:
+                rows.append((strategy, placement, make_plan(edge, cloud, variant)))
+            except InfeasibleError as exc:
+                rows.append((strategy, placement, str(exc)))
+    return rows
+
+
 def _cost_model(path: Path | None) -> CostModel:
     if path is None:
         return CostModel()
@@ -216,6 +238,11 @@ def _cost_model(path: Path | None) -> CostModel:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON cost model [default: Google Cloud Functions 1st gen].",
 )
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Plan every strategy and placement and print one row each (deadline needs --deadline-ms).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 def plan(
@@ -236,6 +263,7 @@ def plan(
     pareto_alpha: float,
     cost_metric: str,
     cost_model_path: Path | None,
+    compare: bool,
     as_json: bool,
     output: Path | None,
 ) -> None:
@@ -243,7 +271,7 @@ def plan(
 
     Pure and fast: no model is loaded. See docs/planning.md for the exact definitions.
     """
-    if strategy == "deadline" and deadline_ms is None:
+    if strategy == "deadline" and deadline_ms is None and not compare:
         raise click.BadParameter("required by --strategy deadline", param_hint="'--deadline-ms'")
     request = PlanRequest(
         strategy=strategy,  # type: ignore[arg-type]
@@ -260,7 +288,11 @@ def plan(
         cost_metric=cost_metric,  # type: ignore[arg-type]
         cost_model=_cost_model(cost_model_path),
     )
-    result = make_plan(_read_profile(edge_path), _read_profile(cloud_path), request)
+    edge, cloud = _read_profile(edge_path), _read_profile(cloud_path)
+    if compare:
+        print_renderable(compare_table(_compare(edge, cloud, request)))
+        return
+    result = make_plan(edge, cloud, request)
     text = result.model_dump_json(indent=2) + "\n"
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

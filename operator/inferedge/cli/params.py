@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 
-class IntList(click.ParamType):
+class IntList(click.ParamType[tuple[int, ...], Any]):
     """Comma-separated positive integers, e.g. an input shape `3,224,224` or batch sizes `1,8`."""
 
     def __init__(self, example: str) -> None:
@@ -31,7 +31,7 @@ class IntList(click.ParamType):
         return numbers
 
 
-class AccuracyMap(click.ParamType):
+class AccuracyMap(click.ParamType[dict[int, float], Any]):
     """`CUT=ACCURACY[,CUT=ACCURACY...]`: exit-accuracy estimates for the deadline strategy."""
 
     name = "CUT=ACC[,...]"

@@ -162,9 +162,36 @@ def plan_view(plan: Plan) -> RenderableType:
     return Group(*lines)
 
 
+def compare_table(rows: list[tuple[str, str, Plan | str]]) -> Table:
+    """One row per (strategy, placement): a plan's key figures, or why it is infeasible."""
+    table = Table(title="Strategies compared (same profiles, link and exits)", title_justify="left")
+    for col in ("strategy", "placement", "split", "exits edge/cloud", "ships KiB", "final ms"):
+        table.add_column(col, justify="left" if col in ("strategy", "placement") else "right")
+    for col in ("fastest exit ms", "edge MiB", "cloud $/M", "hash"):
+        table.add_column(col, justify="right")
+    for strategy, placement, plan in rows:
+        if isinstance(plan, str):
+            table.add_row(strategy, placement, f"[yellow]{plan}[/yellow]", end_section=False)
+            continue
+        fastest = min((e.latency_ms for e in plan.exits), default=plan.final_latency_ms)
+        table.add_row(
+            strategy,
+            placement,
+            f"{plan.split} ({plan.split_name})",
+            f"{len(plan.edge_exits())}/{len(plan.cloud_exits())}",
+            f"{plan.transfer_bytes / 1024:,.0f}",
+            f"{plan.final_latency_ms:,.1f}",
+            f"{fastest:,.1f}",
+            _mib(plan.edge.memory_bytes),
+            f"{plan.cloud_usd_per_million:.2f}",
+            plan.hash,
+        )
+    return table
+
+
 def print_renderable(renderable: RenderableType) -> None:
     """Print to stdout with rich; piped output gets a width that fits the tables, not 80."""
     console = Console()
     if not console.is_terminal:
-        console = Console(width=120)
+        console = Console(width=160)
     console.print(renderable)

@@ -37,3 +37,10 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
     loc = ".".join(str(part) for part in first["loc"]) or "(root)"
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return f"{source}: {loc}: {first['msg']}{more}"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for a user-facing error: its type and first message line."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

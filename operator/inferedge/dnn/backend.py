@@ -1,0 +1,98 @@
+"""The framework-neutral face of a DNN backend: what the CLI and the runners call.
+
+A backend loads a model reference (zoo name, `package.module:callable` or a saved-model path),
+finds its cut points and measures its segments. Nothing here names a framework type, so a
+TensorFlow backend can implement the same protocol next to the torch one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from inferedge.core.errors import InferedgeError, one_line
+from inferedge.core.profile import CutPoint, DeviceProfile
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as `progress(done, total)` each time one (segment, batch size) pair is measured."""
+
+FRAMEWORKS = ("torch", "tensorflow")
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What to profile and how; the backend adds what it measures about the device."""
+
+    model_ref: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    warmup: int
+    repeats: int
+    device_name: str
+    emulate_slowdown: float = 1.0
+    memory_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("num_classes", self.num_classes >= 1, ">= 1"),
+            ("input_shape", _all_positive(self.input_shape), "positive sizes"),
+            (
+                "batch_sizes",
+                _all_positive(self.batch_sizes)
+                and len(set(self.batch_sizes)) == len(self.batch_sizes),
+                "distinct positive sizes",
+            ),
+            ("warmup", self.warmup >= 0, ">= 0"),
+            ("repeats", self.repeats >= 1, ">= 1"),
+            ("emulate_slowdown", self.emulate_slowdown >= 1.0, ">= 1"),
+            ("memory_bytes", self.memory_bytes is None or self.memory_bytes >= 1, ">= 1"),
+        )
+        for field, ok, expected in checks:
+            if not ok:
+                raise InferedgeError(
+                    f"invalid profile request: {field} must be {expected}, "
+                    f"got {getattr(self, field)!r}"
+                )
+
+
+class Backend(Protocol):
+    """One DNN framework's implementation of cut-point discovery and profiling."""
+
+    def cut_points(
+        self, model_ref: str, num_classes: int, input_shape: tuple[int, ...]
+    ) -> tuple[CutPoint, ...]:
+        """The model's cut points, from the input (index 0) to the output (index K)."""
+        ...
+
+    def profile(
+        self, request: ProfileRequest, progress: ProgressCallback | None = None
+    ) -> DeviceProfile:
+        """Measure every segment at every batch size and return a validated profile."""
+        ...
+
+
+def get_backend(framework: str) -> Backend:
+    """The backend for `framework`; its framework is imported only now, so the CLI starts fast.
+
+    Raises `InferedgeError` for an unknown framework or one whose package is not installed.
+    """
+    if framework == "torch":
+        try:
+            from inferedge.dnn.torch.backend import TorchBackend
+        except ImportError as exc:
+            raise InferedgeError(
+                f"the torch backend needs PyTorch ({one_line(exc)}); "
+                "install it with: pip install 'inferedge[torch]'"
+            ) from None
+        return TorchBackend()
+    if framework == "tensorflow":
+        raise InferedgeError("the tensorflow backend is not available yet; use --framework torch")
+    raise InferedgeError(
+        f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}"
+    )
+
+
+def _all_positive(sizes: tuple[int, ...]) -> bool:
+    return len(sizes) > 0 and all(size >= 1 for size in sizes)

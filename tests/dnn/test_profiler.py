@@ -1,0 +1,257 @@
+"""Profiling a torch model: a valid profile, latency statistics, slowdown, energy, device info."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from inferedge.core.errors import InferedgeError, ModelRefError
+from inferedge.core.profile import dump_profile, parse_profile
+from inferedge.dnn import energy
+from inferedge.dnn.backend import ProfileRequest, get_backend
+from inferedge.dnn.torch import profiler
+from inferedge.dnn.torch.backend import TorchBackend
+from inferedge.dnn.torch.device import describe_device
+from inferedge.dnn.torch.graph import build_cut_graph
+from inferedge.dnn.torch.loader import load_model
+
+INPUT = (3, 8, 8)
+
+TINY_PY = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+
+def tiny(num_classes=10):
+    return Tiny(num_classes)
+"""
+
+
+@pytest.fixture
+def tiny_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A `module:callable` reference to a tiny CNN written to a temp directory."""
+    name = "inferedge_test_tiny"
+    (tmp_path / f"{name}.py").write_text(TINY_PY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return f"{name}:tiny"
+
+
+def request(ref: str, **overrides: object) -> ProfileRequest:
+    fields: dict[str, object] = {
+        "model_ref": ref,
+        "num_classes": 10,
+        "input_shape": INPUT,
+        "batch_sizes": (1, 2),
+        "warmup": 1,
+        "repeats": 3,
+        "device_name": "test-cpu",
+    }
+    return ProfileRequest(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+class FakeClock:
+    """perf_counter_ns whose timed runs last the given milliseconds, in turn."""
+
+    def __init__(self, durations_ms: Iterable[float]) -> None:
+        self._durations = itertools.cycle(durations_ms)
+        self._now = 0
+        self._running = False
+
+    def __call__(self) -> int:
+        if self._running:
+            self._now += int(next(self._durations) * 1_000_000)
+        self._running = not self._running
+        return self._now
+
+
+def fake_clock(monkeypatch: pytest.MonkeyPatch, durations_ms: Iterable[float]) -> None:
+    clock = SimpleNamespace(perf_counter_ns=FakeClock(durations_ms), perf_counter=time.perf_counter)
+    monkeypatch.setattr(profiler, "time", clock)
+
+
+def test_profile_of_a_small_model_is_valid(tiny_ref: str) -> None:
+    calls: list[tuple[int, int]] = []
+    backend = TorchBackend()
+    profile = backend.profile(request(tiny_ref), progress=lambda *call: calls.append(call))
+
+    assert parse_profile(dump_profile(profile), "tiny.json") == profile
+    assert profile.cut_points == backend.cut_points(tiny_ref, 10, INPUT)
+    assert (profile.model.name, profile.model.source, profile.model.tracing) == (
+        "tiny",
+        tiny_ref,
+        "fx",
+    )
+    assert profile.device.name == "test-cpu"
+    assert profile.device.emulated_slowdown == 1.0
+    total = profile.num_cuts * 2
+    assert calls == [(done, total) for done in range(1, total + 1)]
+    assert sum(s.flops for s in profile.segments) == profile.cut_points[-1].cum_flops
+    for segment in profile.segments:
+        one, two = segment.at(1), segment.at(2)
+        assert one.samples == two.samples == 3
+        assert 0 < one.median_ms <= one.p95_ms
+        # On a CPU, peak memory is the liveness estimate, linear in the batch size.
+        assert two.peak_memory_bytes == 2 * one.peak_memory_bytes > 0
+
+
+def test_energy_is_null_without_a_sensor(tiny_ref: str) -> None:
+    profile = TorchBackend().profile(request(tiny_ref, batch_sizes=(1,)))
+    sensor = energy.detect_energy_sensor()
+    energies = [m.energy_mj for s in profile.segments for m in s.measurements]
+    if sensor is None:
+        assert profile.device.energy_sensor is None
+        assert energies == [None] * len(energies)
+    else:
+        assert profile.device.energy_sensor == sensor.name
+        assert None not in energies
+
+
+def test_latency_statistics_and_emulated_slowdown(
+    tiny_ref: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_clock(monkeypatch, range(1, 21))
+    profile = TorchBackend().profile(
+        request(tiny_ref, repeats=20, emulate_slowdown=2.0, memory_bytes=1234)
+    )
+    assert profile.device.emulated_slowdown == 2.0
+    assert profile.device.memory_bytes == 1234
+    for segment in profile.segments:
+        for m in segment.measurements:
+            # Runs of 1..20 ms: median 10.5, nearest-rank p95 the 19th; both doubled.
+            assert (m.median_ms, m.p95_ms) == pytest.approx((21.0, 38.0))
+
+
+class FakeSensor(energy.EnergySensor):
+    def __init__(self) -> None:
+        super().__init__("fake")
+        self.measurements = 0
+
+    def start(self) -> None:
+        self.measurements += 1
+
+    def stop(self) -> float:
+        return 12.0
+
+
+def test_energy_per_batch_comes_from_the_sensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profiler, "ENERGY_WINDOW_S", 0.0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 10)).eval()
+    graph = build_cut_graph(model, torch.randn(1, *INPUT), name="seq")
+    sensor = FakeSensor()
+    segments = profiler.measure_segments(
+        graph, request("seq", repeats=4), torch.device("cpu"), model_name="seq", sensor=sensor
+    )
+    assert sensor.measurements == graph.num_cuts * 2
+    # 12 mJ over the 4 runs of each energy pass.
+    assert {m.energy_mj for s in segments for m in s.measurements} == {3.0}
+
+
+@pytest.fixture
+def static_batch_pt2(tiny_ref: str, tmp_path: Path) -> str:
+    """A .pt2 of the tiny model (10 classes) exported for batch size 1 only."""
+    module = load_model(tiny_ref, 10, INPUT).module
+    path = tmp_path / "tiny_static.pt2"
+    torch.export.save(torch.export.export(module, (torch.randn(1, *INPUT),)), path)
+    return str(path)
+
+
+def test_batch_size_the_model_cannot_run_is_a_clear_error(static_batch_pt2: str) -> None:
+    with pytest.raises(ModelRefError, match=r"^model 'tiny_static' fails in segment 1 at batch "):
+        TorchBackend().profile(request(static_batch_pt2))
+
+
+def test_output_must_match_num_classes(static_batch_pt2: str) -> None:
+    with pytest.raises(ModelRefError, match=r"outputs shape \(10,\) per sample, expected \(5,\)"):
+        TorchBackend().cut_points(static_batch_pt2, 5, INPUT)
+
+
+def test_export_profile_records_its_tracing(static_batch_pt2: str) -> None:
+    profile = TorchBackend().profile(request(static_batch_pt2, batch_sizes=(1,)))
+    assert profile.model.tracing == "export"
+    assert profile.model.name == "tiny_static"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("num_classes", 0),
+        ("input_shape", (3, 0, 8)),
+        ("batch_sizes", ()),
+        ("batch_sizes", (2, 2)),
+        ("warmup", -1),
+        ("repeats", 0),
+        ("emulate_slowdown", 0.5),
+        ("memory_bytes", 0),
+    ],
+)
+def test_invalid_requests_are_refused(field: str, value: object) -> None:
+    with pytest.raises(InferedgeError, match=f"^invalid profile request: {field} must be "):
+        request("resnet18", **{field: value})
+
+
+def test_backends_by_framework() -> None:
+    assert isinstance(get_backend("torch"), TorchBackend)
+    with pytest.raises(InferedgeError, match="tensorflow backend is not available yet"):
+        get_backend("tensorflow")
+    with pytest.raises(InferedgeError, match="unknown framework 'jax'"):
+        get_backend("jax")
+
+
+def fake_proc(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_device_description_from_proc(tmp_path: Path) -> None:
+    fake_proc(
+        tmp_path,
+        {
+            "proc/cpuinfo": "processor\t: 0\nHardware\t: NVIDIA Tegra\n",
+            "proc/meminfo": "MemTotal:        8000 kB\nMemFree:  10 kB\n",
+            "proc/device-tree/model": "NVIDIA Jetson Orin Nano Developer Kit\x00",
+        },
+    )
+    info = describe_device(
+        "jetson", torch.device("cpu"), energy_sensor="ina3221:VDD_IN", root=tmp_path
+    )
+    assert info.cpu_model == "NVIDIA Tegra"
+    assert info.accelerator == "NVIDIA Jetson Orin Nano Developer Kit"
+    assert info.memory_bytes == 8000 * 1024
+    assert info.energy_sensor == "ina3221:VDD_IN"
+    assert info.framework_version == torch.__version__
+    assert info.cores >= 1
+
+
+def test_device_description_fallbacks_and_override(tmp_path: Path) -> None:
+    fake_proc(tmp_path, {"proc/cpuinfo": "model name\t: Fake CPU @ 3GHz\n"})
+    info = describe_device(
+        "cloud", torch.device("cpu"), emulated_slowdown=3.0, memory_bytes=42, root=tmp_path
+    )
+    assert info.cpu_model == "Fake CPU @ 3GHz"
+    assert info.accelerator is None
+    assert info.memory_bytes == 42
+    assert info.emulated_slowdown == 3.0
+    # No /proc/meminfo under the fake root: the OS's page count still gives the memory.
+    assert describe_device("cloud", torch.device("cpu"), root=tmp_path).memory_bytes > 0
