@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# moto's S3 server gets its own venv: botocore and kubernetes pin python-dateutil incompatibly.
+MOTO_VENV ?= .venv-moto
+MOTO_STAMP := $(MOTO_VENV)/.installed
 OUT ?= out/demo
 
 .PHONY: demo test lint typecheck contracts unit bench clean venv
@@ -18,6 +21,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[torch,dev]'
 	touch $(STAMP)
+
+$(MOTO_STAMP):
+	$(PYTHON) -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/python -m pip install -q 'moto[server]==5.2.5'
+	touch $(MOTO_STAMP)
 
 demo: $(STAMP)
 	@mkdir -p $(OUT)
@@ -41,8 +49,8 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
-	$(BIN)/pytest
+unit: $(STAMP) $(MOTO_STAMP)
+	INFEREDGE_TEST_MOTO_SERVER=$(abspath $(MOTO_VENV))/bin/moto_server $(BIN)/pytest
 
 test: lint typecheck contracts unit
 
@@ -50,4 +58,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/planner.py
 
 clean:
-	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MOTO_VENV) out .mypy_cache .pytest_cache .ruff_cache
