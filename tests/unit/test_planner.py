@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,85 +10,11 @@ from inferedge.core.errors import InfeasibleError, PlanningError
 from inferedge.core.link import Link
 from inferedge.core.plan import PlanRequest
 from inferedge.core.planner import build_tables, make_plan
-from inferedge.core.profile import (
-    CutPoint,
-    DeviceInfo,
-    DeviceProfile,
-    ModelInfo,
-    Segment,
-    SegmentMeasurement,
-)
+from inferedge.core.profile import DeviceProfile
 from inferedge.core.synthetic import synthetic_profile
+from tests.factories import profile
 
 MB = 1_000_000
-
-
-def profile(
-    ms: Sequence[float],
-    *,
-    acts: Sequence[int] | None = None,
-    params: Sequence[int] | None = None,
-    peaks: Sequence[int] | None = None,
-    flops: Sequence[int] | None = None,
-    name: str = "dev",
-    memory: int = 10**12,
-) -> DeviceProfile:
-    """A hand-made profile: `ms[i]` is segment i+1's latency; acts has one entry per cut."""
-    k = len(ms)
-    acts = acts or [1000] * (k + 1)
-    params = params or [100] * k
-    peaks = peaks or [10] * k
-    flops = flops or [1000] * k
-    cuts, cf, cp = [], 0, 0
-    for i in range(k + 1):
-        if i:
-            cf, cp = cf + flops[i - 1], cp + params[i - 1]
-        cuts.append(
-            CutPoint(
-                index=i,
-                name=f"c{i}",
-                shape=(max(acts[i] // 4, 1),),
-                activation_bytes=acts[i],
-                cum_flops=cf,
-                cum_param_bytes=cp,
-            )
-        )
-    segs = [
-        Segment(
-            index=i + 1,
-            flops=flops[i],
-            param_bytes=params[i],
-            measurements=(
-                SegmentMeasurement(
-                    batch_size=1,
-                    median_ms=ms[i],
-                    p95_ms=ms[i],
-                    samples=1,
-                    peak_memory_bytes=peaks[i],
-                ),
-            ),
-        )
-        for i in range(k)
-    ]
-    return DeviceProfile(
-        created_at="t",
-        device=DeviceInfo(
-            name=name,
-            cpu_model="x",
-            cores=1,
-            memory_bytes=memory,
-            framework="torch",
-            framework_version="x",
-            platform="x",
-        ),
-        model=ModelInfo(
-            name="m", framework="torch", source="m", input_shape=(1,), num_classes=10, tracing="fx"
-        ),
-        batch_sizes=(1,),
-        warmup=0,
-        cut_points=tuple(cuts),
-        segments=tuple(segs),
-    )
 
 
 FAST_LINK = Link(bandwidth_mbps=1e6, rtt_ms=0.0)

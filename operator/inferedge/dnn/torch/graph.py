@@ -121,17 +121,17 @@ class CutGraph:
 
     def head(self, k: int) -> fx.GraphModule:
         """The model from its input up to cut k (0 <= k <= K)."""
-        return self._part(0, k)
+        return self.between(0, k)
 
     def tail(self, k: int) -> fx.GraphModule:
         """The model from cut k (0 <= k <= K) to its output."""
-        return self._part(k, self.num_cuts)
+        return self.between(k, self.num_cuts)
 
     def segment(self, i: int) -> fx.GraphModule:
         """Segment i (1 <= i <= K): from cut i-1 to cut i."""
         if not 1 <= i <= self.num_cuts:
             raise IndexError(f"segment {i} is out of range 1..{self.num_cuts}")
-        return self._part(i - 1, i)
+        return self.between(i - 1, i)
 
     def segment_peak_bytes(self, i: int) -> int:
         """Largest activation memory simultaneously held inside segment i, for one sample."""
@@ -139,7 +139,8 @@ class CutGraph:
             raise IndexError(f"segment {i} is out of range 1..{self.num_cuts}")
         return self._peak_bytes[i - 1]
 
-    def _part(self, start: int, end: int) -> fx.GraphModule:
+    def between(self, start: int, end: int) -> fx.GraphModule:
+        """The model from cut `start` to cut `end` (0 <= start <= end <= K)."""
         if not 0 <= start <= end <= self.num_cuts:
             raise IndexError(f"cuts {start}..{end} are out of range 0..{self.num_cuts}")
         source, first = self._cuts[start]
