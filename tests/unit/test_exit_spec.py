@@ -109,3 +109,15 @@ def test_presets() -> None:
 def test_relu_and_batchnorm_keep_shapes() -> None:
     shapes = check_head((ReLU(), Flatten(), Linear()), (4, 3, 3), 2, "exit")
     assert shapes[1] == (4, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "padding", "expected"),
+    [(5, 2, 2, 0, 3), (4, 2, 2, 0, 2), (1, 2, 2, 1, 1), (7, 3, 2, 1, 4), (6, 3, 2, 1, 3)],
+)
+def test_ceil_mode_pools_round_up_like_torch(
+    size: int, kernel: int, stride: int, padding: int, expected: int
+) -> None:
+    pool = MaxPool(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=True)
+    shapes = check_head((pool, Flatten(), Linear()), (2, size, size), 3, "exit")
+    assert shapes[1] == (2, expected, expected)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from inferedge.cli.params import AccuracyMap, IntList
+from inferedge.cli.params import SHAPE, AccuracyMap, IntList
 from inferedge.cli.views import (
     compare_table,
     cut_table,
     plan_view,
     print_renderable,
     profile_summary,
+    progress_bar,
 )
 from inferedge.core.cost import CostModel
 from inferedge.core.errors import InfeasibleError, InferedgeError, describe_validation_error
@@ -23,7 +23,6 @@ from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
 
 MIB = 1024 * 1024
-SHAPE = IntList("3,224,224")
 STRATEGIES = ("latency", "memory", "min-latency", "deadline")
 exit_count = click.IntRange(0, MAX_EXITS_PER_PART)
 
@@ -102,18 +101,7 @@ def profile(
         emulate_slowdown=emulate_slowdown,
         memory_bytes=memory_mib * MIB if memory_mib else None,
     )
-    with Progress(
-        TextColumn("[bold]profiling {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"{model} on {device_name}", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar(f"profiling {model} on {device_name}") as progress:
         result = get_backend(framework).profile(request, progress)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(dump_profile(result), encoding="utf-8")

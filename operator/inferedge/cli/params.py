@@ -55,3 +55,24 @@ class AccuracyMap(click.ParamType[dict[int, float], Any]):
                 )
             out[index] = accuracy
         return out
+
+
+class FloatList(click.ParamType[tuple[float, ...], Any]):
+    """Comma-separated numbers in [0, 1], e.g. thresholds `0.5,0.7,0.9`."""
+
+    name = "X[,X...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            numbers = tuple(sorted({float(p) for p in str(value).split(",")}))
+        except ValueError:
+            numbers = ()
+        if not numbers or any(not 0.0 <= n <= 1.0 for n in numbers):
+            self.fail(f"expected comma-separated numbers in [0, 1] like 0.5,0.8, got {value!r}",
+                      param, ctx)  # fmt: skip
+        return numbers
+
+
+SHAPE = IntList("3,224,224")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from rich.console import Console, Group, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from inferedge.core.plan import Plan
 from inferedge.core.profile import CutPoint, DeviceProfile
+from inferedge.core.sweep import Outcome, SweepReport
 
 MIB = 1024 * 1024
 
@@ -189,9 +194,64 @@ def compare_table(rows: list[tuple[str, str, Plan | str]]) -> Table:
     return table
 
 
+def sweep_table(report: SweepReport, chosen: Outcome | None = None) -> Table:
+    """Every threshold of a sweep, then the baselines and the oracle."""
+    table = Table(
+        title=f"Threshold sweep on the {report.split} split ({report.samples} samples, "
+        f"{report.confidence}); exits at cuts {', '.join(map(str, report.exit_cuts[:-1]))}",
+        title_justify="left",
+    )
+    for col in ("point", "accuracy", "exit shares", "offload", "latency ms", "p95 ms"):
+        table.add_column(col, justify="left" if col in ("point", "exit shares") else "right")
+    for col in ("KiB shipped", "edge mJ", "cloud $/M", "edge MiB", "cloud MiB"):
+        table.add_column(col, justify="right")
+    outcomes = (
+        *report.rows,
+        report.edge_only,
+        report.cloud_only,
+        report.split_no_exits,
+        report.oracle,
+    )
+    for o in outcomes:
+        table.add_row(
+            o.name + (" *" if chosen == o else ""),
+            f"{o.accuracy:.2%}",
+            " ".join(f"{s:.0%}" for s in o.exit_shares),
+            f"{o.offload_rate:.0%}",
+            f"{o.latency_ms:.2f}",
+            f"{o.latency_p95_ms:.2f}",
+            f"{o.transfer_bytes / 1024:.1f}",
+            "n/a" if o.edge_energy_mj is None else f"{o.edge_energy_mj:.1f}",
+            f"{o.cloud_usd_per_million:.2f}",
+            _mib(o.edge_memory_bytes),
+            _mib(o.cloud_memory_bytes),
+            style="bold" if chosen == o else None,
+            end_section=o is report.rows[-1],
+        )
+    return table
+
+
 def print_renderable(renderable: RenderableType) -> None:
     """Print to stdout with rich; piped output gets a width that fits the tables, not 80."""
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
     console.print(renderable)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar; yields the `progress(done, total)` callback backends take."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield progress

@@ -57,6 +57,7 @@ class MaxPool(_Layer):
     kernel_size: Size = 2
     stride: Size | None = Field(default=None, description="Defaults to kernel_size.")
     padding: int = Field(default=0, ge=0, le=32)
+    ceil_mode: bool = Field(default=False, description="Round the output size up, not down.")
 
 
 class AvgPool(_Layer):
@@ -66,6 +67,7 @@ class AvgPool(_Layer):
     kernel_size: Size = 2
     stride: Size | None = Field(default=None, description="Defaults to kernel_size.")
     padding: int = Field(default=0, ge=0, le=32)
+    ceil_mode: bool = Field(default=False, description="Round the output size up, not down.")
 
 
 class AdaptivePool(_Layer):
@@ -160,8 +162,13 @@ def _describe(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _pool_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
+def _pool_out(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool = False) -> int:
+    span = size + 2 * padding - kernel
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    # As in torch: the last window must start inside the input or its left padding.
+    return out - 1 if (out - 1) * stride >= size + padding else out
 
 
 def layer_output_shape(layer: Layer, shape: Shape, num_classes: int) -> Shape:
@@ -173,8 +180,9 @@ def layer_output_shape(layer: Layer, shape: Shape, num_classes: int) -> Shape:
         stride = layer.stride if isinstance(layer, Conv2d) else (layer.stride or layer.kernel_size)
         if layer.padding * 2 > layer.kernel_size and not isinstance(layer, Conv2d):
             raise ValueError(f"padding {layer.padding} exceeds half the kernel {layer.kernel_size}")
-        oh = _pool_out(h, layer.kernel_size, stride, layer.padding)
-        ow = _pool_out(w, layer.kernel_size, stride, layer.padding)
+        ceil = not isinstance(layer, Conv2d) and layer.ceil_mode
+        oh = _pool_out(h, layer.kernel_size, stride, layer.padding, ceil)
+        ow = _pool_out(w, layer.kernel_size, stride, layer.padding, ceil)
         if oh < 1 or ow < 1:
             raise ValueError(
                 f"kernel {layer.kernel_size} (padding {layer.padding}) needs a map of at least "

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from inferedge.core.digest import sha256_file
 from inferedge.storage.artifacts import (
     MANIFEST_NAME,
     discard,
@@ -18,7 +19,6 @@ from inferedge.storage.artifacts import (
     is_committed,
     publish,
     read_manifest,
-    sha256_file,
 )
 from inferedge.storage.base import ArtifactStore, IntegrityError, StoreError, check_key
 from inferedge.storage.local import LocalStore

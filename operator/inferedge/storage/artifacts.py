@@ -7,7 +7,6 @@ name; what it contains is the caller's business.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from inferedge.core.digest import sha256_file
 from inferedge.core.errors import one_line
 from inferedge.storage.base import (
     ArtifactStore,
@@ -27,18 +27,8 @@ from inferedge.storage.base import (
 
 MANIFEST_NAME = "manifest.json"
 
-_HASH_CHUNK = 1024 * 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 log = logging.getLogger(__name__)
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's content, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def publish(

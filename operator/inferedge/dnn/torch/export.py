@@ -7,7 +7,6 @@ out of the files lets a threshold change roll out without re-exporting anything.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from torch import nn
 from torch.export import Dim
 
 from inferedge import __version__
+from inferedge.core.digest import sha256_file
 from inferedge.core.errors import InferedgeError, one_line
 from inferedge.core.manifest import ArtifactFile, Calibration, Manifest, Step, part_steps
 from inferedge.core.plan import Plan
@@ -33,15 +33,6 @@ _MAX_BATCH = 4096
 
 class ArtifactLoadError(InferedgeError):
     """An exported file is missing, corrupted or not a torch.export program."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _export(module: nn.Module, in_shape: tuple[int, ...], path: Path) -> tuple[int, ...]:

@@ -1,0 +1,108 @@
+"""Commands for partition artifacts: export them to a store, and verify what a store holds."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from inferedge.cli.exits_commands import existing_file, load_evaluation, plan_and_backbone
+from inferedge.core.manifest import parse_manifest
+from inferedge.core.plan import Plan
+
+store_option = click.option(
+    "--store",
+    required=True,
+    envvar="INFEREDGE_STORE",
+    help="A directory, file:///path, or s3://bucket[/prefix] (S3 credentials from "
+    "INFEREDGE_S3_* variables or a Secret file) [env: INFEREDGE_STORE].",
+)
+
+
+@click.command()
+@click.option("--plan", "plan_path", type=existing_file, required=True)
+@click.option("--weights", type=existing_file, required=True, help="Trained backbone (.pt).")
+@click.option("--exits", "exits_path", type=existing_file, required=True)
+@click.option(
+    "--evaluation",
+    type=click.Path(exists=True, path_type=Path),
+    help="An `inferedge evaluate` report directory: its chosen threshold and measured figures "
+    "go into the manifest.",
+)
+@store_option
+@click.option("--namespace", default="default", show_default=True)
+@click.option("--pipeline", required=True, help="Pipeline name (a DNS-1123 label).")
+@click.option(
+    "--replace", is_flag=True, help="Discard an artifact set already committed for this plan."
+)
+def export(
+    *,
+    plan_path: Path,
+    weights: Path,
+    exits_path: Path,
+    evaluation: Path | None,
+    store: str,
+    namespace: str,
+    pipeline: str,
+    replace: bool,
+) -> None:
+    """Export both partitions (torch.export) and publish them, manifest last, to the store."""
+    from inferedge.dnn.torch.pipeline import load_exits
+    from inferedge.local.export import export_to_store
+    from inferedge.storage import open_store
+
+    plan, backbone = plan_and_backbone(plan_path, weights)
+    exits = load_exits(exits_path, plan)
+    calibration = None
+    if evaluation is not None:
+        loaded = load_evaluation(evaluation)
+        if loaded["plan"]["hash"] != plan.hash:
+            raise click.BadParameter(
+                f"evaluates plan {loaded['plan']['hash']}, not {plan.hash}",
+                param_hint="'--evaluation'",
+            )
+        calibration = loaded["calibration"]
+    target = open_store(store)
+    prefix, manifest = export_to_store(
+        plan,
+        backbone,
+        exits,
+        calibration,
+        target,
+        namespace=namespace,
+        pipeline=pipeline,
+        replace=replace,
+    )
+    size = sum(f.size for f in manifest.files)
+    click.echo(
+        f"published {len(manifest.files)} files ({size / 1024 / 1024:.1f} MiB) and the manifest "
+        f"to {target.uri} under {prefix}/"
+    )
+    if calibration is not None:
+        click.echo(f"c_thr {calibration.threshold:.2f} ({calibration.confidence})")
+
+
+@click.command()
+@store_option
+@click.option("--prefix", required=True, help="<namespace>/<pipeline>/<plan-hash>")
+def verify(*, store: str, prefix: str) -> None:
+    """Fetch an artifact set, check every sha256 against its manifest and load both parts."""
+    from inferedge.dnn.torch.export import load_part
+    from inferedge.storage import open_store
+    from inferedge.storage.artifacts import fetch, read_manifest
+
+    source = open_store(store)
+    manifest = parse_manifest(read_manifest(source, prefix), f"{source.uri}/{prefix}/manifest.json")
+    with tempfile.TemporaryDirectory(prefix="inferedge-verify-") as tmp:
+        root = Path(tmp)
+        fetch(source, prefix, root, manifest.digests())
+        for part in ("edge", "cloud"):
+            steps = load_part(manifest, part, root)
+            exits = sum(s.head is not None for s in steps)
+            click.echo(f"{part}: {len(steps)} segments, {exits} exits loaded")
+    plan: Plan = manifest.plan
+    click.echo(
+        f"ok: {len(manifest.files)} files verified for plan {plan.hash} "
+        f"({plan.model.name}, split after cut {plan.split})"
+    )

@@ -1,0 +1,451 @@
+"""Commands for early exits: train the backbone and its exits, render, evaluate and report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from pydantic import BaseModel, ValidationError
+
+from inferedge.cli.params import SHAPE, FloatList
+from inferedge.cli.views import print_renderable, progress_bar, sweep_table
+from inferedge.core.calibration import ConfidenceKind
+from inferedge.core.errors import InferedgeError, describe_validation_error
+from inferedge.core.exits import ExitHeadSpec
+from inferedge.core.manifest import Calibration
+from inferedge.core.plan import Plan
+from inferedge.core.profile import parse_profile
+from inferedge.core.sweep import DEFAULT_THRESHOLDS, Outcome, SweepReport, choose_threshold, sweep
+
+if TYPE_CHECKING:
+    from inferedge.dnn.data import Dataset, Splits
+    from inferedge.dnn.torch.pipeline import Backbone
+
+Model = TypeVar("Model", bound=BaseModel)
+EVALUATION_FILE = "evaluation.json"
+existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def read_model(path: Path, model: type[Model], what: str) -> Model:
+    """Read a JSON (or YAML) file into a pydantic model; one-line errors name file and field."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return model.model_validate(yaml.safe_load(text))
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise InferedgeError(describe_validation_error(exc, f"{what} {path}")) from None
+    except Exception as exc:  # yaml's parser errors are many types; all mean "not YAML"
+        raise InferedgeError(
+            f"{what} {path}: not valid YAML ({str(exc).splitlines()[0]})"
+        ) from None
+
+
+def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--dataset and the deterministic split flags every data-using command shares."""
+    for option in reversed(
+        (
+            click.option(
+                "--dataset",
+                default="digits",
+                show_default=True,
+                help="'digits' (built in), a .npz with x and y, a folder of class folders, "
+                "or s3://bucket/key.npz.",
+            ),
+            click.option(
+                "--val-fraction",
+                type=click.FloatRange(0, 0.5, min_open=True),
+                default=0.15,
+                show_default=True,
+            ),
+            click.option(
+                "--test-fraction",
+                type=click.FloatRange(0, 0.5, min_open=True),
+                default=0.15,
+                show_default=True,
+            ),
+            click.option(
+                "--seed",
+                type=int,
+                default=0,
+                show_default=True,
+                help="Seed for the split, initialisation and shuffling.",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
+
+
+def schedule_options(epochs: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Training schedule flags."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            (
+                click.option(
+                    "--epochs", type=click.IntRange(min=1), default=epochs, show_default=True
+                ),
+                click.option(
+                    "--batch-size", type=click.IntRange(min=1), default=64, show_default=True
+                ),
+                click.option(
+                    "--lr",
+                    type=click.FloatRange(min=0, min_open=True),
+                    default=1e-3,
+                    show_default=True,
+                    help="Adam learning rate.",
+                ),
+                click.option(
+                    "--patience",
+                    type=click.IntRange(min=1),
+                    default=5,
+                    show_default=True,
+                    help="Epochs without improvement before stopping.",
+                ),
+            )
+        ):
+            func = option(func)
+        return func
+
+    return wrap
+
+
+def _splits(
+    dataset: str, shape: tuple[int, ...], num_classes: int | None, kw: dict[str, Any]
+) -> tuple[Dataset, Splits]:
+    from inferedge.dnn.data import split_dataset
+    from inferedge.local.data import resolve_dataset
+
+    if len(shape) != 3:
+        raise click.BadParameter("expected C,H,W", param_hint="'--input-shape'")
+    data = resolve_dataset(dataset, (shape[0], shape[1], shape[2]), num_classes)
+    return data, split_dataset(data, kw["val_fraction"], kw["test_fraction"], kw["seed"])
+
+
+@click.command("train-backbone")
+@click.argument("model")
+@click.option("--input-shape", type=SHAPE, required=True, help="Per-sample shape, e.g. 3,32,32.")
+@click.option("--num-classes", type=click.IntRange(min=1), help="[default: from the dataset]")
+@data_options
+@schedule_options(epochs=15)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def train_backbone(
+    *,
+    model: str,
+    input_shape: tuple[int, ...],
+    num_classes: int | None,
+    dataset: str,
+    output: Path,
+    **kw: Any,
+) -> None:
+    """Train MODEL itself on a dataset (zoo models have no pretrained weights here)."""
+    from inferedge.dnn.torch.loader import load_model
+    from inferedge.dnn.torch.train import train_backbone as train
+    from inferedge.dnn.torch.weights import save_weights
+
+    data, splits = _splits(dataset, input_shape, num_classes, kw)
+    import torch
+
+    torch.manual_seed(kw["seed"])
+    loaded = load_model(model, data.num_classes, input_shape)
+    with progress_bar(f"training {model} on {data.name}") as progress:
+        result = train(
+            loaded.module,
+            splits,
+            epochs=kw["epochs"],
+            batch_size=kw["batch_size"],
+            lr=kw["lr"],
+            seed=kw["seed"],
+            patience=kw["patience"],
+            progress=progress,
+        )
+    save_weights(
+        loaded.module,
+        output,
+        model_ref=model,
+        num_classes=data.num_classes,
+        input_shape=input_shape,
+    )
+    for e in result.history:
+        mark = " *" if e.epoch == result.best_epoch else ""
+        click.echo(
+            f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f}  val loss {e.val_loss:.4f}  "
+            f"val acc {e.val_accuracy:.2%}{mark}"
+        )
+    click.echo(
+        f"best epoch {result.best_epoch}: val {result.val_accuracy:.2%}, test "
+        f"{result.test_accuracy:.2%} ({result.seconds:.0f} s); wrote {output}"
+    )
+
+
+def _head_spec(head: str, head_spec: Path | None) -> ExitHeadSpec:
+    if head_spec is not None:
+        return read_model(head_spec, ExitHeadSpec, "exit head spec")
+    return ExitHeadSpec(preset=head)  # type: ignore[arg-type]
+
+
+def plan_and_backbone(plan_path: Path, weights: Path) -> tuple[Plan, Backbone]:
+    from inferedge.dnn.torch.pipeline import check_plan, load_backbone
+
+    plan = read_model(plan_path, Plan, "plan")
+    backbone = load_backbone(weights)
+    check_plan(plan, backbone, str(plan_path))
+    return plan, backbone
+
+
+head_options = (
+    click.option(
+        "--head",
+        type=click.Choice(["sdn", "minimal", "replicate-classifier"]),
+        default="sdn",
+        show_default=True,
+        help="Preset exit head.",
+    ),
+    click.option(
+        "--head-spec",
+        type=existing_file,
+        help="JSON/YAML exit head spec ({preset: ...} or {layers: [...]}); wins over --head.",
+    ),
+)
+
+
+@click.command("train-exits")
+@click.option("--plan", "plan_path", type=existing_file, required=True)
+@click.option("--weights", type=existing_file, required=True, help="Trained backbone (.pt).")
+@head_options[0]
+@head_options[1]
+@data_options
+@schedule_options(epochs=30)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def train_exits(
+    *,
+    plan_path: Path,
+    weights: Path,
+    head: str,
+    head_spec: Path | None,
+    dataset: str,
+    output: Path,
+    **kw: Any,
+) -> None:
+    """Train the plan's exit heads jointly on the frozen backbone."""
+    from inferedge.dnn.torch.pipeline import build_exits, save_exits
+    from inferedge.dnn.torch.train import train_exits as train
+
+    plan, backbone = plan_and_backbone(plan_path, weights)
+    exits = build_exits(plan, backbone, _head_spec(head, head_spec), kw["seed"])
+    if not exits:
+        raise InferedgeError(f"{plan_path}: the plan has no exits to train")
+    _, splits = _splits(dataset, backbone.info.input_shape, backbone.info.num_classes, kw)
+    with progress_bar(f"training {len(exits)} exits") as progress:
+        result = train(
+            backbone.graph,
+            [(e.cut_index, e.module) for e in exits],
+            splits,
+            epochs=kw["epochs"],
+            batch_size=kw["batch_size"],
+            lr=kw["lr"],
+            seed=kw["seed"],
+            patience=kw["patience"],
+            progress=progress,
+        )
+    save_exits(output, plan, exits)
+    for e, val, test in zip(exits, result.val_accuracy, result.test_accuracy, strict=True):
+        click.echo(f"{e.part:>5} exit at cut {e.cut_index:>3}: val {val:.2%}, test {test:.2%}")
+    click.echo(f"best epoch {result.best_epoch} ({result.seconds:.0f} s); wrote {output}")
+
+
+@click.command("render-exits")
+@click.option("--plan", "plan_path", type=existing_file, required=True)
+@head_options[0]
+@head_options[1]
+def render_exits(*, plan_path: Path, head: str, head_spec: Path | None) -> None:
+    """Print the PyTorch source of every exit head the plan would get (nothing is executed)."""
+    from inferedge.dnn.torch.exits import resolve_layers, torch_source
+    from inferedge.dnn.torch.graph import build_cut_graph
+    from inferedge.dnn.torch.loader import load_model
+
+    plan = read_model(plan_path, Plan, "plan")
+    spec = _head_spec(head, head_spec)
+    model = plan.model
+    loaded = load_model(model.source, model.num_classes, model.input_shape)
+    import torch
+
+    graph = build_cut_graph(loaded.module, torch.zeros(1, *model.input_shape), name=model.name)
+    for e in plan.exits:
+        layers = resolve_layers(spec, e.shape, graph)
+        click.echo(f"# {e.part} exit at cut {e.cut_index} ({e.name})")
+        click.echo(torch_source(layers, e.shape, model.num_classes, f"ExitAtCut{e.cut_index}"))
+
+
+def _calibration(report: SweepReport, chosen: Outcome, kind: ConfidenceKind) -> Calibration:
+    return Calibration(
+        confidence=kind,
+        threshold=chosen.threshold or 0.0,
+        split=report.split,
+        accuracy=chosen.accuracy,
+        exit_accuracy=dict(zip(report.exit_cuts, report.exit_accuracy, strict=True)),
+        expected_latency_ms=chosen.latency_ms,
+        offload_rate=chosen.offload_rate,
+    )
+
+
+@click.command()
+@click.option("--plan", "plan_path", type=existing_file, required=True)
+@click.option("--edge", "edge_path", type=existing_file, required=True)
+@click.option("--cloud", "cloud_path", type=existing_file, required=True)
+@click.option("--weights", type=existing_file, required=True)
+@click.option("--exits", "exits_path", type=existing_file, required=True)
+@data_options
+@click.option(
+    "--confidence",
+    type=click.Choice(["max_softmax", "entropy"]),
+    default="max_softmax",
+    show_default=True,
+)
+@click.option("--thresholds", type=FloatList(), help="c_thr values [default: 0.30..0.90 by 0.05]")
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    help="Keep accuracy at least this (on the validation split).",
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(0, 1),
+    default=0.01,
+    show_default=True,
+    help="Keep accuracy within this of the full model (when no --target-accuracy).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["latency", "cost"]),
+    default="latency",
+    show_default=True,
+    help="What the chosen threshold minimises.",
+)
+@click.option("--label", help="Name of this plan in reports [default: its placement].")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+def evaluate(
+    *,
+    plan_path: Path,
+    edge_path: Path,
+    cloud_path: Path,
+    weights: Path,
+    exits_path: Path,
+    dataset: str,
+    confidence: ConfidenceKind,
+    thresholds: tuple[float, ...] | None,
+    target_accuracy: float | None,
+    max_accuracy_drop: float,
+    objective: str,
+    label: str | None,
+    report_dir: Path,
+    **kw: Any,
+) -> None:
+    """Sweep the confidence threshold: accuracy, latency, cost and memory per c_thr.
+
+    Thresholds are chosen on the validation split and reported on the test split, next to
+    edge-only, cloud-only, split-without-exits and the oracle. Writes evaluation.json,
+    report.md and PNG plots to --report-dir.
+    """
+    from inferedge.dnn.torch.pipeline import head_costs, load_exits, observe_exits
+    from inferedge.report.markdown import sweep_markdown
+    from inferedge.report.plots import plot_sweeps
+
+    plan, backbone = plan_and_backbone(plan_path, weights)
+    edge = parse_profile(edge_path.read_text(encoding="utf-8"), str(edge_path))
+    cloud = parse_profile(cloud_path.read_text(encoding="utf-8"), str(cloud_path))
+    exits = load_exits(exits_path, plan)
+    _, splits = _splits(dataset, backbone.info.input_shape, backbone.info.num_classes, kw)
+    costs = head_costs(plan, exits)
+    grid = thresholds or DEFAULT_THRESHOLDS
+    reports = {}
+    for name, data in (("val", splits.val), ("test", splits.test)):
+        observed = observe_exits(plan, backbone, exits, data, name)
+        reports[name] = sweep(
+            plan, edge, cloud, observed, costs, thresholds=grid, confidence=confidence
+        )
+    val, test = reports["val"], reports["test"]
+    target = (
+        target_accuracy
+        if target_accuracy is not None
+        else val.split_no_exits.accuracy - max_accuracy_drop
+    )
+    met = True
+    try:
+        chosen_val = choose_threshold(val, target, objective)
+    except InferedgeError as exc:
+        met = False
+        chosen_val = max(val.rows, key=lambda r: (r.accuracy, -(r.threshold or 0.0)))
+        click.echo(f"warning: {exc}; using the most accurate threshold instead", err=True)
+    chosen = next(r for r in test.rows if r.threshold == chosen_val.threshold)
+    name = label or plan.request.placement
+    report_dir.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "label": name,
+        "plan": plan.model_dump(mode="json"),
+        "target_accuracy": target,
+        "target_met": met,
+        "objective": objective,
+        "calibration": _calibration(test, chosen, confidence).model_dump(mode="json"),
+        "val": val.model_dump(mode="json"),
+        "test": test.model_dump(mode="json"),
+    }
+    (report_dir / EVALUATION_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    (report_dir / "report.md").write_text(
+        f"# Threshold sweep: {plan.model.name}, {name} placement\n\n"
+        f"c_thr chosen on the validation split: {chosen.threshold:.2f} "
+        f"({objective}, target accuracy {target:.4f}{'' if met else ', not met'}).\n\n"
+        + sweep_markdown(f"{name}: test split", test, chosen)
+        + "\n"
+        + sweep_markdown(f"{name}: validation split", val, chosen_val)
+    )
+    plots = plot_sweeps([(name, test)], report_dir)
+    print_renderable(sweep_table(test, chosen))
+    click.echo(
+        f"wrote {report_dir / EVALUATION_FILE}, report.md, {', '.join(p.name for p in plots)}"
+    )
+
+
+def load_evaluation(directory: Path) -> dict[str, Any]:
+    """An `evaluate` output directory's evaluation.json, validated."""
+    path = directory / EVALUATION_FILE if directory.is_dir() else directory
+    if not path.is_file():
+        raise InferedgeError(f"{path}: no evaluation found (run `inferedge evaluate` first)")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        raw["test"] = SweepReport.model_validate(raw["test"])
+        raw["val"] = SweepReport.model_validate(raw["val"])
+        raw["calibration"] = Calibration.model_validate(raw["calibration"])
+    except (KeyError, ValidationError) as exc:
+        raise InferedgeError(f"{path}: not an inferedge evaluation ({exc})") from None
+    return raw  # type: ignore[no-any-return]
+
+
+@click.command()
+@click.argument(
+    "evaluations", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+def report(*, evaluations: tuple[Path, ...], output: Path) -> None:
+    """Compare several evaluations (e.g. linear against pareto placement) in one table and plots."""
+    from inferedge.report.markdown import comparison_markdown
+    from inferedge.report.plots import plot_sweeps
+
+    loaded = [load_evaluation(p) for p in evaluations]
+    entries = []
+    for item in loaded:
+        test: SweepReport = item["test"]
+        chosen = next(r for r in test.rows if r.threshold == item["calibration"].threshold)
+        entries.append((str(item["label"]), test, chosen))
+    output.mkdir(parents=True, exist_ok=True)
+    table = comparison_markdown(entries)
+    (output / "comparison.md").write_text(table)
+    plots = plot_sweeps([(label, test) for label, test, _ in entries], output)
+    click.echo(table, nl=False)
+    click.echo(f"wrote {output / 'comparison.md'}, {', '.join(p.name for p in plots)}")

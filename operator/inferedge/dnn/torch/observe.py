@@ -1,0 +1,123 @@
+"""What every exit and the final classifier say about every sample of a labelled split.
+
+The result, `core.calibration.Observations`, is all that threshold calibration needs: from here
+on everything is pure arithmetic in `inferedge.core`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from inferedge.core.calibration import ExitObservations, Observations
+from inferedge.core.errors import InferedgeError
+from inferedge.dnn.data import Dataset
+from inferedge.dnn.torch.exits import Taps, frozen
+from inferedge.dnn.torch.graph import CutGraph
+
+Part = Literal["edge", "cloud"]
+_PARTS: tuple[Part, ...] = ("edge", "cloud")
+
+
+class _Collector:
+    """Per-sample max softmax, normalised entropy and correctness of one classifier."""
+
+    def __init__(self, part: Part, cut: int) -> None:
+        self.part = part
+        self.cut = cut
+        self.max_softmax: list[float] = []
+        self.entropy: list[float] = []
+        self.correct: list[bool] = []
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        labels = labels.to(logits.device)
+        log_p = F.log_softmax(logits.double(), dim=1)
+        p = log_p.exp()
+        num_classes = logits.shape[1]
+        # With one class there is nothing to be unsure about: the entropy is 0.
+        scale = math.log(num_classes) if num_classes > 1 else 1.0
+        entropy = (-(p * log_p).sum(1) / scale).clamp(0.0, 1.0)
+        self.max_softmax += p.max(1).values.tolist()
+        self.entropy += entropy.tolist()
+        self.correct += (logits.argmax(1) == labels).tolist()
+
+    def result(self) -> ExitObservations:
+        return ExitObservations(
+            part=self.part,
+            cut_index=self.cut,
+            max_softmax=tuple(self.max_softmax),
+            entropy=tuple(self.entropy),
+            correct=tuple(self.correct),
+        )
+
+
+def observe(
+    graph: CutGraph,
+    heads: Sequence[tuple[int, Part, nn.Module]],
+    final_cut: int,
+    dataset: Dataset,
+    *,
+    split_name: str,
+    batch_size: int = 256,
+    final_part: Part = "cloud",
+) -> Observations:
+    """Run the backbone and its exit heads over `dataset` and record what each one says.
+
+    `heads` are `(cut index, part, head)` in path order: strictly increasing cuts, the edge
+    exits before the cloud exits. The final classifier is the backbone's own output, so
+    `final_cut` must be the last cut point K; `final_part` is where it runs. The backbone and
+    heads run in eval mode and are left as they were.
+    """
+    _check(graph, heads, final_cut, final_part)
+    if batch_size < 1:
+        raise InferedgeError(f"observe: batch_size must be >= 1, got {batch_size}")
+    taps = Taps(graph, [cut for cut, _, _ in heads] + [final_cut])
+    collectors = [_Collector(part, cut) for cut, part, _ in heads]
+    final = _Collector(final_part, final_cut)
+    x = torch.from_numpy(dataset.x)
+    y = torch.from_numpy(dataset.y)
+    with frozen(graph.module, *(head for _, _, head in heads)):
+        for first in range(0, len(y), batch_size):
+            labels = y[first : first + batch_size]
+            *activations, logits = taps(x[first : first + batch_size])
+            with torch.no_grad():
+                for collector, (_, _, head), a in zip(collectors, heads, activations, strict=True):
+                    collector.add(head(a), labels)
+            final.add(logits, labels)
+    return Observations(
+        split=split_name, exits=tuple(c.result() for c in collectors), final=final.result()
+    )
+
+
+def _check(
+    graph: CutGraph, heads: Sequence[tuple[int, Part, nn.Module]], final_cut: int, final_part: str
+) -> None:
+    if final_cut != graph.num_cuts:
+        raise InferedgeError(
+            f"final classifier at cut {final_cut}: only the backbone's own classifier at its last "
+            f"cut point ({graph.num_cuts}) is supported so far"
+        )
+    previous = 0
+    seen_cloud = False
+    for cut, part, _ in heads:
+        where = f"exit at cut {cut}"
+        if part not in _PARTS:
+            raise InferedgeError(f"{where}: part must be 'edge' or 'cloud', got {part!r}")
+        if not previous < cut < final_cut:
+            raise InferedgeError(
+                f"{where}: exits must be in path order at distinct cuts between 1 and "
+                f"{final_cut - 1}"
+            )
+        if part == "edge" and seen_cloud:
+            raise InferedgeError(f"{where}: an edge exit cannot follow a cloud exit")
+        seen_cloud = seen_cloud or part == "cloud"
+        previous = cut
+    if final_part not in _PARTS:
+        raise InferedgeError(f"final_part must be 'edge' or 'cloud', got {final_part!r}")
+    if final_part == "edge" and seen_cloud:
+        raise InferedgeError("the final classifier cannot run on the edge after a cloud exit")

@@ -1,0 +1,1 @@
+"""Human-readable reports of threshold sweeps: Markdown tables and PNG plots."""

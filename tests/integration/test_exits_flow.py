@@ -1,0 +1,309 @@
+"""The README's exit workflow, command by command, on real digits, into both real stores.
+
+train-backbone -> profile (edge, cloud) -> plan (linear, pareto) -> train-exits -> evaluate ->
+report -> export (local directory and the S3 server) -> verify. Then the ways it must refuse:
+a corrupted artifact, exits of another plan, a head that does not fit, a bad dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferedge.core.manifest import parse_manifest
+from inferedge.storage.artifacts import is_committed, read_manifest
+from inferedge.storage.local import LocalStore
+from tests.clitools import RunCli, assert_one_line_error
+from tests.storage.conftest import make_s3_store
+
+MODEL = "tests.models:small_resnet"
+SHAPE = "3,16,16"
+
+
+def ok(result: object) -> str:
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    return result.stdout  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("flow")
+
+
+@pytest.fixture(scope="module")
+def s3_env(moto_endpoint: str) -> dict[str, str]:
+    bucket = "inferedge-artifacts"
+    make_s3_store(moto_endpoint, bucket=bucket).ensure_bucket()
+    return {
+        **os.environ,
+        "INFEREDGE_S3_ENDPOINT": f"http://{moto_endpoint}",
+        "INFEREDGE_S3_ACCESS_KEY": "testing",
+        "INFEREDGE_S3_SECRET_KEY": "testing",
+    }
+
+
+@pytest.fixture(scope="module")
+def flow(workdir: Path, run_cli_module: RunCli) -> Path:
+    """Run the workflow up to the evaluations once for the module; return its directory."""
+    run, d = run_cli_module, workdir
+    out = ok(
+        run(
+            "train-backbone",
+            MODEL,
+            "--input-shape",
+            SHAPE,
+            "--epochs",
+            "6",
+            "-o",
+            str(d / "backbone.pt"),
+        )
+    )
+    assert "best epoch" in out
+    for name, slowdown in (("cloud", "1"), ("edge", "8")):
+        ok(
+            run(
+                "profile",
+                MODEL,
+                "--input-shape",
+                SHAPE,
+                "--repeats",
+                "3",
+                "--device-name",
+                name,
+                "--emulate-slowdown",
+                slowdown,
+                "-o",
+                str(d / f"{name}.json"),
+            )
+        )
+    for placement in ("linear", "pareto"):
+        ok(
+            run(
+                "plan",
+                "--edge",
+                str(d / "edge.json"),
+                "--cloud",
+                str(d / "cloud.json"),
+                "--strategy",
+                "memory",
+                "--memory-fraction",
+                "0.5",
+                "--placement",
+                placement,
+                "--edge-exits",
+                "2",
+                "--cloud-exits",
+                "1",
+                "-o",
+                str(d / f"plan-{placement}.json"),
+            )
+        )
+        out = ok(
+            run(
+                "train-exits",
+                "--plan",
+                str(d / f"plan-{placement}.json"),
+                "--weights",
+                str(d / "backbone.pt"),
+                "--epochs",
+                "8",
+                "-o",
+                str(d / f"exits-{placement}.pt"),
+            )
+        )
+        assert out.count("exit at cut") == 3
+        ok(
+            run(
+                "evaluate",
+                "--plan",
+                str(d / f"plan-{placement}.json"),
+                "--edge",
+                str(d / "edge.json"),
+                "--cloud",
+                str(d / "cloud.json"),
+                "--weights",
+                str(d / "backbone.pt"),
+                "--exits",
+                str(d / f"exits-{placement}.pt"),
+                "--report-dir",
+                str(d / f"report-{placement}"),
+            )
+        )
+    return d
+
+
+def test_evaluation_reports_every_threshold_and_baseline(flow: Path) -> None:
+    for placement in ("linear", "pareto"):
+        report = flow / f"report-{placement}"
+        evaluation = json.loads((report / "evaluation.json").read_text())
+        test = evaluation["test"]
+        assert [r["threshold"] for r in test["rows"]] == pytest.approx(
+            [0.30 + 0.05 * i for i in range(13)]
+        )
+        assert len(test["exit_cuts"]) == 4  # three exits and the final classifier
+        for baseline in ("edge_only", "cloud_only", "split_no_exits", "oracle"):
+            assert 0.0 <= test[baseline]["accuracy"] <= 1.0
+        assert test["oracle"]["accuracy"] >= max(r["accuracy"] for r in test["rows"])
+        assert test["edge_only"]["offload_rate"] == 0.0
+        assert test["cloud_only"]["offload_rate"] == 1.0
+        # a trained backbone on real digits, not chance
+        assert test["split_no_exits"]["accuracy"] > 0.8
+        assert evaluation["calibration"]["threshold"] in [r["threshold"] for r in test["rows"]]
+        markdown = (report / "report.md").read_text()
+        assert "| edge-only |" in markdown
+        assert "⟵ chosen" in markdown
+        for png in ("accuracy_vs_latency.png", "accuracy_vs_cost.png"):
+            assert (report / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_compares_placements(flow: Path, run_cli_module: RunCli) -> None:
+    out = ok(
+        run_cli_module(
+            "report",
+            str(flow / "report-linear"),
+            str(flow / "report-pareto"),
+            "-o",
+            str(flow / "compare"),
+        )
+    )
+    table = (flow / "compare" / "comparison.md").read_text()
+    assert "| linear |" in table
+    assert "| pareto |" in table
+    assert table in out
+
+
+def test_export_to_local_and_s3_then_verify(
+    flow: Path, run_cli_module: RunCli, s3_env: dict[str, str]
+) -> None:
+    d = flow
+    common = [
+        "--plan",
+        str(d / "plan-pareto.json"),
+        "--weights",
+        str(d / "backbone.pt"),
+        "--exits",
+        str(d / "exits-pareto.pt"),
+        "--evaluation",
+        str(d / "report-pareto"),
+        "--pipeline",
+        "digits",
+    ]
+    plan_hash = json.loads((d / "plan-pareto.json").read_text())["hash"]
+    prefix = f"default/digits/{plan_hash}"
+    for store in (str(d / "store"), "s3://inferedge-artifacts"):
+        out = ok(run_cli_module("export", *common, "--store", store, env=s3_env))
+        assert prefix in out
+        verified = ok(run_cli_module("verify", "--store", store, "--prefix", prefix, env=s3_env))
+        assert "files verified" in verified
+    local = LocalStore(d / "store")
+    assert is_committed(local, prefix)
+    manifest = parse_manifest(read_manifest(local, prefix), "manifest")
+    assert manifest.plan.hash == plan_hash
+    assert manifest.calibration is not None
+    assert {s.end for s in manifest.edge if s.head} | {s.end for s in manifest.cloud if s.head} == {
+        e.cut_index for e in manifest.plan.exits
+    }
+    # a committed set is immutable: exporting again needs --replace, never overwrites silently
+    again = run_cli_module("export", *common, "--store", str(d / "store"))
+    assert_one_line_error(again, prefix, "--replace")
+    ok(run_cli_module("export", *common, "--store", str(d / "store"), "--replace"))
+    assert is_committed(local, prefix)
+
+
+def test_a_corrupted_artifact_is_refused(flow: Path, run_cli_module: RunCli) -> None:
+    d = flow
+    plan_hash = json.loads((d / "plan-linear.json").read_text())["hash"]
+    store = d / "corrupt-store"
+    ok(
+        run_cli_module(
+            "export",
+            "--plan",
+            str(d / "plan-linear.json"),
+            "--weights",
+            str(d / "backbone.pt"),
+            "--exits",
+            str(d / "exits-linear.pt"),
+            "--store",
+            str(store),
+            "--pipeline",
+            "digits",
+        )
+    )
+    segment = next((store / "default" / "digits" / plan_hash / "cloud").glob("segment_*.pt2"))
+    data = bytearray(segment.read_bytes())
+    data[100] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    result = run_cli_module(
+        "verify", "--store", str(store), "--prefix", f"default/digits/{plan_hash}"
+    )
+    assert_one_line_error(result, "sha256 mismatch", segment.name)
+
+
+def test_exits_of_another_plan_are_refused(flow: Path, run_cli_module: RunCli) -> None:
+    d = flow
+    result = run_cli_module(
+        "evaluate",
+        "--plan",
+        str(d / "plan-linear.json"),
+        "--edge",
+        str(d / "edge.json"),
+        "--cloud",
+        str(d / "cloud.json"),
+        "--weights",
+        str(d / "backbone.pt"),
+        "--exits",
+        str(d / "exits-pareto.pt"),
+        "--report-dir",
+        str(d / "wrong"),
+    )
+    assert_one_line_error(result, "exits-pareto.pt: trained for plan")
+
+
+def test_a_head_that_does_not_fit_names_exit_and_layer(flow: Path, run_cli_module: RunCli) -> None:
+    spec = flow / "head.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "layers": [
+                    {"type": "maxpool", "kernel_size": 40},
+                    {"type": "flatten"},
+                    {"type": "linear"},
+                ]
+            }
+        )
+    )
+    result = run_cli_module(
+        "train-exits",
+        "--plan",
+        str(flow / "plan-linear.json"),
+        "--weights",
+        str(flow / "backbone.pt"),
+        "--head-spec",
+        str(spec),
+        "-o",
+        str(flow / "never.pt"),
+    )
+    assert_one_line_error(result, "exit at cut", "layer 0 (maxpool) kernel 40")
+    assert not (flow / "never.pt").exists()
+
+
+def test_a_dataset_with_mismatched_labels_is_refused(
+    flow: Path, run_cli_module: RunCli, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((10, 3, 16, 16), np.float32), y=np.zeros(9, np.int64))
+    result = run_cli_module(
+        "train-backbone",
+        MODEL,
+        "--input-shape",
+        SHAPE,
+        "--dataset",
+        str(bad),
+        "-o",
+        str(tmp_path / "b.pt"),
+    )
+    assert_one_line_error(result, "bad.npz", "10", "9")
