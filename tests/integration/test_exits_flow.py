@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from tests.storage.conftest import make_s3_store
 
 MODEL = "tests.models:small_resnet"
 SHAPE = "3,16,16"
+BUCKET = "inferedge-artifacts"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ok(result: object) -> str:
@@ -36,8 +40,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def s3_env(moto_endpoint: str) -> dict[str, str]:
-    bucket = "inferedge-artifacts"
-    make_s3_store(moto_endpoint, bucket=bucket).ensure_bucket()
+    make_s3_store(moto_endpoint, bucket=BUCKET).ensure_bucket()
     return {
         **os.environ,
         "INFEREDGE_S3_ENDPOINT": f"http://{moto_endpoint}",
@@ -47,93 +50,30 @@ def s3_env(moto_endpoint: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def flow(workdir: Path, run_cli_module: RunCli) -> Path:
-    """Run the workflow up to the evaluations once for the module; return its directory."""
-    run, d = run_cli_module, workdir
-    out = ok(
-        run(
-            "train-backbone",
-            MODEL,
-            "--input-shape",
-            SHAPE,
-            "--epochs",
-            "6",
-            "-o",
-            str(d / "backbone.pt"),
-        )
+def flow(workdir: Path, s3_env: dict[str, str]) -> Path:
+    """Run examples/exits-workflow.sh once for the module, on a small model; return its output."""
+    env = {
+        **s3_env,
+        "MODEL": MODEL,
+        "INPUT_SHAPE": SHAPE,
+        "EPOCHS": "6",
+        "EXIT_EPOCHS": "8",
+        "STRATEGY": "memory",
+        "INFEREDGE": f"{sys.executable} -m inferedge",
+        "S3_STORE": f"s3://{BUCKET}",
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "examples" / "exits-workflow.sh"), str(workdir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
-    assert "best epoch" in out
-    for name, slowdown in (("cloud", "1"), ("edge", "8")):
-        ok(
-            run(
-                "profile",
-                MODEL,
-                "--input-shape",
-                SHAPE,
-                "--repeats",
-                "3",
-                "--device-name",
-                name,
-                "--emulate-slowdown",
-                slowdown,
-                "-o",
-                str(d / f"{name}.json"),
-            )
-        )
-    for placement in ("linear", "pareto"):
-        ok(
-            run(
-                "plan",
-                "--edge",
-                str(d / "edge.json"),
-                "--cloud",
-                str(d / "cloud.json"),
-                "--strategy",
-                "memory",
-                "--memory-fraction",
-                "0.5",
-                "--placement",
-                placement,
-                "--edge-exits",
-                "2",
-                "--cloud-exits",
-                "1",
-                "-o",
-                str(d / f"plan-{placement}.json"),
-            )
-        )
-        out = ok(
-            run(
-                "train-exits",
-                "--plan",
-                str(d / f"plan-{placement}.json"),
-                "--weights",
-                str(d / "backbone.pt"),
-                "--epochs",
-                "8",
-                "-o",
-                str(d / f"exits-{placement}.pt"),
-            )
-        )
-        assert out.count("exit at cut") == 3
-        ok(
-            run(
-                "evaluate",
-                "--plan",
-                str(d / f"plan-{placement}.json"),
-                "--edge",
-                str(d / "edge.json"),
-                "--cloud",
-                str(d / "cloud.json"),
-                "--weights",
-                str(d / "backbone.pt"),
-                "--exits",
-                str(d / f"exits-{placement}.pt"),
-                "--report-dir",
-                str(d / f"report-{placement}"),
-            )
-        )
-    return d
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("files verified") == 2  # the local store and the S3 server
+    return workdir
 
 
 def test_evaluation_reports_every_threshold_and_baseline(flow: Path) -> None:
@@ -176,42 +116,28 @@ def test_report_compares_placements(flow: Path, run_cli_module: RunCli) -> None:
     assert table in out
 
 
-def test_export_to_local_and_s3_then_verify(
-    flow: Path, run_cli_module: RunCli, s3_env: dict[str, str]
+def test_export_committed_to_local_and_s3(
+    flow: Path, run_cli_module: RunCli, moto_endpoint: str
 ) -> None:
     d = flow
-    common = [
-        "--plan",
-        str(d / "plan-pareto.json"),
-        "--weights",
-        str(d / "backbone.pt"),
-        "--exits",
-        str(d / "exits-pareto.pt"),
-        "--evaluation",
-        str(d / "report-pareto"),
-        "--pipeline",
-        "digits",
-    ]
     plan_hash = json.loads((d / "plan-pareto.json").read_text())["hash"]
     prefix = f"default/digits/{plan_hash}"
-    for store in (str(d / "store"), "s3://inferedge-artifacts"):
-        out = ok(run_cli_module("export", *common, "--store", store, env=s3_env))
-        assert prefix in out
-        verified = ok(run_cli_module("verify", "--store", store, "--prefix", prefix, env=s3_env))
-        assert "files verified" in verified
     local = LocalStore(d / "store")
-    assert is_committed(local, prefix)
-    manifest = parse_manifest(read_manifest(local, prefix), "manifest")
-    assert manifest.plan.hash == plan_hash
-    assert manifest.calibration is not None
-    assert {s.end for s in manifest.edge if s.head} | {s.end for s in manifest.cloud if s.head} == {
-        e.cut_index for e in manifest.plan.exits
-    }
+    s3 = make_s3_store(moto_endpoint, bucket=BUCKET)
+    for store in (local, s3):
+        assert is_committed(store, prefix)
+        manifest = parse_manifest(read_manifest(store, prefix), "manifest")
+        assert manifest.plan.hash == plan_hash
+        assert manifest.calibration is not None
+        heads = {s.end for s in (*manifest.edge, *manifest.cloud) if s.head}
+        assert heads == {e.cut_index for e in manifest.plan.exits}
     # a committed set is immutable: exporting again needs --replace, never overwrites silently
-    again = run_cli_module("export", *common, "--store", str(d / "store"))
+    again = run_cli_module(
+        "export", "--plan", str(d / "plan-pareto.json"), "--weights", str(d / "backbone.pt"),
+        "--exits", str(d / "exits-pareto.pt"), "--store", str(d / "store"), "--pipeline",
+        "digits",
+    )  # fmt: skip
     assert_one_line_error(again, prefix, "--replace")
-    ok(run_cli_module("export", *common, "--store", str(d / "store"), "--replace"))
-    assert is_committed(local, prefix)
 
 
 def test_a_corrupted_artifact_is_refused(flow: Path, run_cli_module: RunCli) -> None:
