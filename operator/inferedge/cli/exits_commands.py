@@ -16,7 +16,7 @@ from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError, describe_validation_error
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.manifest import Calibration
-from inferedge.core.plan import Plan
+from inferedge.core.plan import Plan, parse_plan
 from inferedge.core.profile import parse_profile
 from inferedge.core.sweep import DEFAULT_THRESHOLDS, Outcome, SweepReport, choose_threshold, sweep
 
@@ -116,6 +116,11 @@ def schedule_options(epochs: int) -> Callable[[Callable[..., Any]], Callable[...
     return wrap
 
 
+def _schedule(kw: dict[str, Any]) -> dict[str, Any]:
+    """The training-schedule flags, as the train functions take them."""
+    return {k: kw[k] for k in ("epochs", "batch_size", "lr", "seed", "patience")}
+
+
 def _splits(
     dataset: str, shape: tuple[int, ...], num_classes: int | None, kw: dict[str, Any]
 ) -> tuple[Dataset, Splits]:
@@ -158,12 +163,8 @@ def train_backbone(
         result = train(
             loaded.module,
             splits,
-            epochs=kw["epochs"],
-            batch_size=kw["batch_size"],
-            lr=kw["lr"],
-            seed=kw["seed"],
-            patience=kw["patience"],
             progress=progress,
+            **_schedule(kw),
         )
     save_weights(
         loaded.module,
@@ -193,7 +194,7 @@ def _head_spec(head: str, head_spec: Path | None) -> ExitHeadSpec:
 def plan_and_backbone(plan_path: Path, weights: Path) -> tuple[Plan, Backbone]:
     from inferedge.dnn.torch.pipeline import check_plan, load_backbone
 
-    plan = read_model(plan_path, Plan, "plan")
+    plan = parse_plan(plan_path.read_text(encoding="utf-8"), str(plan_path))
     backbone = load_backbone(weights)
     check_plan(plan, backbone, str(plan_path))
     return plan, backbone
@@ -247,12 +248,8 @@ def train_exits(
             backbone.graph,
             [(e.cut_index, e.module) for e in exits],
             splits,
-            epochs=kw["epochs"],
-            batch_size=kw["batch_size"],
-            lr=kw["lr"],
-            seed=kw["seed"],
-            patience=kw["patience"],
             progress=progress,
+            **_schedule(kw),
         )
     save_exits(output, plan, exits)
     for e, val, test in zip(exits, result.val_accuracy, result.test_accuracy, strict=True):
@@ -270,7 +267,7 @@ def render_exits(*, plan_path: Path, head: str, head_spec: Path | None) -> None:
     from inferedge.dnn.torch.graph import build_cut_graph
     from inferedge.dnn.torch.loader import load_model
 
-    plan = read_model(plan_path, Plan, "plan")
+    plan = parse_plan(plan_path.read_text(encoding="utf-8"), str(plan_path))
     spec = _head_spec(head, head_spec)
     model = plan.model
     loaded = load_model(model.source, model.num_classes, model.input_shape)

@@ -50,24 +50,25 @@ class ReLU(_Layer):
     type: Literal["relu"] = "relu"
 
 
-class MaxPool(_Layer):
+class _WindowPool(_Layer):
+    """Pooling with a fixed window; the stride defaults to the window."""
+
+    kernel_size: Size = 2
+    stride: Size | None = Field(default=None, description="Defaults to kernel_size.")
+    padding: int = Field(default=0, ge=0, le=32)
+    ceil_mode: bool = Field(default=False, description="Round the output size up, not down.")
+
+
+class MaxPool(_WindowPool):
     """Max pooling with a fixed window."""
 
     type: Literal["maxpool"] = "maxpool"
-    kernel_size: Size = 2
-    stride: Size | None = Field(default=None, description="Defaults to kernel_size.")
-    padding: int = Field(default=0, ge=0, le=32)
-    ceil_mode: bool = Field(default=False, description="Round the output size up, not down.")
 
 
-class AvgPool(_Layer):
+class AvgPool(_WindowPool):
     """Average pooling with a fixed window."""
 
     type: Literal["avgpool"] = "avgpool"
-    kernel_size: Size = 2
-    stride: Size | None = Field(default=None, description="Defaults to kernel_size.")
-    padding: int = Field(default=0, ge=0, le=32)
-    ceil_mode: bool = Field(default=False, description="Round the output size up, not down.")
 
 
 class AdaptivePool(_Layer):

@@ -12,11 +12,12 @@ import json
 import re
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inferedge.core.calibration import ConfidenceKind
-from inferedge.core.errors import InferedgeError, describe_validation_error
+from inferedge.core.errors import InferedgeError
 from inferedge.core.plan import Plan
+from inferedge.core.versioned import parse_versioned
 
 MANIFEST_SCHEMA_VERSION: Final = "inferedge.io/artifacts/v1"
 MANIFEST_NAME: Final = "manifest.json"
@@ -127,22 +128,14 @@ def dump_manifest(manifest: Manifest) -> bytes:
 
 def parse_manifest(data: bytes, source: str) -> Manifest:
     """Parse and validate manifest bytes; one-line errors name the source and the field."""
-    try:
-        raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{source}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ManifestError(f"{source}: expected a JSON object")
-    version = raw.get("schema_version")
-    if version != MANIFEST_SCHEMA_VERSION:
-        raise ManifestError(
-            f"{source}: schema_version is {version!r}, expected {MANIFEST_SCHEMA_VERSION!r} "
-            "(re-export the artifacts with this version of inferedge)"
-        )
-    try:
-        return Manifest.model_validate(raw)
-    except ValidationError as exc:
-        raise ManifestError(describe_validation_error(exc, source)) from None
+    return parse_versioned(
+        data,
+        source,
+        Manifest,
+        version=MANIFEST_SCHEMA_VERSION,
+        error=ManifestError,
+        hint="re-export the artifacts with this version of inferedge",
+    )
 
 
 def part_steps(plan: Plan, part: Literal["edge", "cloud"]) -> list[tuple[int, int, bool, bool]]:

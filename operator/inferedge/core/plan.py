@@ -9,8 +9,10 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inferedge.core.cost import CostModel
+from inferedge.core.errors import PlanningError
 from inferedge.core.link import Link
 from inferedge.core.placement import PARETO_80_20_ALPHA, Placement
+from inferedge.core.versioned import parse_versioned
 
 PLAN_SCHEMA_VERSION: Final = "inferedge.io/plan/v1"
 MAX_EXITS_PER_PART = 3
@@ -156,3 +158,15 @@ def plan_hash(model: ModelRef, split: int, final_cut: int, exits: tuple[ExitPoin
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_plan(text: str, source: str) -> Plan:
+    """Parse and validate a plan's JSON text (as `inferedge plan -o` writes it)."""
+    return parse_versioned(
+        text,
+        source,
+        Plan,
+        version=PLAN_SCHEMA_VERSION,
+        error=PlanningError,
+        hint="re-run `inferedge plan` with this version",
+    )

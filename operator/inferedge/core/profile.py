@@ -8,12 +8,12 @@ k = K is edge-only. Segment i runs from cut i-1 to cut i.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from inferedge.core.errors import ProfileError, describe_validation_error
+from inferedge.core.errors import ProfileError
+from inferedge.core.versioned import parse_versioned
 
 PROFILE_SCHEMA_VERSION: Final = "inferedge.io/profile/v1"
 
@@ -159,22 +159,14 @@ class DeviceProfile(_Frozen):
 
 def parse_profile(text: str, source: str) -> DeviceProfile:
     """Parse and validate a profile's JSON text; errors name `source` and the field, on one line."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{source}: expected a JSON object, got {type(raw).__name__}")
-    version = raw.get("schema_version")
-    if version != PROFILE_SCHEMA_VERSION:
-        raise ProfileError(
-            f"{source}: schema_version is {version!r}, expected {PROFILE_SCHEMA_VERSION!r} "
-            "(re-run `inferedge profile` with this version)"
-        )
-    try:
-        return DeviceProfile.model_validate(raw)
-    except ValidationError as exc:
-        raise ProfileError(describe_validation_error(exc, source)) from None
+    return parse_versioned(
+        text,
+        source,
+        DeviceProfile,
+        version=PROFILE_SCHEMA_VERSION,
+        error=ProfileError,
+        hint="re-run `inferedge profile` with this version",
+    )
 
 
 def dump_profile(profile: DeviceProfile) -> str:
