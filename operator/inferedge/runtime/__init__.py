@@ -1,0 +1,1 @@
+"""Edge and cloud partition servers: a dataplane independent of its HTTP and NATS entrypoints."""

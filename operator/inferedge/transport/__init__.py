@@ -1,0 +1,1 @@
+"""Messaging: the activation wire format, chunking, and the NATS client and server."""
