@@ -1,0 +1,96 @@
+"""The custom-resource models and the manifest loader: what users write in YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inferedge.api.documents import ManifestFileError, parse_documents
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = (ROOT / "examples" / "digits-pipeline.yaml").read_text()
+
+
+def edited(path: list[str | int], value: object, doc: int = 2) -> str:
+    """The example with one field of document `doc` replaced (or removed if value is ...)."""
+    docs = list(yaml.safe_load_all(EXAMPLE))
+    target = docs[doc]
+    for key in path[:-1]:
+        target = target[key]
+    if value is ...:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return yaml.safe_dump_all(docs)
+
+
+def test_the_example_parses_with_camel_case_fields() -> None:
+    docs = parse_documents(EXAMPLE, "example")
+    (pipeline,) = docs.pipelines
+    assert pipeline.metadata.namespace == "default"
+    assert pipeline.spec.model.input_shape == (3, 16, 16)
+    assert pipeline.spec.exits.placement == "pareto"
+    assert pipeline.spec.exits.head.preset == "sdn"
+    edge = docs.profile(pipeline.spec.edge.profile, "default", "example")
+    assert edge.spec.role == "edge"
+    assert edge.spec.link is not None
+    assert edge.spec.link.bandwidth_mbps == 8
+    assert edge.spec.emulation.memory_mib == 8192
+    dumped = pipeline.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["spec"]["model"]["inputShape"] == (3, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        (["spec", "exits", "edge"], 4, "spec.exits.edge"),
+        (
+            ["spec", "exits", "head"],
+            {"layers": [{"type": "python", "code": "x"}]},
+            "spec.exits.head",
+        ),
+        (["spec", "exits", "head"], {"preset": "sdn", "exec": "rm -rf /"}, "spec.exits.head.exec"),
+        (["spec", "partitioning", "strategy"], "fastest", "spec.partitioning.strategy"),
+        (["spec", "partitioning"], {"strategy": "deadline"}, "needs deadlineMs"),
+        (["spec", "inference"], {"threshold": 0.5, "targetAccuracy": 0.9}, "not both"),
+        (["spec", "cloud", "profile"], "jetson-orin-nano", "different DeviceProfiles"),
+        (["spec", "model", "inputShape"], [3, 0, 16], "inputShape"),
+        (["spec", "model", "unknownField"], 1, "spec.model.unknownField"),
+        (["metadata", "name"], "Not_A_Label", "metadata.name"),
+        (["spec", "edge"], ..., "spec.edge"),
+    ],
+)
+def test_bad_pipelines_name_the_field(path: list[str], value: object, fragment: str) -> None:
+    with pytest.raises(ManifestFileError) as err:
+        parse_documents(edited(path, value), "p.yaml")
+    message = str(err.value)
+    assert message.startswith("p.yaml document 3 InferencePipeline")
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_wrong_api_version_and_kind_are_named() -> None:
+    with pytest.raises(ManifestFileError, match=r"apiVersion is 'inferedge\.io/v2'"):
+        parse_documents(edited(["apiVersion"], "inferedge.io/v2"), "p.yaml")
+    with pytest.raises(ManifestFileError, match="kind is 'Pipeline', expected one of"):
+        parse_documents(edited(["kind"], "Pipeline"), "p.yaml")
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    with pytest.raises(ManifestFileError, match=r"p\.yaml: not valid YAML at line 3"):
+        parse_documents("a: 1\nb: [\n", "p.yaml")
+
+
+def test_missing_profile_lists_what_exists() -> None:
+    docs = parse_documents(EXAMPLE, "p.yaml")
+    with pytest.raises(
+        ManifestFileError, match=r"no DeviceProfile 'orin' .*found: jetson-orin-nano"
+    ):
+        docs.profile("orin", "default", "p.yaml")
+
+
+def test_device_profile_checks_batch_sizes() -> None:
+    with pytest.raises(ManifestFileError, match="batchSizes must be distinct"):
+        parse_documents(edited(["spec", "profiling", "batchSizes"], [1, 1], doc=0), "p.yaml")
