@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from inferedge.cli.exits_commands import existing_file, load_evaluation, plan_and_backbone
+from inferedge.cli.exits_commands import existing_file, plan_and_backbone
 from inferedge.core.manifest import parse_manifest
 from inferedge.core.plan import Plan
 
@@ -56,13 +56,14 @@ def export(
     exits = load_exits(exits_path, plan)
     calibration = None
     if evaluation is not None:
+        from inferedge.local.evaluation import load_evaluation
+
         loaded = load_evaluation(evaluation)
-        if loaded["plan"]["hash"] != plan.hash:
+        if loaded.plan.hash != plan.hash:
             raise click.BadParameter(
-                f"evaluates plan {loaded['plan']['hash']}, not {plan.hash}",
-                param_hint="'--evaluation'",
+                f"evaluates plan {loaded.plan.hash}, not {plan.hash}", param_hint="'--evaluation'"
             )
-        calibration = loaded["calibration"]
+        calibration = loaded.calibration
     target = open_store(store)
     prefix, manifest = export_to_store(
         plan,

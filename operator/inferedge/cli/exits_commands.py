@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,10 +14,9 @@ from inferedge.cli.views import print_renderable, progress_bar, sweep_table
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError, describe_validation_error
 from inferedge.core.exits import ExitHeadSpec
-from inferedge.core.manifest import Calibration
 from inferedge.core.plan import Plan, parse_plan
 from inferedge.core.profile import parse_profile
-from inferedge.core.sweep import DEFAULT_THRESHOLDS, Outcome, SweepReport, choose_threshold, sweep
+from inferedge.core.sweep import DEFAULT_THRESHOLDS
 
 if TYPE_CHECKING:
     from inferedge.dnn.data import Dataset, Splits
@@ -280,18 +278,6 @@ def render_exits(*, plan_path: Path, head: str, head_spec: Path | None) -> None:
         click.echo(torch_source(layers, e.shape, model.num_classes, f"ExitAtCut{e.cut_index}"))
 
 
-def _calibration(report: SweepReport, chosen: Outcome, kind: ConfidenceKind) -> Calibration:
-    return Calibration(
-        confidence=kind,
-        threshold=chosen.threshold or 0.0,
-        split=report.split,
-        accuracy=chosen.accuracy,
-        exit_accuracy=dict(zip(report.exit_cuts, report.exit_accuracy, strict=True)),
-        expected_latency_ms=chosen.latency_ms,
-        offload_rate=chosen.offload_rate,
-    )
-
-
 @click.command()
 @click.option("--plan", "plan_path", type=existing_file, required=True)
 @click.option("--edge", "edge_path", type=existing_file, required=True)
@@ -350,78 +336,30 @@ def evaluate(
     edge-only, cloud-only, split-without-exits and the oracle. Writes evaluation.json,
     report.md and PNG plots to --report-dir.
     """
-    from inferedge.dnn.torch.pipeline import head_costs, load_exits, observe_exits
-    from inferedge.report.markdown import sweep_markdown
-    from inferedge.report.plots import plot_sweeps
+    from inferedge.dnn.torch.pipeline import load_exits
+    from inferedge.local.evaluation import Criteria, evaluate_plan, write_evaluation
 
     plan, backbone = plan_and_backbone(plan_path, weights)
-    edge = parse_profile(edge_path.read_text(encoding="utf-8"), str(edge_path))
-    cloud = parse_profile(cloud_path.read_text(encoding="utf-8"), str(cloud_path))
+    edge, cloud = (
+        parse_profile(p.read_text(encoding="utf-8"), str(p)) for p in (edge_path, cloud_path)
+    )
     exits = load_exits(exits_path, plan)
     _, splits = _splits(dataset, backbone.info.input_shape, backbone.info.num_classes, kw)
-    costs = head_costs(plan, exits)
-    grid = thresholds or DEFAULT_THRESHOLDS
-    reports = {}
-    for name, data in (("val", splits.val), ("test", splits.test)):
-        observed = observe_exits(plan, backbone, exits, data, name)
-        reports[name] = sweep(
-            plan, edge, cloud, observed, costs, thresholds=grid, confidence=confidence
-        )
-    val, test = reports["val"], reports["test"]
-    target = (
-        target_accuracy
-        if target_accuracy is not None
-        else val.split_no_exits.accuracy - max_accuracy_drop
+    criteria = Criteria(
+        confidence=confidence,
+        thresholds=thresholds or DEFAULT_THRESHOLDS,
+        target_accuracy=target_accuracy,
+        max_accuracy_drop=max_accuracy_drop,
+        objective=objective,
     )
-    met = True
-    try:
-        chosen_val = choose_threshold(val, target, objective)
-    except InferedgeError as exc:
-        met = False
-        chosen_val = max(val.rows, key=lambda r: (r.accuracy, -(r.threshold or 0.0)))
-        click.echo(f"warning: {exc}; using the most accurate threshold instead", err=True)
-    chosen = next(r for r in test.rows if r.threshold == chosen_val.threshold)
-    name = label or plan.request.placement
-    report_dir.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "label": name,
-        "plan": plan.model_dump(mode="json"),
-        "target_accuracy": target,
-        "target_met": met,
-        "objective": objective,
-        "calibration": _calibration(test, chosen, confidence).model_dump(mode="json"),
-        "val": val.model_dump(mode="json"),
-        "test": test.model_dump(mode="json"),
-    }
-    (report_dir / EVALUATION_FILE).write_text(json.dumps(payload, indent=2) + "\n")
-    (report_dir / "report.md").write_text(
-        f"# Threshold sweep: {plan.model.name}, {name} placement\n\n"
-        f"c_thr chosen on the validation split: {chosen.threshold:.2f} "
-        f"({objective}, target accuracy {target:.4f}{'' if met else ', not met'}).\n\n"
-        + sweep_markdown(f"{name}: test split", test, chosen)
-        + "\n"
-        + sweep_markdown(f"{name}: validation split", val, chosen_val)
+    evaluation = evaluate_plan(
+        plan, backbone, exits, profiles=(edge, cloud), splits=splits, criteria=criteria, label=label
     )
-    plots = plot_sweeps([(name, test)], report_dir)
-    print_renderable(sweep_table(test, chosen))
-    click.echo(
-        f"wrote {report_dir / EVALUATION_FILE}, report.md, {', '.join(p.name for p in plots)}"
-    )
-
-
-def load_evaluation(directory: Path) -> dict[str, Any]:
-    """An `evaluate` output directory's evaluation.json, validated."""
-    path = directory / EVALUATION_FILE if directory.is_dir() else directory
-    if not path.is_file():
-        raise InferedgeError(f"{path}: no evaluation found (run `inferedge evaluate` first)")
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        raw["test"] = SweepReport.model_validate(raw["test"])
-        raw["val"] = SweepReport.model_validate(raw["val"])
-        raw["calibration"] = Calibration.model_validate(raw["calibration"])
-    except (KeyError, ValidationError) as exc:
-        raise InferedgeError(f"{path}: not an inferedge evaluation ({exc})") from None
-    return raw  # type: ignore[no-any-return]
+    if evaluation.target_missed:
+        click.echo(f"warning: {evaluation.target_missed}; using the most accurate one", err=True)
+    written = write_evaluation(evaluation, report_dir)
+    print_renderable(sweep_table(evaluation.test, evaluation.chosen("test")))
+    click.echo(f"wrote {', '.join(str(p) for p in written)}")
 
 
 @click.command()
@@ -431,15 +369,12 @@ def load_evaluation(directory: Path) -> dict[str, Any]:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 def report(*, evaluations: tuple[Path, ...], output: Path) -> None:
     """Compare several evaluations (e.g. linear against pareto placement) in one table and plots."""
+    from inferedge.local.evaluation import load_evaluation
     from inferedge.report.markdown import comparison_markdown
     from inferedge.report.plots import plot_sweeps
 
     loaded = [load_evaluation(p) for p in evaluations]
-    entries = []
-    for item in loaded:
-        test: SweepReport = item["test"]
-        chosen = next(r for r in test.rows if r.threshold == item["calibration"].threshold)
-        entries.append((str(item["label"]), test, chosen))
+    entries = [(e.label, e.test, e.chosen("test")) for e in loaded]
     output.mkdir(parents=True, exist_ok=True)
     table = comparison_markdown(entries)
     (output / "comparison.md").write_text(table)

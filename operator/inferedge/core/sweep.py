@@ -293,3 +293,17 @@ def choose_threshold(
         return (value, -(r.threshold or 0.0))
 
     return min(meeting, key=key)
+
+
+def choose_or_most_accurate(
+    report: SweepReport, target_accuracy: float, objective: str = "latency"
+) -> tuple[Outcome, str | None]:
+    """`choose_threshold`, or, when no threshold meets the target, the most accurate one.
+
+    The second value is None when the target was met, else the reason it was not.
+    """
+    try:
+        return choose_threshold(report, target_accuracy, objective), None
+    except InferedgeError as exc:
+        best = max(report.rows, key=lambda r: (r.accuracy, -(r.threshold or 0.0)))
+        return best, str(exc)
