@@ -94,3 +94,18 @@ def test_missing_profile_lists_what_exists() -> None:
 def test_device_profile_checks_batch_sizes() -> None:
     with pytest.raises(ManifestFileError, match="batchSizes must be distinct"):
         parse_documents(edited(["spec", "profiling", "batchSizes"], [1, 1], doc=0), "p.yaml")
+
+
+def test_plan_request_takes_the_edge_link_unless_the_pipeline_overrides_it() -> None:
+    from inferedge.api.convert import plan_request
+
+    docs = parse_documents(EXAMPLE, "p.yaml")
+    (pipeline,) = docs.pipelines
+    edge = docs.profile("jetson-orin-nano", "default", "p.yaml").spec
+    request = plan_request(pipeline.spec, edge)
+    assert (request.link.bandwidth_mbps, request.link.rtt_ms) == (8, 40)
+    assert (request.edge_exits, request.cloud_exits, request.placement) == (2, 1, "pareto")
+    overridden = parse_documents(
+        edited(["spec", "partitioning"], {"link": {"bandwidthMbps": 20, "rttMs": 5}}), "p.yaml"
+    ).pipelines[0]
+    assert plan_request(overridden.spec, edge).link.bandwidth_mbps == 20

@@ -42,6 +42,21 @@ class Evaluation(BaseModel):
     val: SweepReport
     test: SweepReport
 
+    def with_threshold(self, threshold: float) -> Evaluation:
+        """The same evaluation with c_thr fixed by the user rather than chosen."""
+        row = next((r for r in self.test.rows if r.threshold == threshold), None)
+        if row is None:
+            raise InferedgeError(f"threshold {threshold} was not swept")
+        calibration = self.calibration.model_copy(
+            update={
+                "threshold": threshold,
+                "accuracy": row.accuracy,
+                "expected_latency_ms": row.latency_ms,
+                "offload_rate": row.offload_rate,
+            }
+        )
+        return self.model_copy(update={"calibration": calibration, "target_missed": None})
+
     def chosen(self, split: str = "test") -> Outcome:
         """The operating point at the chosen threshold on `split`."""
         report = self.test if split == "test" else self.val

@@ -1,0 +1,222 @@
+"""`inferedge run`: one InferencePipeline manifest, every step, on this machine.
+
+This module holds the steps up to published artifacts: data, backbone, the two device profiles
+(emulated as each DeviceProfile's `emulation` says), the plan, exit training, calibration and
+export into a local store. Each step writes its output under the run directory, so a run can be
+inspected (and its files fed to the individual `inferedge` commands) afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from inferedge.api.convert import plan_request
+from inferedge.api.device_profile import DeviceProfile as DeviceProfileResource
+from inferedge.api.documents import Documents, ManifestFileError
+from inferedge.api.pipeline import InferencePipeline
+from inferedge.core.manifest import Manifest
+from inferedge.core.plan import Plan
+from inferedge.core.planner import make_plan
+from inferedge.core.profile import DeviceProfile, dump_profile
+from inferedge.core.sweep import DEFAULT_THRESHOLDS
+from inferedge.dnn.backend import ProfileRequest, get_backend
+from inferedge.dnn.data import split_dataset
+from inferedge.dnn.torch.loader import load_model
+from inferedge.dnn.torch.pipeline import build_exits, load_backbone, save_exits
+from inferedge.dnn.torch.train import train_backbone, train_exits
+from inferedge.dnn.torch.weights import save_weights
+from inferedge.local.data import resolve_dataset
+from inferedge.local.evaluation import Criteria, Evaluation, evaluate_plan, write_evaluation
+from inferedge.local.export import export_to_store
+from inferedge.storage import open_store
+
+MIB = 1024 * 1024
+Progress = Callable[[int, int], None]
+
+
+class Reporter(Protocol):
+    """Where a run tells the user what it is doing."""
+
+    def info(self, text: str) -> None:
+        """One line of news."""
+
+    def progress(self, title: str) -> AbstractContextManager[Progress]:
+        """A progress bar for one long step; yields its `progress(done, total)` callback."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the preparation steps produced."""
+
+    pipeline: InferencePipeline
+    edge: DeviceProfile
+    cloud: DeviceProfile
+    plan: Plan
+    evaluation: Evaluation
+    store_uri: str
+    prefix: str
+    manifest: Manifest
+    out: Path
+
+
+def _device(
+    docs: Documents, pipeline: InferencePipeline, role: str, source: str
+) -> DeviceProfileResource:
+    ref = pipeline.spec.edge if role == "edge" else pipeline.spec.cloud
+    found = docs.profile(ref.profile, pipeline.metadata.namespace, source)
+    if found.spec.role != role:
+        raise ManifestFileError(
+            f"{source}: spec.{role}.profile {ref.profile!r} is a DeviceProfile of role "
+            f"{found.spec.role!r}, expected {role!r}"
+        )
+    return found
+
+
+def prepare(
+    docs: Documents, pipeline: InferencePipeline, out: Path, reporter: Reporter, source: str
+) -> Prepared:
+    """Run every step up to committed artifacts, writing each step's output under `out`."""
+    spec = pipeline.spec
+    devices = {role: _device(docs, pipeline, role, source) for role in ("edge", "cloud")}
+    shape = spec.model.input_shape
+    if len(shape) != 3:
+        raise ManifestFileError(f"{source}: spec.model.inputShape must be [C, H, W], got {shape}")
+    out.mkdir(parents=True, exist_ok=True)
+    data_ref = spec.dataset.uri or spec.dataset.name
+    data = resolve_dataset(data_ref, (shape[0], shape[1], shape[2]), spec.model.num_classes)
+    splits = split_dataset(
+        data, spec.dataset.val_fraction, spec.dataset.test_fraction, spec.dataset.seed
+    )
+    reporter.info(
+        f"data: {data.name}, {len(splits.train)} train / {len(splits.val)} val / "
+        f"{len(splits.test)} test samples, {data.num_classes} classes"
+    )
+    seed = spec.dataset.seed
+    weights = out / "backbone.pt"
+    torch.manual_seed(seed)
+    model = load_model(spec.model.name, data.num_classes, shape)
+    schedule = spec.dataset.backbone_training
+    with reporter.progress(f"training {spec.model.name} on {data.name}") as progress:
+        trained = train_backbone(
+            model.module,
+            splits,
+            epochs=schedule.epochs,
+            batch_size=schedule.batch_size,
+            lr=schedule.learning_rate,
+            seed=seed,
+            patience=schedule.patience,
+            progress=progress,
+        )
+    save_weights(
+        model.module,
+        weights,
+        model_ref=spec.model.name,
+        num_classes=data.num_classes,
+        input_shape=shape,
+    )
+    reporter.info(
+        f"backbone: test accuracy {trained.test_accuracy:.2%} after {len(trained.history)} "
+        f"epochs ({trained.seconds:.0f} s)"
+    )
+    backbone = load_backbone(weights)
+
+    profiles: dict[str, DeviceProfile] = {}
+    backend = get_backend(spec.model.framework)
+    for role, device in devices.items():
+        settings = device.spec.profiling
+        emulation = device.spec.emulation
+        request = ProfileRequest(
+            model_ref=spec.model.name,
+            num_classes=data.num_classes,
+            input_shape=shape,
+            batch_sizes=settings.batch_sizes,
+            warmup=settings.warmup,
+            repeats=settings.repeats,
+            device_name=device.metadata.name,
+            emulate_slowdown=emulation.slowdown,
+            memory_bytes=emulation.memory_mib * MIB if emulation.memory_mib else None,
+        )
+        with reporter.progress(f"profiling {role} ({device.metadata.name})") as progress:
+            profiles[role] = backend.profile(request, progress)
+        (out / f"{role}-profile.json").write_text(dump_profile(profiles[role]))
+
+    plan = make_plan(profiles["edge"], profiles["cloud"], plan_request(spec, devices["edge"].spec))
+    (out / "plan.json").write_text(plan.model_dump_json(indent=2) + "\n")
+    reporter.info(
+        f"plan {plan.hash}: split after cut {plan.split} ({plan.split_name}), exits at "
+        f"{[e.cut_index for e in plan.exits]}, predicted {plan.final_latency_ms:.1f} ms full path"
+    )
+
+    exits = build_exits(plan, backbone, spec.exits.head, seed)
+    if exits:
+        head_schedule = spec.exits.training
+        with reporter.progress(f"training {len(exits)} exits") as progress:
+            train_exits(
+                backbone.graph,
+                [(e.cut_index, e.module) for e in exits],
+                splits,
+                epochs=head_schedule.epochs,
+                batch_size=head_schedule.batch_size,
+                lr=head_schedule.learning_rate,
+                seed=seed,
+                patience=head_schedule.patience,
+                progress=progress,
+            )
+    save_exits(out / "exits.pt", plan, exits)
+
+    inference = spec.inference
+    fixed = inference.threshold
+    criteria = Criteria(
+        confidence=inference.confidence,
+        thresholds=tuple(sorted({*DEFAULT_THRESHOLDS, *((fixed,) if fixed is not None else ())})),
+        target_accuracy=inference.target_accuracy,
+        max_accuracy_drop=inference.max_accuracy_drop,
+        objective=inference.objective,
+    )
+    evaluation = evaluate_plan(
+        plan,
+        backbone,
+        exits,
+        profiles=(profiles["edge"], profiles["cloud"]),
+        splits=splits,
+        criteria=criteria,
+        label=spec.exits.placement,
+    )
+    if fixed is not None:
+        evaluation = evaluation.with_threshold(fixed)
+    write_evaluation(evaluation, out / "report")
+    chosen = evaluation.chosen("test")
+    reporter.info(
+        f"calibration: c_thr {evaluation.calibration.threshold:.2f} gives {chosen.accuracy:.2%} "
+        f"test accuracy, {chosen.offload_rate:.0%} offloaded, {chosen.latency_ms:.1f} ms expected"
+    )
+
+    store = open_store(str(out / "store"))
+    prefix, manifest = export_to_store(
+        plan,
+        backbone,
+        exits,
+        evaluation.calibration,
+        store,
+        namespace=pipeline.metadata.namespace,
+        pipeline=pipeline.metadata.name,
+        replace=True,
+    )
+    reporter.info(f"artifacts: {len(manifest.files)} files under {store.uri}/{prefix}")
+    return Prepared(
+        pipeline=pipeline,
+        edge=profiles["edge"],
+        cloud=profiles["cloud"],
+        plan=plan,
+        evaluation=evaluation,
+        store_uri=store.uri,
+        prefix=prefix,
+        manifest=manifest,
+        out=out,
+    )
