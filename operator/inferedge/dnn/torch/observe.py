@@ -6,17 +6,16 @@ on everything is pure arithmetic in `inferedge.core`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from inferedge.core.calibration import ExitObservations, Observations
 from inferedge.core.errors import InferedgeError
 from inferedge.dnn.data import Dataset
+from inferedge.dnn.torch.confidence import softmax_stats
 from inferedge.dnn.torch.exits import Taps, frozen
 from inferedge.dnn.torch.graph import CutGraph
 
@@ -36,15 +35,10 @@ class _Collector:
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         labels = labels.to(logits.device)
-        log_p = F.log_softmax(logits.double(), dim=1)
-        p = log_p.exp()
-        num_classes = logits.shape[1]
-        # With one class there is nothing to be unsure about: the entropy is 0.
-        scale = math.log(num_classes) if num_classes > 1 else 1.0
-        entropy = (-(p * log_p).sum(1) / scale).clamp(0.0, 1.0)
-        self.max_softmax += p.max(1).values.tolist()
+        top, entropy, prediction = softmax_stats(logits)
+        self.max_softmax += top.tolist()
         self.entropy += entropy.tolist()
-        self.correct += (logits.argmax(1) == labels).tolist()
+        self.correct += (prediction == labels).tolist()
 
     def result(self) -> ExitObservations:
         return ExitObservations(

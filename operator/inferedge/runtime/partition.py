@@ -1,0 +1,249 @@
+"""A loaded partition: one part of a plan, run segment by segment with its exits tested in turn.
+
+Rows of a batch leave independently: after each exit the rows confident enough are answered and
+only the rest run on, so one hard sample never makes its batch-mates pay for the deep layers.
+The thresholds come from the caller, so a live threshold change needs no reload.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import torch
+
+from inferedge.core.calibration import ConfidenceKind
+from inferedge.core.errors import InferedgeError
+from inferedge.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
+from inferedge.core.plan import Part
+from inferedge.dnn.torch.confidence import softmax_stats
+from inferedge.dnn.torch.export import ArtifactLoadError, LoadedStep, load_part
+from inferedge.runtime.policy import Candidate, should_exit
+from inferedge.storage.artifacts import fetch, read_manifest
+from inferedge.storage.base import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+DTYPE: Final = np.float32
+
+
+class PartitionError(InferedgeError):
+    """A partition cannot be loaded or cannot run the input it was given."""
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """The answer for one sample: which class, how sure, and which exit gave it."""
+
+    prediction: int
+    confidence: float
+    exit_index: int
+    cut_index: int
+
+
+@dataclass(frozen=True)
+class EdgeOutcome:
+    """What the edge part made of a batch.
+
+    `answers[i]` is row i's answer when an edge exit (or an edge-side final classifier) gave
+    one, else None; the rows left are `pending`, in order, with their activations at the split
+    stacked in `activation` and what every edge exit said about them in `candidates`.
+    """
+
+    answers: tuple[RowResult | None, ...]
+    pending: tuple[int, ...]
+    activation: np.ndarray
+    candidates: tuple[tuple[Candidate, ...], ...]
+
+
+def exit_confidence(logits: torch.Tensor, kind: ConfidenceKind) -> tuple[list[float], list[int]]:
+    """Per-row confidence in [0, 1] and predicted class of a batch of logits.
+
+    Computed in float64 exactly as calibration observed it (max softmax, or 1 - entropy
+    normalised by log(classes)), so a threshold chosen offline means the same thing here.
+    """
+    top, entropy, prediction = softmax_stats(logits)
+    confidence = top if kind == "max_softmax" else 1.0 - entropy
+    return confidence.tolist(), prediction.tolist()
+
+
+@dataclass
+class _Walk:
+    """The state of a batch going through a part's steps."""
+
+    activation: torch.Tensor
+    rows: list[int]
+    answers: list[RowResult | None]
+    seen: list[list[Candidate]]
+
+
+class Partition:
+    """One part ('edge' or 'cloud') of an exported plan, loaded and verified, ready to run."""
+
+    def __init__(self, manifest: Manifest, part: Part, steps: Sequence[LoadedStep]) -> None:
+        plan = manifest.plan
+        expected = manifest.edge if part == "edge" else manifest.cloud
+        if tuple(s.step for s in steps) != expected:
+            raise PartitionError(f"the loaded steps are not the {part} steps of plan {plan.hash}")
+        self.manifest = manifest
+        self.part: Part = part
+        self.steps = tuple(steps)
+        self.kind: ConfidenceKind = (
+            manifest.calibration.confidence if manifest.calibration else "max_softmax"
+        )
+        files = {f.name: f for f in manifest.files}
+        if steps:
+            self.input_shape = files[steps[0].step.segment].input_shape
+            self.output_shape = files[steps[-1].step.segment].output_shape
+        else:
+            # An empty edge part (a cloud-only plan) forwards the model input untouched.
+            self.input_shape = self.output_shape = plan.model.input_shape
+        ordered = sorted(plan.exits, key=lambda e: e.cut_index)
+        self._exit_cuts = [e.cut_index for e in ordered]
+        self._exit_index = {cut: i for i, cut in enumerate(self._exit_cuts)}
+        self.final_exit_index = len(ordered)
+        last = steps[-1] if steps else None
+        ends_in_logits = last is not None and last.step.final and last.head is None
+        if ends_in_logits and self.output_shape != (plan.model.num_classes,):
+            raise PartitionError(
+                f"plan {plan.hash}: the {part} part ends at the final cut with output "
+                f"{self.output_shape}, not {plan.model.num_classes} class scores"
+            )
+
+    @property
+    def plan_hash(self) -> str:
+        """The hash of the plan this partition belongs to."""
+        return self.manifest.plan.hash
+
+    @property
+    def answers_everything(self) -> bool:
+        """True when this part ends at the final classifier, so no row is left pending."""
+        return bool(self.steps) and self.steps[-1].step.final
+
+    def exit_index_of(self, cut_index: int) -> int:
+        """The path-order index of the exit at `cut_index` (KeyError if none is there)."""
+        return self._exit_index[cut_index]
+
+    def _exit_ids(self, step: LoadedStep) -> tuple[int, int]:
+        """(exit index in path order, cut index) of the classifier at the end of `step`."""
+        if step.step.final and step.head is None:
+            return self.final_exit_index, step.step.end
+        return self.exit_index_of(step.step.end), step.step.end
+
+    def exit_cut(self, exit_index: int) -> int:
+        """The cut index of the exit at `exit_index` (path order over the whole plan)."""
+        if exit_index == self.final_exit_index:
+            return self.manifest.plan.final_cut
+        return self._exit_cuts[exit_index]
+
+    def batch(self, x: np.ndarray) -> np.ndarray:
+        """`x` as a C-contiguous float32 batch of this part's input shape (one sample gains the
+        batch axis); PartitionError naming the expected shape otherwise."""
+        if x.dtype.kind not in "fiu":
+            raise PartitionError(f"input must hold real numbers, got dtype {x.dtype}")
+        if x.ndim == len(self.input_shape):
+            x = x[np.newaxis]
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            shape = ", ".join(map(str, self.input_shape))
+            raise PartitionError(f"input shape must be [N, {shape}], got {list(x.shape)}")
+        if x.shape[0] < 1:
+            raise PartitionError("input holds no sample")
+        x = np.ascontiguousarray(x, dtype=DTYPE)
+        # torch warns on read-only memory (e.g. a decoded network buffer), so copy that.
+        return x if x.flags.writeable else x.copy()
+
+    def run_edge(self, x: np.ndarray, threshold: float) -> EdgeOutcome:
+        """Run the edge part on a batch, answering each row at the first exit confident enough.
+
+        Rows no exit answered come back as their activations at the split, with every edge
+        exit's opinion of them, for the cloud (or for a degraded answer when it fails).
+        """
+        x = self.batch(x)
+        walk = self._walk(x, [threshold] * x.shape[0])
+        return EdgeOutcome(
+            answers=tuple(walk.answers),
+            pending=tuple(walk.rows),
+            activation=walk.activation.contiguous().numpy()
+            if walk.rows
+            else np.empty((0, *self.output_shape), DTYPE),
+            candidates=tuple(tuple(walk.seen[row]) for row in walk.rows),
+        )
+
+    def run_cloud(self, x: np.ndarray, thresholds: Sequence[float]) -> list[RowResult]:
+        """Continue a batch of split activations to an answer per row.
+
+        Each row may stop at a cloud exit when its confidence reaches `thresholds[row]`; the
+        rest run on to the final classifier, which always answers.
+        """
+        x = self.batch(x)
+        if len(thresholds) != x.shape[0]:
+            raise PartitionError(f"{x.shape[0]} rows but {len(thresholds)} thresholds")
+        if not self.answers_everything:
+            raise PartitionError(f"the {self.part} part of plan {self.plan_hash} has no classifier")
+        answers = self._walk(x, list(thresholds)).answers
+        return [a for a in answers if a is not None]
+
+    def _walk(self, x: np.ndarray, thresholds: list[float]) -> _Walk:
+        n = x.shape[0]
+        walk = _Walk(
+            activation=torch.from_numpy(x),
+            rows=list(range(n)),
+            answers=[None] * n,
+            seen=[[] for _ in range(n)],
+        )
+        with torch.inference_mode():
+            for loaded in self.steps:
+                walk.activation = loaded.segment(walk.activation)
+                if loaded.head is not None or loaded.step.final:
+                    self._test_exit(loaded, walk, thresholds)
+                    if not walk.rows:
+                        break
+        return walk
+
+    def _test_exit(self, loaded: LoadedStep, walk: _Walk, thresholds: list[float]) -> None:
+        logits = walk.activation if loaded.head is None else loaded.head(walk.activation)
+        confidences, predictions = exit_confidence(logits, self.kind)
+        exit_index, cut_index = self._exit_ids(loaded)
+        keep: list[int] = []
+        for position, row in enumerate(walk.rows):
+            confidence, prediction = confidences[position], predictions[position]
+            if loaded.step.final or should_exit(confidence, thresholds[row]):
+                walk.answers[row] = RowResult(prediction, confidence, exit_index, cut_index)
+            else:
+                walk.seen[row].append(Candidate(exit_index, confidence, prediction))
+                keep.append(position)
+        if len(keep) < len(walk.rows):
+            walk.rows = [walk.rows[k] for k in keep]
+            walk.activation = walk.activation[keep]
+
+
+def load_partition(store: ArtifactStore, prefix: str, part: Part, cache_dir: Path) -> Partition:
+    """Load one part of the artifact set under `prefix`, verified, through a local cache.
+
+    Files are kept under `cache_dir/<plan-hash>/`, so a restart or a second replica on the same
+    node downloads nothing; every file is checked against the manifest's sha256 on load, and a
+    cached file that fails the check is downloaded again once.
+    """
+    source = f"{store.uri}/{prefix.rstrip('/')}/{MANIFEST_NAME}"
+    manifest = parse_manifest(read_manifest(store, prefix), source)
+    plan_hash = manifest.plan.hash
+    if prefix.rstrip("/").rsplit("/", 1)[-1] != plan_hash:
+        raise PartitionError(f"{source}: holds plan {plan_hash}, but its prefix names another")
+    root = cache_dir / plan_hash
+    digests = manifest.digests()
+    steps = manifest.edge if part == "edge" else manifest.cloud
+    names = sorted({n for s in steps for n in (s.segment, s.head) if n is not None})
+    missing = {n: digests[n] for n in names if not (root / n).is_file()}
+    if missing:
+        fetch(store, prefix, root, missing)
+    try:
+        loaded = load_part(manifest, part, root)
+    except ArtifactLoadError as exc:
+        log.warning("%s: cached %s part is unusable (%s); downloading it again", root, part, exc)
+        fetch(store, prefix, root, {n: digests[n] for n in names})
+        loaded = load_part(manifest, part, root)
+    return Partition(manifest, part, loaded)

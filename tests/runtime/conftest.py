@@ -1,0 +1,120 @@
+"""Real partitions for the runtime tests: a small residual CNN, profiled, planned, exported.
+
+Built once per session into a local artifact store, under three plans: `main` (two exits on each
+side), `other` (one on each side, for hot swaps and plan mismatches) and `no-edge-exit` (none on
+the edge, so a failed offload has nothing to fall back on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inferedge.core.exits import ExitHeadSpec
+from inferedge.core.plan import Part, Plan, PlanRequest
+from inferedge.core.planner import make_plan
+from inferedge.core.profile import DeviceProfile
+from inferedge.dnn.backend import ProfileRequest
+from inferedge.dnn.torch.backend import TorchBackend
+from inferedge.dnn.torch.graph import build_cut_graph
+from inferedge.dnn.torch.loader import load_model
+from inferedge.dnn.torch.pipeline import Backbone, build_exits
+from inferedge.dnn.torch.weights import WeightsInfo
+from inferedge.local.export import export_to_store
+from inferedge.runtime.partition import Partition, load_partition
+from inferedge.storage.local import LocalStore
+
+MODEL = "tests.models:small_resnet"
+SHAPE = (3, 16, 16)
+CLASSES = 10
+PLANS = {
+    "main": PlanRequest(strategy="memory", memory_fraction=0.5, edge_exits=2, cloud_exits=2),
+    "other": PlanRequest(strategy="memory", memory_fraction=0.5, edge_exits=1, cloud_exits=1),
+    "no-edge-exit": PlanRequest(
+        strategy="memory", memory_fraction=0.5, edge_exits=0, cloud_exits=1
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Exported:
+    """The session's artifact store, what is in it, and the model it was cut from."""
+
+    store: LocalStore
+    prefixes: dict[str, str]
+    plans: dict[str, Plan]
+    model: nn.Module
+    cache: Path
+
+    def load(self, plan: str, part: Part) -> Partition:
+        """Load one part of one plan through the shared download cache."""
+        return load_partition(self.store, self.prefixes[plan], part, self.cache)
+
+    def predict(self, x: np.ndarray) -> list[int]:
+        """The full model's argmax, the answer the final classifier must give."""
+        with torch.inference_mode():
+            predictions: list[int] = self.model(torch.from_numpy(x)).argmax(1).tolist()
+        return predictions
+
+
+def _profiles() -> tuple[DeviceProfile, DeviceProfile]:
+    base = {"model_ref": MODEL, "num_classes": CLASSES, "input_shape": SHAPE,
+            "batch_sizes": (1,), "warmup": 0, "repeats": 1}  # fmt: skip
+    backend = TorchBackend()
+    cloud = backend.profile(ProfileRequest(**base, device_name="cloud"))  # type: ignore[arg-type]
+    edge = backend.profile(
+        ProfileRequest(**base, device_name="edge", emulate_slowdown=3.0)  # type: ignore[arg-type]
+    )
+    return edge, cloud
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """Every plan of PLANS exported and committed to one local store (untrained exit heads)."""
+    torch.manual_seed(0)
+    loaded = load_model(MODEL, CLASSES, SHAPE)
+    module = loaded.module.eval()
+    graph = build_cut_graph(module, torch.zeros(1, *SHAPE), name=loaded.name)
+    backbone = Backbone(module, graph, WeightsInfo(MODEL, CLASSES, SHAPE, torch.__version__))
+    edge, cloud = _profiles()
+    root = tmp_path_factory.mktemp("runtime")
+    store = LocalStore(root / "store")
+    prefixes, plans = {}, {}
+    for name, request in PLANS.items():
+        plan = make_plan(edge, cloud, request)
+        assert 0 < plan.split < plan.final_cut, "every test plan must offload"
+        exits = build_exits(plan, backbone, ExitHeadSpec(preset="minimal"), seed=1)
+        prefixes[name], _ = export_to_store(
+            plan, backbone, exits, None, store, namespace="default", pipeline=name
+        )
+        plans[name] = plan
+    assert len({p.hash for p in plans.values()}) == len(PLANS)
+    return Exported(store, prefixes, plans, module, root / "cache")
+
+
+@pytest.fixture(scope="session")
+def edge_part(exported: Exported) -> Partition:
+    """The edge part of the main plan."""
+    return exported.load("main", "edge")
+
+
+@pytest.fixture(scope="session")
+def cloud_part(exported: Exported) -> Partition:
+    """The cloud part of the main plan."""
+    return exported.load("main", "cloud")
+
+
+@pytest.fixture
+def images() -> Callable[[int], np.ndarray]:
+    """`images(n)`: n random input samples, the same ones for the same n in every test."""
+
+    def make(n: int, seed: int = 0) -> np.ndarray:
+        return np.random.default_rng(seed).standard_normal((n, *SHAPE)).astype(np.float32)
+
+    return make

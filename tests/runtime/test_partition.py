@@ -1,0 +1,199 @@
+"""Partitions: loading from the store through the cache, per-row early exits, confidences."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inferedge.core.calibration import ConfidenceKind
+from inferedge.core.manifest import Calibration
+from inferedge.dnn.torch.export import load_part
+from inferedge.runtime.partition import Partition, PartitionError, exit_confidence, load_partition
+from inferedge.runtime.policy import degraded_choice
+from inferedge.storage.base import IntegrityError
+from inferedge.storage.local import LocalStore
+from tests.runtime.conftest import SHAPE, Exported
+
+Images = Callable[..., np.ndarray]
+
+
+def test_partition_describes_its_plan(edge_part: Partition, cloud_part: Partition) -> None:
+    plan = edge_part.manifest.plan
+    assert edge_part.plan_hash == cloud_part.plan_hash == plan.hash
+    assert edge_part.input_shape == SHAPE
+    assert edge_part.output_shape == cloud_part.input_shape
+    assert cloud_part.output_shape == (10,)
+    assert not edge_part.answers_everything
+    assert cloud_part.answers_everything
+    cuts = [e.cut_index for e in plan.exits]
+    assert [edge_part.exit_cut(i) for i in range(len(cuts))] == cuts
+    assert edge_part.exit_cut(edge_part.final_exit_index) == plan.final_cut
+    assert edge_part.final_exit_index == len(cuts) == 4
+
+
+def test_threshold_zero_answers_every_row_at_the_first_exit(
+    edge_part: Partition, images: Images
+) -> None:
+    outcome = edge_part.run_edge(images(5), threshold=0.0)
+    assert outcome.pending == ()
+    assert outcome.activation.shape == (0, *edge_part.output_shape)
+    first_cut = edge_part.manifest.plan.exits[0].cut_index
+    assert all(a is not None and (a.exit_index, a.cut_index) == (0, first_cut)
+               for a in outcome.answers)  # fmt: skip
+
+
+def test_above_one_reaches_the_final_classifier_and_matches_the_model(
+    exported: Exported, edge_part: Partition, cloud_part: Partition, images: Images
+) -> None:
+    x = images(6)
+    outcome = edge_part.run_edge(x, threshold=1.5)
+    assert outcome.pending == tuple(range(6))
+    assert outcome.activation.shape == (6, *edge_part.output_shape)
+    # every edge exit spoke about every pending row, in path order
+    assert all([c.exit_index for c in cands] == [0, 1] for cands in outcome.candidates)
+    results = cloud_part.run_cloud(outcome.activation, [1.5] * 6)
+    assert [r.exit_index for r in results] == [cloud_part.final_exit_index] * 6
+    assert [r.prediction for r in results] == exported.predict(x)
+
+
+def test_rows_of_a_batch_leave_independently(cloud_part: Partition, edge_part: Partition,
+                                              images: Images) -> None:  # fmt: skip
+    activation = edge_part.run_edge(images(16), threshold=2.0).activation
+    first_cloud_exit = cloud_part.run_cloud(activation, [0.0] * 16)
+    confidences = sorted(r.confidence for r in first_cloud_exit)
+    threshold = confidences[len(confidences) // 2]  # about half the rows answer there
+    mixed = cloud_part.run_cloud(activation, [threshold] * 16)
+    alone = [cloud_part.run_cloud(activation[i : i + 1], [threshold])[0] for i in range(16)]
+    first = cloud_part.exit_index_of(cloud_part.manifest.plan.cloud_exits()[0].cut_index)
+    for row, result in enumerate(mixed):
+        assert (result.exit_index == first) == (first_cloud_exit[row].confidence >= threshold)
+        assert result.exit_index == alone[row].exit_index
+        assert result.prediction == alone[row].prediction
+        assert result.confidence == pytest.approx(alone[row].confidence, abs=1e-5)
+    assert {r.exit_index for r in mixed} > {first}  # some rows went on
+
+
+def test_per_row_thresholds(cloud_part: Partition, edge_part: Partition, images: Images) -> None:
+    activation = edge_part.run_edge(images(2), threshold=2.0).activation
+    results = cloud_part.run_cloud(activation, [0.0, 2.0])
+    assert results[0].exit_index == 2
+    assert results[1].exit_index == cloud_part.final_exit_index
+
+
+def test_candidates_give_the_degraded_choice(edge_part: Partition, images: Images) -> None:
+    outcome = edge_part.run_edge(images(4), threshold=2.0)
+    for candidates in outcome.candidates:
+        choice = degraded_choice(candidates)
+        assert choice is not None
+        assert choice.confidence == max(c.confidence for c in candidates)
+
+
+def test_entropy_confidence() -> None:
+    certain = torch.tensor([[100.0, 0.0, 0.0]])
+    uniform = torch.zeros(1, 3)
+    kinds: tuple[ConfidenceKind, ...] = ("max_softmax", "entropy")
+    for kind in kinds:
+        high, prediction = exit_confidence(certain, kind)
+        assert high == pytest.approx([1.0])
+        assert prediction == [0]
+    assert exit_confidence(uniform, "entropy")[0] == pytest.approx([0.0], abs=1e-12)
+    assert exit_confidence(uniform, "max_softmax")[0] == pytest.approx([1 / 3])
+    assert exit_confidence(torch.zeros(2, 1), "entropy")[0] == [1.0, 1.0]  # one class: certain
+
+
+def test_partition_uses_the_manifest_confidence_kind(
+    exported: Exported, edge_part: Partition, images: Images
+) -> None:
+    calibration = Calibration(
+        confidence="entropy", threshold=0.5, split="val", accuracy=0.9, exit_accuracy={},
+        expected_latency_ms=1.0, offload_rate=0.5,
+    )  # fmt: skip
+    manifest = edge_part.manifest.model_copy(update={"calibration": calibration})
+    entropic = Partition(manifest, "edge", edge_part.steps)
+    assert entropic.kind == "entropy"
+    x = images(3)
+    by_entropy = entropic.run_edge(x, 2.0).candidates
+    by_softmax = edge_part.run_edge(x, 2.0).candidates
+    assert [c.prediction for row in by_entropy for c in row] == [
+        c.prediction for row in by_softmax for c in row
+    ]
+    assert all(e.confidence < s.confidence for re, rs in zip(by_entropy, by_softmax, strict=True)
+               for e, s in zip(re, rs, strict=True))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("x", "fragment"),
+    [
+        (np.zeros((2, 3, 8, 8), np.float32), r"input shape must be \[N, 3, 16, 16\], got \[2, 3"),
+        (np.zeros((0, 3, 16, 16), np.float32), "input holds no sample"),
+        (np.array([["a"]]), "input must hold real numbers"),
+        (np.zeros((16, 16), np.float32), r"input shape must be \[N, 3, 16, 16\]"),
+    ],
+)
+def test_wrong_input_is_refused(edge_part: Partition, x: np.ndarray, fragment: str) -> None:
+    with pytest.raises(PartitionError, match=fragment):
+        edge_part.run_edge(x, 0.5)
+
+
+def test_one_sample_and_other_dtypes_are_accepted(edge_part: Partition, images: Images) -> None:
+    sample = images(1)[0].astype(np.float64)
+    assert edge_part.batch(sample).shape == (1, *SHAPE)
+    assert edge_part.batch(sample).dtype == np.float32
+    read_only = images(2)
+    read_only.flags.writeable = False
+    assert edge_part.run_edge(read_only, 0.0).answers[1] is not None
+
+
+def test_a_part_needs_its_own_steps(exported: Exported, edge_part: Partition) -> None:
+    with pytest.raises(PartitionError, match="not the cloud steps"):
+        Partition(edge_part.manifest, "cloud", edge_part.steps)
+    with pytest.raises(PartitionError, match="has no classifier"):
+        edge_part.run_cloud(np.zeros((1, *SHAPE), np.float32), [0.5])
+
+
+def test_load_uses_the_cache_and_heals_a_corrupted_copy(
+    exported: Exported, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    prefix = exported.prefixes["main"]
+    first = load_partition(exported.store, prefix, "cloud", cache)
+    root = cache / first.plan_hash
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.pt2"))
+    assert files
+    assert all(f.startswith("cloud/") for f in files)
+    target = root / files[0]
+    target.write_bytes(b"corrupted")
+    with caplog.at_level(logging.WARNING, logger="inferedge.runtime.partition"):
+        again = load_partition(exported.store, prefix, "cloud", cache)
+    assert "downloading it again" in caplog.text
+    assert again.plan_hash == first.plan_hash
+    assert len(load_part(again.manifest, "cloud", root)) == len(again.steps)
+
+
+def test_load_refuses_a_corrupted_store(exported: Exported, tmp_path: Path,
+                                        edge_part: Partition) -> None:  # fmt: skip
+    store = LocalStore(tmp_path / "store")
+    prefix = exported.prefixes["main"]
+    for key in exported.store.list(prefix):
+        store.put_bytes(key, exported.store.get_bytes(key))
+    name = edge_part.steps[0].step.segment
+    store.put_bytes(f"{prefix}/{name}", b"tampered")
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        load_partition(store, prefix, "edge", tmp_path / "cache")
+
+
+def test_load_refuses_a_manifest_under_another_plans_prefix(
+    exported: Exported, tmp_path: Path
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    source = exported.prefixes["main"]
+    wrong = f"default/main/{'0' * 16}"
+    for key in exported.store.list(source):
+        store.put_bytes(wrong + key.removeprefix(source), exported.store.get_bytes(key))
+    with pytest.raises(PartitionError, match=r"holds plan \w+, but its prefix names another"):
+        load_partition(store, wrong, "edge", tmp_path / "cache")
