@@ -233,3 +233,20 @@ def test_a_dataset_with_mismatched_labels_is_refused(
         str(tmp_path / "b.pt"),
     )
     assert_one_line_error(result, "bad.npz", "10", "9")
+
+
+def test_deadline_planning_uses_measured_exit_accuracy(flow: Path, run_cli_module: RunCli) -> None:
+    d = flow
+    evaluation = json.loads((d / "report-linear" / "evaluation.json").read_text())
+    measured = {int(k): v for k, v in evaluation["calibration"]["exit_accuracy"].items()}
+    out = ok(run_cli_module(
+        "plan", "--edge", str(d / "edge.json"), "--cloud", str(d / "cloud.json"), "--strategy",
+        "deadline", "--deadline-ms", "100000", "--exit-accuracy-from", str(d / "report-linear"),
+        "--json",
+    ))  # fmt: skip
+    plan = json.loads(out)
+    # with no real deadline, Edgent picks the most accurate choice: the best measured accuracy
+    assert plan["estimated_accuracy"] == pytest.approx(max(measured.values()))
+    assert plan["request"]["exit_accuracy"] == {
+        str(k): v for k, v in measured.items() if k != plan["model"]["num_cuts"]
+    }

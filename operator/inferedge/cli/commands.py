@@ -149,6 +149,24 @@ def _compare(
     return rows
 
 
+def _measured_accuracy(
+    path: Path, num_cuts: int, given: dict[int, float]
+) -> tuple[dict[int, float], float]:
+    """Exit accuracies measured by `evaluate` (test split), overridden by `given` entries."""
+    from inferedge.local.evaluation import load_evaluation
+
+    measured = load_evaluation(path).calibration.exit_accuracy
+    final = measured.get(num_cuts)
+    if final is None:
+        raise click.BadParameter(
+            f"{path} evaluates a plan whose final classifier is not cut {num_cuts} of these "
+            "profiles",
+            param_hint="'--exit-accuracy-from'",
+        )
+    exits = {cut: acc for cut, acc in measured.items() if cut != num_cuts}
+    return {**exits, **given}, final
+
+
 def _cost_model(path: Path | None) -> CostModel:
     if path is None:
         return CostModel()
@@ -211,6 +229,13 @@ def _cost_model(path: Path | None) -> CostModel:
     type=AccuracyMap(),
     help="deadline strategy: accuracy estimates per cut, e.g. 5=0.62,12=0.81.",
 )
+@click.option(
+    "--exit-accuracy-from",
+    "evaluation_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="deadline strategy: measured exit accuracies (and the full model's) from an "
+    "`inferedge evaluate` report directory; --exit-accuracy entries win over them.",
+)
 @click.option("--final-accuracy", type=click.FloatRange(0, 1), default=1.0, show_default=True)
 @click.option("--pareto-alpha", type=click.FloatRange(min=0, min_open=True), default=1.161)
 @click.option(
@@ -247,6 +272,7 @@ def plan(
     memory_fraction: float,
     deadline_ms: float | None,
     exit_accuracy: dict[int, float] | None,
+    evaluation_path: Path | None,
     final_accuracy: float,
     pareto_alpha: float,
     cost_metric: str,
@@ -261,6 +287,11 @@ def plan(
     """
     if strategy == "deadline" and deadline_ms is None and not compare:
         raise click.BadParameter("required by --strategy deadline", param_hint="'--deadline-ms'")
+    edge, cloud = _read_profile(edge_path), _read_profile(cloud_path)
+    if evaluation_path is not None:
+        exit_accuracy, final_accuracy = _measured_accuracy(
+            evaluation_path, edge.num_cuts, exit_accuracy or {}
+        )
     request = PlanRequest(
         strategy=strategy,  # type: ignore[arg-type]
         placement=placement,  # type: ignore[arg-type]
@@ -276,7 +307,6 @@ def plan(
         cost_metric=cost_metric,  # type: ignore[arg-type]
         cost_model=_cost_model(cost_model_path),
     )
-    edge, cloud = _read_profile(edge_path), _read_profile(cloud_path)
     if compare:
         print_renderable(compare_table(_compare(edge, cloud, request)))
         return
