@@ -143,8 +143,45 @@ class _Source:
 _EDGE = _Source("edge", {})
 
 
-class EdgeDataplane:
+class _Served:
+    """What both dataplanes share: the partition being served and the live c_thr."""
+
+    _part: Part
+
+    def __init__(self, partition: Partition | None, threshold: float, metrics: Metrics | None):
+        self._partition = _checked(partition, self._part)
+        self._threshold = validate_threshold(threshold)
+        self.metrics = metrics if metrics is not None else Metrics()
+
+    @property
+    def partition(self) -> Partition | None:
+        """The partition new requests use (None before the first load)."""
+        return self._partition
+
+    @property
+    def threshold(self) -> float:
+        """c_thr for new requests (the cloud's default for offloads that carry none)."""
+        return self._threshold
+
+    @property
+    def ready(self) -> bool:
+        """Whether requests can be served: a partition is loaded (for the edge, the cloud is
+        optional)."""
+        return self._partition is not None
+
+    def set_threshold(self, threshold: float) -> None:
+        """Change c_thr live; requests already running keep the value they started with."""
+        self._threshold = validate_threshold(threshold)
+
+    def swap(self, partition: Partition) -> None:
+        """Serve `partition` from the next request on; running requests finish on the old one."""
+        self._partition = _checked(partition, self._part)
+
+
+class EdgeDataplane(_Served):
     """Runs the edge part, answers at confident exits, offloads the rest, degrades on failure."""
+
+    _part = "edge"
 
     def __init__(
         self,
@@ -157,37 +194,12 @@ class EdgeDataplane:
     ) -> None:
         if not offload_timeout_s > 0:
             raise PartitionError(f"offload_timeout_s must be > 0, got {offload_timeout_s!r}")
-        self._partition = _checked(partition, "edge")
-        self._threshold = validate_threshold(threshold)
+        super().__init__(partition, threshold, metrics)
         self._offload = offload
         self._timeout_s = float(offload_timeout_s)
-        self.metrics = metrics if metrics is not None else Metrics()
         self._last_failure: str | None = None
         self._executor = _compute_thread("inferedge-edge")
         self._closed = False
-
-    @property
-    def partition(self) -> Partition | None:
-        """The partition new requests use (None before the first load)."""
-        return self._partition
-
-    @property
-    def threshold(self) -> float:
-        """c_thr for new requests."""
-        return self._threshold
-
-    @property
-    def ready(self) -> bool:
-        """Whether requests can be served: a partition is loaded (the cloud is optional)."""
-        return self._partition is not None
-
-    def set_threshold(self, threshold: float) -> None:
-        """Change c_thr live; requests already running keep the value they started with."""
-        self._threshold = validate_threshold(threshold)
-
-    def swap(self, partition: Partition) -> None:
-        """Serve `partition` from the next request on; running requests finish on the old one."""
-        self._partition = _checked(partition, "edge")
 
     async def infer(self, x: np.ndarray) -> list[Answer]:
         """Answer every sample of `x` (one sample, or a batch along the first axis).
@@ -453,8 +465,10 @@ class _Batcher:
                 queued.future.set_exception(exc)
 
 
-class CloudDataplane:
+class CloudDataplane(_Served):
     """Continues offloaded activations from the split, batching concurrent offloads."""
+
+    _part = "cloud"
 
     def __init__(
         self,
@@ -464,25 +478,8 @@ class CloudDataplane:
         threshold: float,
         metrics: Metrics | None = None,
     ) -> None:
-        self._partition = _checked(partition, "cloud")
-        self._threshold = validate_threshold(threshold)
-        self.metrics = metrics if metrics is not None else Metrics()
+        super().__init__(partition, threshold, metrics)
         self._batcher = _Batcher(batch_policy, self.metrics)
-
-    @property
-    def partition(self) -> Partition | None:
-        """The partition new offloads are checked against and run on."""
-        return self._partition
-
-    @property
-    def threshold(self) -> float:
-        """c_thr for offloads that do not carry their own."""
-        return self._threshold
-
-    @property
-    def ready(self) -> bool:
-        """Whether offloads can be served: a partition is loaded."""
-        return self._partition is not None
 
     @property
     def batch_policy(self) -> BatchPolicy:
@@ -493,14 +490,6 @@ class CloudDataplane:
     def queued_samples(self) -> int:
         """Samples accepted and waiting for their batch."""
         return self._batcher.queued_samples
-
-    def set_threshold(self, threshold: float) -> None:
-        """Change the default c_thr live."""
-        self._threshold = validate_threshold(threshold)
-
-    def swap(self, partition: Partition) -> None:
-        """Accept offloads for `partition`'s plan from now on; accepted ones finish on the old."""
-        self._partition = _checked(partition, "cloud")
 
     async def handle(
         self, activation: np.ndarray, plan_hash: str, threshold: float | None = None
