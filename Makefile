@@ -56,6 +56,8 @@ test: lint typecheck contracts unit
 
 bench: $(STAMP)
 	$(PY) benchmarks/planner.py
+	$(PY) benchmarks/transport.py
+	$(PY) benchmarks/cloud_batching.py
 
 clean:
 	rm -rf $(VENV) $(MOTO_VENV) out .mypy_cache .pytest_cache .ruff_cache
