@@ -1,0 +1,83 @@
+"""The dataplanes over NATS: the edge's offload call and the cloud's offload worker.
+
+The edge sends the split activation with the wire codec; the cloud answers with its
+`CloudAnswer` as JSON. Transport failures are mapped onto what the edge dataplane already knows
+how to degrade on: a timeout, an unreachable cloud (`ConnectionError`), a plan-hash refusal
+(`PlanMismatch`) or a cloud without a partition yet (`NotReady`).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+
+import numpy as np
+
+from inferedge.runtime.dataplane import CloudAnswer, CloudDataplane, Offload, OffloadContext
+from inferedge.runtime.errors import NotReady, PlanMismatch
+from inferedge.transport.client import Handler, Messenger
+from inferedge.transport.codec import Encoding, Payload, decode, encode
+from inferedge.transport.errors import RemoteError, RequestTimeout, TransportError, WireError
+
+THRESHOLD = "threshold"  # wire extra: the edge's c_thr, for the cloud's own exits
+
+
+def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw") -> Offload:
+    """An `Offload` that sends pending activations to the cloud workers on `subject`."""
+
+    async def offload(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
+        headers, payload = encode(
+            activation,
+            request_id=uuid.uuid4().hex,
+            plan_hash=context.plan_hash,
+            encoding=encoding,
+            extra={THRESHOLD: repr(context.threshold)},
+        )
+        try:
+            _, reply = await messenger.request(subject, headers, payload, timeout=context.timeout_s)
+        except RequestTimeout as exc:
+            raise TimeoutError(str(exc)) from exc
+        except RemoteError as exc:
+            # The worker's one-line error starts with the exception's type name.
+            text = str(exc)
+            if "PlanMismatch:" in text:
+                raise PlanMismatch(text) from exc
+            if "NotReady:" in text:
+                raise NotReady(text) from exc
+            raise
+        except TransportError as exc:  # no responders, a lost connection
+            raise ConnectionError(str(exc)) from exc
+        return CloudAnswer.model_validate_json(bytes(reply))
+
+    return offload
+
+
+def _threshold(extra: Mapping[str, str]) -> float | None:
+    if THRESHOLD not in extra:
+        return None
+    try:
+        value = float(extra[THRESHOLD])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise WireError(
+            f"Inferedge-Extra-Threshold: expected a number >= 0, got {extra[THRESHOLD]!r}"
+        )
+    return value
+
+
+def cloud_worker(dataplane: CloudDataplane) -> Handler:
+    """A `Messenger.serve` handler that answers offloads with `dataplane`.
+
+    Any error (a malformed message, a plan mismatch) propagates to `serve`, which replies with
+    it as a one-line error and keeps serving.
+    """
+
+    async def handle(headers: Mapping[str, str], payload: Payload) -> tuple[dict[str, str], bytes]:
+        array, meta = decode(headers, payload)
+        # Decoded views of the message are read-only; torch wants memory it may write.
+        answer = await dataplane.handle(np.array(array), meta.plan_hash, _threshold(meta.extra))
+        return {}, answer.model_dump_json().encode()
+
+    return handle
