@@ -16,6 +16,7 @@ from inferedge import __version__
 from inferedge.cli.artifact_commands import export, verify
 from inferedge.cli.commands import cuts, plan, profile, zoo
 from inferedge.cli.exits_commands import evaluate, render_exits, report, train_backbone, train_exits
+from inferedge.cli.serve_command import serve
 from inferedge.core.errors import InferedgeError
 
 EXIT_USAGE = 2
@@ -38,7 +39,7 @@ cli.add_command(profile)
 cli.add_command(plan)
 cli.add_command(cuts)
 cli.add_command(zoo)
-for command in (train_backbone, train_exits, render_exits, evaluate, report, export, verify):
+for command in (train_backbone, train_exits, render_exits, evaluate, report, export, verify, serve):
     cli.add_command(command)
 
 

@@ -1,0 +1,88 @@
+"""`inferedge serve edge|cloud`: run one partition server (what the operator's pods run)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from inferedge.cli.artifact_commands import store_option
+
+
+@click.command()
+@click.argument("role", type=click.Choice(["edge", "cloud"]))
+@store_option
+@click.option(
+    "--prefix",
+    required=True,
+    envvar="INFEREDGE_PREFIX",
+    help="Artifact set to serve: <namespace>/<pipeline>/<plan-hash> [env: INFEREDGE_PREFIX].",
+)
+@click.option(
+    "--nats-url",
+    envvar="INFEREDGE_NATS_URL",
+    help="NATS server(s); credentials come from INFEREDGE_NATS_* variables, never flags "
+    "[env: INFEREDGE_NATS_URL].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP listen address.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free."
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    help="c_thr [default: the calibrated one in the manifest]; above 1 disables early exits.",
+)
+@click.option("--offload-timeout-ms", type=click.FloatRange(min=1), default=2000, show_default=True)
+@click.option("--max-batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True)
+@click.option(
+    "--encoding", type=click.Choice(["raw", "fp16", "int8"]), default="raw", show_default=True
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".inferedge-cache"),
+    show_default=True,
+    help="Where verified partition files are kept between restarts.",
+)
+def serve(
+    *,
+    role: str,
+    store: str,
+    prefix: str,
+    nats_url: str | None,
+    host: str,
+    port: int,
+    threshold: float | None,
+    offload_timeout_ms: float,
+    max_batch_size: int,
+    max_wait_ms: float,
+    encoding: str,
+    cache_dir: Path,
+) -> None:
+    """Serve the edge or cloud part of an artifact set until SIGTERM or Ctrl-C.
+
+    The edge answers `POST /v2/models/<pipeline>/infer` and offloads unconfident requests over
+    NATS; the cloud answers offloads in the workers' queue group. Both serve /v2/health/* and
+    /metrics.
+    """
+    from inferedge.runtime.policy import BatchPolicy
+    from inferedge.runtime.server import ServeConfig
+    from inferedge.runtime.server import serve as run_server
+
+    config = ServeConfig(
+        role=role,  # type: ignore[arg-type]
+        store_uri=store,
+        prefix=prefix,
+        cache_dir=cache_dir,
+        nats_url=nats_url,
+        host=host,
+        port=port,
+        threshold=threshold,
+        offload_timeout_s=offload_timeout_ms / 1000,
+        batch_policy=BatchPolicy(max_batch_size, max_wait_ms),
+        encoding=encoding,  # type: ignore[arg-type]
+    )
+    asyncio.run(run_server(config, announce=click.echo))

@@ -1,0 +1,93 @@
+"""`inferedge serve edge|cloud`: one partition server process.
+
+It loads its part of a committed artifact set from the store (every file verified), connects to
+NATS (credentials from the environment), serves the Open Inference Protocol over HTTP, and, for
+the cloud, answers offloads in the workers' queue group. SIGTERM or SIGINT stops it cleanly:
+the offload service drains, then the HTTP server and the broker connection close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+
+from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
+from inferedge.runtime.http import make_app
+from inferedge.runtime.partition import load_partition
+from inferedge.runtime.policy import BatchPolicy
+from inferedge.runtime.wiring import cloud_worker, nats_offload
+from inferedge.storage import open_store
+from inferedge.transport import QUEUE_GROUP, subject
+from inferedge.transport.client import Messenger
+from inferedge.transport.codec import Encoding
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything one partition server needs; the CLI builds it from flags and environment."""
+
+    role: Literal["edge", "cloud"]
+    store_uri: str
+    prefix: str
+    cache_dir: Path
+    nats_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threshold: float | None = None  # None: the calibrated c_thr from the manifest
+    offload_timeout_s: float = 2.0
+    batch_policy: BatchPolicy = field(default_factory=BatchPolicy)
+    encoding: Encoding = "raw"
+
+
+async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
+    """Serve until SIGTERM or SIGINT; `announce` gets one line once requests can be served."""
+    store = open_store(config.store_uri)
+    partition = await asyncio.to_thread(
+        load_partition, store, config.prefix, config.role, config.cache_dir
+    )
+    manifest = partition.manifest
+    calibrated = manifest.calibration.threshold if manifest.calibration else None
+    threshold = config.threshold if config.threshold is not None else (calibrated or 1.0)
+    namespace, pipeline, _ = config.prefix.split("/")
+    offloads = subject(namespace, pipeline, "offload")
+    messenger = await Messenger.connect(config.nats_url, name=f"inferedge-{config.role}")
+    dataplane: EdgeDataplane | CloudDataplane
+    service = None
+    if config.role == "edge":
+        dataplane = EdgeDataplane(
+            partition,
+            threshold=threshold,
+            offload=nats_offload(messenger, offloads, config.encoding),
+            offload_timeout_s=config.offload_timeout_s,
+        )
+    else:
+        dataplane = CloudDataplane(partition, batch_policy=config.batch_policy, threshold=threshold)
+        service = await messenger.serve(offloads, QUEUE_GROUP, cloud_worker(dataplane))
+    app = make_app(dataplane, model_name=pipeline, ready=lambda: messenger.is_connected)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    announce(
+        f"serving {config.role} of plan {partition.plan_hash} on http://{config.host}:{port} "
+        f"(c_thr {threshold:g})"
+    )
+    try:
+        await stop.wait()
+    finally:
+        if service is not None:
+            await service.stop()
+        await runner.cleanup()
+        await dataplane.aclose()
+        await messenger.close()
