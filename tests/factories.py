@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inferedge.core.profile import (
-    CutPoint,
-    DeviceInfo,
-    DeviceProfile,
-    ModelInfo,
-    Segment,
-    SegmentMeasurement,
-)
+from inferedge.core.profile import CutPoint, DeviceProfile, Segment, SegmentMeasurement
+from inferedge.core.synthetic import assemble_profile
 
 
 def profile(
@@ -63,22 +57,13 @@ def profile(
         )
         for i in range(k)
     ]
-    return DeviceProfile(
-        created_at="t",
-        device=DeviceInfo(
-            name=name,
-            cpu_model="x",
-            cores=1,
-            memory_bytes=memory,
-            framework="torch",
-            framework_version="x",
-            platform="x",
-        ),
-        model=ModelInfo(
-            name="m", framework="torch", source="m", input_shape=(1,), num_classes=10, tracing="fx"
-        ),
+    return assemble_profile(
+        cuts,
+        segs,
+        device_name=name,
+        memory_bytes=memory,
+        model_name="m",
+        input_shape=(1,),
+        num_classes=10,
         batch_sizes=(1,),
-        warmup=0,
-        cut_points=tuple(cuts),
-        segments=tuple(segs),
     )

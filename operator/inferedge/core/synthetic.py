@@ -7,6 +7,7 @@ but are not measurements, and say so in their device and model names.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from inferedge.core.profile import (
     CutPoint,
@@ -88,6 +89,30 @@ def synthetic_profile(
                 ),
             )
         )
+    return assemble_profile(
+        cuts,
+        segments,
+        device_name=device_name,
+        memory_bytes=memory_bytes,
+        model_name=f"synthetic-{num_cuts}-{seed}",
+        input_shape=(3, 64, 64),
+        num_classes=num_classes,
+        batch_sizes=batch_sizes,
+    )
+
+
+def assemble_profile(
+    cuts: Sequence[CutPoint],
+    segments: Sequence[Segment],
+    *,
+    device_name: str,
+    memory_bytes: int,
+    model_name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    batch_sizes: tuple[int, ...],
+) -> DeviceProfile:
+    """A profile of made-up cut points and segments on a device that says it is synthetic."""
     return DeviceProfile(
         created_at="1970-01-01T00:00:00Z",
         device=DeviceInfo(
@@ -100,10 +125,10 @@ def synthetic_profile(
             platform="synthetic",
         ),
         model=ModelInfo(
-            name=f"synthetic-{num_cuts}-{seed}",
+            name=model_name,
             framework="torch",
             source="synthetic",
-            input_shape=(3, 64, 64),
+            input_shape=input_shape,
             num_classes=num_classes,
             tracing="fx",
         ),
