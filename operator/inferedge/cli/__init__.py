@@ -16,6 +16,8 @@ from inferedge import __version__
 from inferedge.cli.artifact_commands import export, verify
 from inferedge.cli.commands import cuts, plan, profile, zoo
 from inferedge.cli.exits_commands import evaluate, render_exits, report, train_backbone, train_exits
+from inferedge.cli.reload_command import reload
+from inferedge.cli.run_command import run
 from inferedge.cli.serve_command import serve
 from inferedge.core.errors import InferedgeError
 
@@ -28,7 +30,10 @@ def cli() -> None:
     """Split deep neural networks across edge and cloud, with early exits.
 
     \b
-    Typical first run:
+    First run, the whole pipeline on this machine:
+      inferedge run -f examples/digits-pipeline.yaml
+    \b
+    Step by step:
       inferedge profile resnet50 --device-name cloud -o cloud.json
       inferedge profile resnet50 --device-name edge --emulate-slowdown 6 -o edge.json
       inferedge plan --edge edge.json --cloud cloud.json --strategy latency --placement pareto
@@ -41,6 +46,8 @@ cli.add_command(cuts)
 cli.add_command(zoo)
 for command in (train_backbone, train_exits, render_exits, evaluate, report, export, verify, serve):
     cli.add_command(command)
+cli.add_command(run)
+cli.add_command(reload)
 
 
 def _one_line(message: str) -> str:

@@ -41,6 +41,24 @@ from inferedge.cli.artifact_commands import store_option
     "--encoding", type=click.Choice(["raw", "fp16", "int8"]), default="raw", show_default=True
 )
 @click.option(
+    "--emulate-slowdown",
+    type=click.FloatRange(min=1),
+    default=1.0,
+    show_default=True,
+    help="Stretch every forward by this factor (a slower device, as in a DeviceProfile's "
+    "emulation).",
+)
+@click.option(
+    "--emulate-bandwidth-mbps",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Edge only: offloads pay this uplink bandwidth (with --emulate-rtt-ms).",
+)
+@click.option(
+    "--emulate-rtt-ms",
+    type=click.FloatRange(min=0),
+    help="Edge only: offloads pay this round-trip time (with --emulate-bandwidth-mbps).",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".inferedge-cache"),
@@ -60,18 +78,29 @@ def serve(
     max_batch_size: int,
     max_wait_ms: float,
     encoding: str,
+    emulate_slowdown: float,
+    emulate_bandwidth_mbps: float | None,
+    emulate_rtt_ms: float | None,
     cache_dir: Path,
 ) -> None:
     """Serve the edge or cloud part of an artifact set until SIGTERM or Ctrl-C.
 
     The edge answers `POST /v2/models/<pipeline>/infer` and offloads unconfident requests over
     NATS; the cloud answers offloads in the workers' queue group. Both serve /v2/health/* and
-    /metrics.
+    /metrics. Reload commands (`inferedge reload`) swap plans or change c_thr live.
     """
+    from inferedge.core.link import Link
     from inferedge.runtime.policy import BatchPolicy
     from inferedge.runtime.server import ServeConfig
     from inferedge.runtime.server import serve as run_server
 
+    link = None
+    if (emulate_bandwidth_mbps is None) != (emulate_rtt_ms is None):
+        raise click.UsageError("--emulate-bandwidth-mbps and --emulate-rtt-ms go together")
+    if emulate_bandwidth_mbps is not None and emulate_rtt_ms is not None:
+        if role != "edge":
+            raise click.UsageError("--emulate-bandwidth-mbps: only the edge sends offloads")
+        link = Link(bandwidth_mbps=emulate_bandwidth_mbps, rtt_ms=emulate_rtt_ms)
     config = ServeConfig(
         role=role,  # type: ignore[arg-type]
         store_uri=store,
@@ -84,5 +113,7 @@ def serve(
         offload_timeout_s=offload_timeout_ms / 1000,
         batch_policy=BatchPolicy(max_batch_size, max_wait_ms),
         encoding=encoding,  # type: ignore[arg-type]
+        compute_slowdown=emulate_slowdown,
+        emulated_link=link,
     )
     asyncio.run(run_server(config, announce=click.echo))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,6 +14,9 @@ from rich.text import Text
 from inferedge.core.plan import Plan
 from inferedge.core.profile import CutPoint, DeviceProfile
 from inferedge.core.sweep import Outcome, SweepReport
+
+if TYPE_CHECKING:
+    from inferedge.local.measured import MeasuredReport
 
 MIB = 1024 * 1024
 
@@ -255,3 +259,35 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield progress
+
+
+def measured_table(report: MeasuredReport) -> Table:
+    """The measured replay next to the prediction, one row per threshold (predicted in
+    parentheses); the calibrated threshold is marked."""
+    table = Table(
+        title=f"Measured on the real servers: {report.pipeline}, plan {report.plan_hash} "
+        f"(edge {report.edge_slowdown:g}x slower, {report.bandwidth_mbps:g} Mbps / "
+        f"{report.rtt_ms:g} ms)",
+        title_justify="left",
+    )
+    for col in ("c_thr", "samples", "accuracy (pred.)", "offload (pred.)", "mean ms (pred.)"):
+        table.add_column(col, justify="right")
+    for col in ("p50 ms", "p95 ms (pred.)", "client p50 ms", "KiB/req (pred.)", "degraded"):
+        table.add_column(col, justify="right")
+    chosen = report.calibrated()
+    for r in report.rows:
+        table.add_row(
+            f"{r.threshold:.2f}" + (" *" if r is chosen else ""),
+            str(r.samples),
+            f"{r.accuracy:.2%} ({r.predicted_accuracy:.2%})",
+            f"{r.offload_rate:.0%} ({r.predicted_offload_rate:.0%})",
+            f"{r.latency_mean_ms:.1f} ({r.predicted_latency_ms:.1f})",
+            f"{r.latency_p50_ms:.1f}",
+            f"{r.latency_p95_ms:.1f} ({r.predicted_p95_ms:.1f})",
+            f"{r.client_p50_ms:.1f}",
+            f"{r.offload_bytes_per_request / 1024:.1f} "
+            f"({r.predicted_bytes_per_request / 1024:.1f})",
+            str(r.degraded),
+            style="bold" if r is chosen else None,
+        )
+    return table

@@ -26,7 +26,7 @@ from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile, dump_profile
 from inferedge.core.sweep import DEFAULT_THRESHOLDS
 from inferedge.dnn.backend import ProfileRequest, get_backend
-from inferedge.dnn.data import split_dataset
+from inferedge.dnn.data import Splits, split_dataset
 from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.pipeline import build_exits, load_backbone, save_exits
 from inferedge.dnn.torch.train import train_backbone, train_exits
@@ -55,10 +55,12 @@ class Prepared:
     """What the preparation steps produced."""
 
     pipeline: InferencePipeline
+    devices: dict[str, DeviceProfileResource]
     edge: DeviceProfile
     cloud: DeviceProfile
     plan: Plan
     evaluation: Evaluation
+    splits: Splits
     store_uri: str
     prefix: str
     manifest: Manifest
@@ -79,9 +81,18 @@ def _device(
 
 
 def prepare(
-    docs: Documents, pipeline: InferencePipeline, out: Path, reporter: Reporter, source: str
+    docs: Documents,
+    pipeline: InferencePipeline,
+    out: Path,
+    reporter: Reporter,
+    source: str,
+    *,
+    thresholds: tuple[float, ...] = (),
 ) -> Prepared:
-    """Run every step up to committed artifacts, writing each step's output under `out`."""
+    """Run every step up to committed artifacts, writing each step's output under `out`.
+
+    The evaluation sweeps the default thresholds, the pipeline's fixed one and `thresholds`.
+    """
     spec = pipeline.spec
     devices = {role: _device(docs, pipeline, role, source) for role in ("edge", "cloud")}
     shape = spec.model.input_shape
@@ -174,7 +185,9 @@ def prepare(
     fixed = inference.threshold
     criteria = Criteria(
         confidence=inference.confidence,
-        thresholds=tuple(sorted({*DEFAULT_THRESHOLDS, *((fixed,) if fixed is not None else ())})),
+        thresholds=tuple(
+            sorted({*DEFAULT_THRESHOLDS, *thresholds, *((fixed,) if fixed is not None else ())})
+        ),
         target_accuracy=inference.target_accuracy,
         max_accuracy_drop=inference.max_accuracy_drop,
         objective=inference.objective,
@@ -211,10 +224,12 @@ def prepare(
     reporter.info(f"artifacts: {len(manifest.files)} files under {store.uri}/{prefix}")
     return Prepared(
         pipeline=pipeline,
+        devices=devices,
         edge=profiles["edge"],
         cloud=profiles["cloud"],
         plan=plan,
         evaluation=evaluation,
+        splits=splits,
         store_uri=store.uri,
         prefix=prefix,
         manifest=manifest,

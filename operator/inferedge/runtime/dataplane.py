@@ -6,7 +6,12 @@ runs against a broker, a direct call in tests, or anything else.
 
 Hot reload: each request reads the partition (and the threshold) once, when it starts, and keeps
 that object to the end; `swap` only changes what later requests see. No request is dropped, and
-no request mixes two plans.
+no request mixes two plans. The cloud keeps the plan it served before a swap, so offloads the
+edge sent before it swapped too still get their answer.
+
+Emulation: a `compute_slowdown` above 1 stretches every forward by that factor, holding the
+compute thread the whole time, as a slower device would; `inferedge run` uses it to serve on the
+edge speed its DeviceProfile declares.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +40,7 @@ from inferedge.runtime.policy import BatchPolicy, degraded_choice, validate_thre
 log = logging.getLogger(__name__)
 
 Location = Literal["edge", "cloud"]
+_T = TypeVar("_T")
 
 
 class _Frozen(BaseModel):
@@ -103,6 +109,22 @@ def _compute_thread(name: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
 
+def check_slowdown(value: float) -> float:
+    """A compute slowdown factor, or PartitionError naming the accepted range."""
+    if not value >= 1.0 or value == float("inf"):
+        raise PartitionError(f"compute_slowdown must be a finite number >= 1, got {value!r}")
+    return float(value)
+
+
+def _slowed(compute: Callable[[], _T], slowdown: float) -> _T:
+    """Run `compute`, then hold the thread for (slowdown - 1) times as long."""
+    started = time.perf_counter()
+    result = compute()
+    if slowdown > 1.0:
+        time.sleep((time.perf_counter() - started) * (slowdown - 1.0))
+    return result
+
+
 def _checked(partition: Partition | None, part: Part) -> Partition | None:
     if partition is not None and partition.part != part:
         raise PartitionError(f"the {part} dataplane cannot serve the {partition.part} part")
@@ -148,10 +170,17 @@ class _Served:
 
     _part: Part
 
-    def __init__(self, partition: Partition | None, threshold: float, metrics: Metrics | None):
+    def __init__(
+        self,
+        partition: Partition | None,
+        threshold: float,
+        metrics: Metrics | None,
+        compute_slowdown: float = 1.0,
+    ):
         self._partition = _checked(partition, self._part)
         self._threshold = validate_threshold(threshold)
         self.metrics = metrics if metrics is not None else Metrics()
+        self.compute_slowdown = check_slowdown(compute_slowdown)
 
     @property
     def partition(self) -> Partition | None:
@@ -191,10 +220,11 @@ class EdgeDataplane(_Served):
         offload: Offload,
         offload_timeout_s: float,
         metrics: Metrics | None = None,
+        compute_slowdown: float = 1.0,
     ) -> None:
         if not offload_timeout_s > 0:
             raise PartitionError(f"offload_timeout_s must be > 0, got {offload_timeout_s!r}")
-        super().__init__(partition, threshold, metrics)
+        super().__init__(partition, threshold, metrics, compute_slowdown)
         self._offload = offload
         self._timeout_s = float(offload_timeout_s)
         self._last_failure: str | None = None
@@ -215,7 +245,8 @@ class EdgeDataplane(_Served):
         batch = partition.batch(np.asarray(x))
         started = time.perf_counter()
         outcome = await asyncio.get_running_loop().run_in_executor(
-            self._executor, partial(partition.run_edge, batch, threshold)
+            self._executor,
+            partial(_slowed, partial(partition.run_edge, batch, threshold), self.compute_slowdown),
         )
         edge_ms = _ms(time.perf_counter() - started)
         placed = [
@@ -327,9 +358,10 @@ class _Batcher:
     is resolved: with its answer, with the batch's error, or with NotReady on shutdown.
     """
 
-    def __init__(self, policy: BatchPolicy, metrics: Metrics) -> None:
+    def __init__(self, policy: BatchPolicy, metrics: Metrics, slowdown: float) -> None:
         self.policy = policy
         self._metrics = metrics
+        self._slowdown = slowdown
         self._queue: deque[_Queued] = deque()
         self._running: list[_Queued] = []
         self._wake = asyncio.Event()
@@ -414,7 +446,8 @@ class _Batcher:
             x = np.concatenate([q.activation for q in batch])
             thresholds = [t for q in batch for t in q.thresholds]
             results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, partial(partition.run_cloud, x, thresholds)
+                self._executor,
+                partial(_slowed, partial(partition.run_cloud, x, thresholds), self._slowdown),
             )
         except asyncio.CancelledError:
             self._fail(batch, NotReady("the cloud dataplane is shutting down"))
@@ -477,9 +510,27 @@ class CloudDataplane(_Served):
         batch_policy: BatchPolicy,
         threshold: float,
         metrics: Metrics | None = None,
+        compute_slowdown: float = 1.0,
     ) -> None:
-        super().__init__(partition, threshold, metrics)
-        self._batcher = _Batcher(batch_policy, self.metrics)
+        super().__init__(partition, threshold, metrics, compute_slowdown)
+        self._batcher = _Batcher(batch_policy, self.metrics, self.compute_slowdown)
+        self._previous: Partition | None = None
+
+    @property
+    def plan_hashes(self) -> tuple[str, ...]:
+        """The plans this cloud answers offloads for: the served one, then the one before it."""
+        return tuple(p.plan_hash for p in (self._partition, self._previous) if p is not None)
+
+    def swap(self, partition: Partition) -> None:
+        """Serve `partition` from now on, still answering offloads of the plan served until now.
+
+        Edges swap after the cloud (a reload reaches the cloud first), so for a while they still
+        send offloads of the old plan; keeping it answers those instead of refusing them.
+        """
+        old = self._partition
+        super().swap(partition)
+        if old is not None and old.plan_hash != partition.plan_hash:
+            self._previous = old
 
     @property
     def batch_policy(self) -> BatchPolicy:
@@ -500,14 +551,16 @@ class CloudDataplane(_Served):
         this dataplane's own. Raises PlanMismatch when `plan_hash` is not the served plan,
         NotReady before a partition is loaded, PartitionError for a malformed activation.
         """
-        partition = self._partition
-        if partition is None:
+        if self._partition is None:
             raise NotReady("no partition loaded yet")
-        if plan_hash != partition.plan_hash:
+        found = [p for p in (self._partition, self._previous) if p and p.plan_hash == plan_hash]
+        if not found:
             self.metrics.plan_mismatch.inc()
             raise PlanMismatch(
-                f"offload is for plan {plan_hash!r}, this cloud serves plan {partition.plan_hash}"
+                f"offload is for plan {plan_hash!r}, this cloud serves plan "
+                f"{' and '.join(self.plan_hashes)}"
             )
+        partition = found[0]
         batch = partition.batch(np.asarray(activation))
         c_thr = self._threshold if threshold is None else validate_threshold(threshold)
         self.metrics.activation_bytes.observe(batch.nbytes)

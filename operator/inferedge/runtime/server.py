@@ -4,6 +4,9 @@ It loads its part of a committed artifact set from the store (every file verifie
 NATS (credentials from the environment), serves the Open Inference Protocol over HTTP, and, for
 the cloud, answers offloads in the workers' queue group. SIGTERM or SIGINT stops it cleanly:
 the offload service drains, then the HTTP server and the broker connection close.
+
+A reload command (`inferedge reload`, or `inferedge run` between its replays) swaps in another
+artifact set of the same pipeline, verified before it serves, or changes c_thr, with no restart.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ from typing import Literal
 
 from aiohttp import web
 
+from inferedge.core.link import Link
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
+from inferedge.runtime.emulation import emulated_link
 from inferedge.runtime.http import make_app
-from inferedge.runtime.partition import load_partition
+from inferedge.runtime.partition import Partition, load_partition
 from inferedge.runtime.policy import BatchPolicy
-from inferedge.runtime.wiring import cloud_worker, nats_offload
+from inferedge.runtime.wiring import cloud_worker, nats_offload, reload_worker
 from inferedge.storage import open_store
 from inferedge.transport import QUEUE_GROUP, subject
 from inferedge.transport.client import Messenger
 from inferedge.transport.codec import Encoding
+from inferedge.transport.subjects import reload_subject
 
 
 @dataclass(frozen=True)
@@ -43,14 +49,18 @@ class ServeConfig:
     offload_timeout_s: float = 2.0
     batch_policy: BatchPolicy = field(default_factory=BatchPolicy)
     encoding: Encoding = "raw"
+    compute_slowdown: float = 1.0
+    emulated_link: Link | None = None  # edge only: offloads pay this link's bandwidth and RTT
 
 
 async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     """Serve until SIGTERM or SIGINT; `announce` gets one line once requests can be served."""
     store = open_store(config.store_uri)
-    partition = await asyncio.to_thread(
-        load_partition, store, config.prefix, config.role, config.cache_dir
-    )
+
+    async def load(prefix: str) -> Partition:
+        return await asyncio.to_thread(load_partition, store, prefix, config.role, config.cache_dir)
+
+    partition = await load(config.prefix)
     manifest = partition.manifest
     calibrated = manifest.calibration.threshold if manifest.calibration else None
     threshold = config.threshold if config.threshold is not None else (calibrated or 1.0)
@@ -60,15 +70,29 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     dataplane: EdgeDataplane | CloudDataplane
     service = None
     if config.role == "edge":
+        offload = nats_offload(messenger, offloads, config.encoding)
+        if config.emulated_link is not None:
+            offload = emulated_link(offload, config.emulated_link, config.encoding)
         dataplane = EdgeDataplane(
             partition,
             threshold=threshold,
-            offload=nats_offload(messenger, offloads, config.encoding),
+            offload=offload,
             offload_timeout_s=config.offload_timeout_s,
+            compute_slowdown=config.compute_slowdown,
         )
     else:
-        dataplane = CloudDataplane(partition, batch_policy=config.batch_policy, threshold=threshold)
+        dataplane = CloudDataplane(
+            partition,
+            batch_policy=config.batch_policy,
+            threshold=threshold,
+            compute_slowdown=config.compute_slowdown,
+        )
         service = await messenger.serve(offloads, QUEUE_GROUP, cloud_worker(dataplane))
+    reloads = await messenger.serve(
+        reload_subject(namespace, pipeline, config.role),
+        None,
+        reload_worker(dataplane, config.role, f"{namespace}/{pipeline}", load),
+    )
     app = make_app(dataplane, model_name=pipeline, ready=lambda: messenger.is_connected)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -86,6 +110,7 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     try:
         await stop.wait()
     finally:
+        await reloads.stop()
         if service is not None:
             await service.stop()
         await runner.cleanup()

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import numpy as np
 
-from inferedge.runtime.dataplane import CloudAnswer, CloudDataplane, Offload, OffloadContext
+from inferedge.runtime.dataplane import (
+    CloudAnswer,
+    CloudDataplane,
+    EdgeDataplane,
+    Offload,
+    OffloadContext,
+)
 from inferedge.runtime.errors import NotReady, PlanMismatch
+from inferedge.runtime.partition import Partition
 from inferedge.transport.client import Handler, Messenger
 from inferedge.transport.codec import Encoding, Payload, decode, encode
+from inferedge.transport.control import ReloadAck, Role, parse_reload
 from inferedge.transport.errors import RemoteError, RequestTimeout, TransportError, WireError
 
 THRESHOLD = "threshold"  # wire extra: the edge's c_thr, for the cloud's own exits
@@ -79,5 +87,44 @@ def cloud_worker(dataplane: CloudDataplane) -> Handler:
         # Decoded views of the message are read-only; torch wants memory it may write.
         answer = await dataplane.handle(np.array(array), meta.plan_hash, _threshold(meta.extra))
         return {}, answer.model_dump_json().encode()
+
+    return handle
+
+
+def reload_worker(
+    dataplane: EdgeDataplane | CloudDataplane,
+    role: Role,
+    prefix_base: str,
+    load: Callable[[str], Awaitable[Partition]],
+) -> Handler:
+    """A `Messenger.serve` handler that applies reload commands to `dataplane`.
+
+    A new prefix is loaded (verified) before it is swapped in, so a bad artifact set leaves the
+    server on its old plan and the publisher gets the error. `prefix_base` is this pipeline's
+    `<namespace>/<pipeline>`: a server never switches to another pipeline's artifacts.
+    """
+
+    async def handle(_: Mapping[str, str], payload: Payload) -> tuple[dict[str, str], bytes]:
+        command = parse_reload(bytes(payload))
+        if command.role != role:
+            raise WireError(f"reload command for the {command.role} servers reached the {role}")
+        if command.prefix is not None:
+            base, _sep, plan_hash = command.prefix.strip("/").rpartition("/")
+            if base != prefix_base or not plan_hash:
+                raise WireError(
+                    f"reload prefix {command.prefix!r}: expected {prefix_base}/<plan-hash>"
+                )
+            current = dataplane.partition
+            if current is None or current.plan_hash != plan_hash:
+                dataplane.swap(await load(command.prefix))
+        if command.threshold is not None:
+            dataplane.set_threshold(command.threshold)
+        served = dataplane.partition
+        ack = ReloadAck(
+            role=role,
+            plan_hash=served.plan_hash if served is not None else "",
+            threshold=dataplane.threshold,
+        )
+        return {}, ack.model_dump_json().encode()
 
     return handle

@@ -37,7 +37,7 @@ from inferedge.transport.chunking import (
     unsubscribe_quietly,
 )
 from inferedge.transport.codec import Payload
-from inferedge.transport.errors import NoResponders, RequestTimeout, TransportError
+from inferedge.transport.errors import NoResponders, RemoteError, RequestTimeout, TransportError
 from inferedge.transport.headers import ERROR
 from inferedge.transport.settings import NatsSettings
 
@@ -199,6 +199,40 @@ class Messenger:
             raise TransportError(f"cannot serve {subject}: {one_line(exc)}") from exc
         self._services.add(service)
         return service
+
+    async def broadcast(
+        self, subject: str, payload: bytes, *, expect: int, timeout: float
+    ) -> list[bytes | RemoteError]:
+        """Publish one small request to every subscriber of `subject` and gather the replies.
+
+        Returns after `expect` replies, or at `timeout` with those that came (possibly none);
+        a subscriber's error reply is returned as a RemoteError in its place.
+        """
+        if expect < 1:
+            raise TransportError(f"expect must be >= 1, got {expect}")
+        inbox = await self._nc.subscribe(self._nc.new_inbox())
+        replies: list[bytes | RemoteError] = []
+        try:
+            await self._nc.publish(subject, payload, reply=inbox.subject)
+            deadline = asyncio.get_running_loop().time() + timeout
+            while len(replies) < expect:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    msg = await inbox.next_msg(timeout=left)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    break
+                try:
+                    check_reply(msg, subject)
+                    replies.append(msg.data)
+                except RemoteError as exc:
+                    replies.append(exc)
+        except nats.errors.Error as exc:
+            raise TransportError(f"{subject}: {one_line(exc)}") from exc
+        finally:
+            await unsubscribe_quietly(inbox)
+        return replies
 
     async def close(self) -> None:
         """Stop every service (answering what is in flight), then close the connection."""

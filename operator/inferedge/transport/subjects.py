@@ -37,6 +37,16 @@ def subject(namespace: str, pipeline: str, verb: str) -> str:
     return f"{ROOT}.{namespace}.{pipeline}.{verb}"
 
 
+def reload_subject(namespace: str, pipeline: str, role: str) -> str:
+    """The subject where a pipeline's `role` ('edge' or 'cloud') servers take reload commands.
+
+    One subject per role, so a publisher can reload the cloud replicas before the edges.
+    """
+    if role not in ("edge", "cloud"):
+        raise SubjectError(f"role {role!r}: expected edge or cloud")
+    return f"{subject(namespace, pipeline, 'reload')}.{role}"
+
+
 def _check_label(what: str, value: str) -> None:
     if not _LABEL.fullmatch(value):
         raise SubjectError(

@@ -1,0 +1,143 @@
+"""`inferedge run -f pipeline.yaml`: the whole pipeline on this machine, then measured live."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from inferedge.cli.params import FloatList
+from inferedge.cli.views import measured_table, print_renderable, progress_bar
+
+# Thresholds replayed when --thresholds is not given, besides the calibrated one.
+DEFAULT_REPLAY = (0.3, 0.5, 0.7, 0.9)
+
+
+class _CliReporter:
+    """Lines to stdout, progress bars to the terminal."""
+
+    def info(self, text: str) -> None:
+        click.echo(text)
+
+    @contextmanager
+    def progress(self, title: str) -> Iterator[Callable[[int, int], None]]:
+        with progress_bar(title) as bar:
+            yield bar
+
+
+def _interrupt_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so the servers and the broker are stopped on the way."""
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+@click.command()
+@click.option(
+    "-f",
+    "--file",
+    "manifest",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="A YAML file with the InferencePipeline and its two DeviceProfiles (what you would "
+    "`kubectl apply`).",
+)
+@click.option(
+    "--pipeline",
+    "pipeline_name",
+    help="Which InferencePipeline of the file to run [default: the only one].",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out/run"),
+    show_default=True,
+    help="Run directory: every step's output, the store, server logs and the reports.",
+)
+@click.option(
+    "--thresholds",
+    type=FloatList(),
+    help="c_thr values to replay the test split at [default: 0.3,0.5,0.7,0.9 and the "
+    "calibrated one].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Requests in flight during the replay; 1 measures latency as the planner models it.",
+)
+@click.option(
+    "--serve/--no-serve",
+    default=True,
+    show_default=True,
+    help="Start the servers and replay the test split; --no-serve stops after the export.",
+)
+def run(
+    *,
+    manifest: Path,
+    pipeline_name: str | None,
+    out: Path,
+    thresholds: tuple[float, ...] | None,
+    concurrency: int,
+    serve: bool,
+) -> None:
+    """Run an InferencePipeline manifest on this machine, with no cluster.
+
+    \b
+    Steps, each writing under --out:
+      1. train the backbone on the dataset (test split held out),
+      2. profile the edge and the cloud as their DeviceProfiles' emulation says,
+      3. plan the split and the exits, train the exits, calibrate c_thr,
+      4. export both partitions into a local artifact store,
+      5. start an embedded nats-server and `inferedge serve cloud|edge` as processes,
+         replay the test split through the edge's HTTP API at several thresholds,
+      6. print measured accuracy, latency and offloads next to the planner's prediction,
+         and save report/measured.{md,json,png}.
+    Ctrl-C stops every process it started.
+    """
+    from inferedge.api.documents import ManifestFileError, parse_documents
+    from inferedge.local.measured import write_measured
+    from inferedge.local.runner import prepare
+    from inferedge.local.serving import ServeSettings, serve_and_measure
+
+    _interrupt_on_sigterm()
+    source = str(manifest)
+    docs = parse_documents(manifest.read_text(encoding="utf-8"), source)
+    names = [p.metadata.name for p in docs.pipelines]
+    if pipeline_name is None and len(names) != 1:
+        raise ManifestFileError(
+            f"{source}: holds {len(names)} InferencePipelines ({', '.join(names) or 'none'}); "
+            "name one with --pipeline"
+        )
+    chosen = pipeline_name or names[0]
+    if chosen not in names:
+        raise ManifestFileError(
+            f"{source}: no InferencePipeline {chosen!r} (found: {', '.join(names) or 'none'})"
+        )
+    pipeline = docs.pipelines[names.index(chosen)]
+    reporter = _CliReporter()
+    prepared = prepare(
+        docs, pipeline, out, reporter, source, thresholds=thresholds or DEFAULT_REPLAY
+    )
+    if not serve:
+        return
+    calibrated = prepared.evaluation.calibration.threshold
+    replayed = tuple(sorted({*(thresholds or DEFAULT_REPLAY), calibrated}))
+    report = serve_and_measure(
+        prepared,
+        prepared.splits.test,
+        reporter,
+        ServeSettings(thresholds=replayed, concurrency=concurrency),
+    )
+    print_renderable(measured_table(report))
+    click.echo(report.verdict)
+    paths = write_measured(report, out / "report")
+    click.echo(f"reports: {', '.join(str(p) for p in paths)}")

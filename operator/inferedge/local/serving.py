@@ -1,0 +1,132 @@
+"""The serving half of `inferedge run`: real servers, a real broker, the test split replayed.
+
+An embedded nats-server, then `inferedge serve cloud` and `inferedge serve edge` as child
+processes on the artifacts `prepare` published, each emulating its DeviceProfile (compute
+slowdown; the edge also the declared link). For every threshold the servers are told the new
+c_thr live (a reload command, cloud first), the test split is replayed through the edge's HTTP
+endpoint, and the answers are compared with what the plan and the offline evaluation predicted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferedge.api.convert import link_for
+from inferedge.dnn.data import Dataset
+from inferedge.local.measured import MeasuredReport, MeasuredRow, measured_row, verdict
+from inferedge.local.processes import ServerProcess, running
+from inferedge.local.replay import replay
+from inferedge.local.runner import Prepared, Reporter
+from inferedge.transport.client import Messenger
+from inferedge.transport.control import reload_pipeline
+from inferedge.transport.server import EmbeddedNats
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the servers run and how the split is replayed."""
+
+    thresholds: tuple[float, ...]
+    concurrency: int = 1
+    max_payload: int = 8 * MIB
+    start_timeout_s: float = 180.0
+
+
+def server_args(prepared: Prepared, role: str, nats_url: str, cache: Path) -> list[str]:
+    """The `inferedge serve <role>` flags for one server of this run."""
+    spec = prepared.pipeline.spec
+    device = prepared.devices[role].spec
+    args = [
+        "--store", prepared.store_uri,
+        "--prefix", prepared.prefix,
+        "--nats-url", nats_url,
+        "--port", "0",
+        "--cache-dir", str(cache),
+        "--emulate-slowdown", repr(device.emulation.slowdown),
+        "--encoding", spec.inference.activation_encoding,
+    ]  # fmt: skip
+    if role == "edge":
+        link = link_for(spec, device)
+        args += [
+            "--emulate-bandwidth-mbps", repr(link.bandwidth_mbps),
+            "--emulate-rtt-ms", repr(link.rtt_ms),
+            "--offload-timeout-ms", repr(spec.inference.offload_timeout_ms),
+        ]  # fmt: skip
+    else:
+        # A sequential replay never fills a batch: waiting for company would only add latency.
+        args += ["--max-wait-ms", "0"]
+    return args
+
+
+def serve_and_measure(
+    prepared: Prepared, test: Dataset, reporter: Reporter, settings: ServeSettings
+) -> MeasuredReport:
+    """Start the broker and both servers, replay `test` at every threshold, stop everything."""
+    out = prepared.out
+    with EmbeddedNats(max_payload=settings.max_payload) as nats:
+        reporter.info(f"nats: embedded nats-server on {nats.url}")
+        servers = [
+            ServerProcess(
+                role,
+                server_args(prepared, role, nats.url, out / "cache"),
+                out / "logs" / f"{role}.log",
+                start_timeout_s=settings.start_timeout_s,
+            )
+            for role in ("cloud", "edge")
+        ]
+        with running(servers) as started:
+            for s in started:
+                reporter.info(f"{s.role}: serving plan {s.plan_hash} on {s.url}")
+            edge_url = started[-1].url
+            rows = asyncio.run(
+                _measure(prepared, test, reporter, settings, nats_url=nats.url, edge_url=edge_url)
+            )
+    calibrated = prepared.evaluation.calibration.threshold
+    link = link_for(prepared.pipeline.spec, prepared.devices["edge"].spec)
+    chosen = min(rows, key=lambda r: abs(r.threshold - calibrated))
+    return MeasuredReport(
+        plan_hash=prepared.plan.hash,
+        pipeline=prepared.pipeline.metadata.name,
+        calibrated_threshold=calibrated,
+        edge_slowdown=prepared.devices["edge"].spec.emulation.slowdown,
+        cloud_slowdown=prepared.devices["cloud"].spec.emulation.slowdown,
+        bandwidth_mbps=link.bandwidth_mbps,
+        rtt_ms=link.rtt_ms,
+        rows=tuple(rows),
+        verdict=verdict(chosen),
+    )
+
+
+async def _measure(
+    prepared: Prepared,
+    test: Dataset,
+    reporter: Reporter,
+    settings: ServeSettings,
+    *,
+    nats_url: str,
+    edge_url: str,
+) -> list[MeasuredRow]:
+    meta = prepared.pipeline.metadata
+    predicted = {r.threshold: r for r in prepared.evaluation.test.rows}
+    rows = []
+    async with await Messenger.connect(nats_url, name="inferedge-run") as messenger:
+        for threshold in settings.thresholds:
+            await reload_pipeline(
+                messenger,
+                meta.namespace,
+                meta.name,
+                threshold=threshold,
+                replicas={"cloud": 1, "edge": 1},
+            )
+            with reporter.progress(
+                f"replaying {len(test)} test samples at c_thr {threshold:.2f}"
+            ) as bar:
+                replayed = await replay(
+                    edge_url, meta.name, test, concurrency=settings.concurrency, progress=bar
+                )
+            rows.append(measured_row(prepared.plan, threshold, replayed, predicted[threshold]))
+    return rows

@@ -1,0 +1,41 @@
+"""An emulated network link for the edge's offloads: bandwidth and round-trip time.
+
+`inferedge run` serves the edge and the cloud on one machine, where the loopback is far faster
+than the LTE or WiFi link a DeviceProfile declares. Wrapping the edge's `Offload` adds what that
+link would cost on top of the real transfer: half the RTT and the serialisation time on the way
+up, half the RTT on the way back (answers are a few hundred bytes), the same model the planner
+predicts with (`core.link.Link.transfer_ms`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+
+from inferedge.core.link import Link
+from inferedge.runtime.dataplane import CloudAnswer, Offload, OffloadContext
+from inferedge.runtime.policy import PolicyError
+
+# Bytes on the wire per activation byte for each wire encoding (float32 raw, fp16, int8).
+WIRE_BYTES_PER_BYTE = {"raw": 1.0, "fp16": 0.5, "int8": 0.25}
+
+
+def emulated_link(offload: Offload, link: Link, encoding: str = "raw") -> Offload:
+    """`offload` as if sent over `link`: it returns no sooner than the link would allow."""
+    if encoding not in WIRE_BYTES_PER_BYTE:
+        raise PolicyError(
+            f"encoding must be one of {', '.join(WIRE_BYTES_PER_BYTE)}, got {encoding!r}"
+        )
+    factor = WIRE_BYTES_PER_BYTE[encoding]
+    half_rtt_s = link.rtt_ms / 2000.0
+
+    async def over_link(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
+        nbytes = math.ceil(activation.nbytes * factor)
+        await asyncio.sleep(half_rtt_s + nbytes * 8.0 / (link.bandwidth_mbps * 1e6))
+        answer = await offload(activation, context)
+        await asyncio.sleep(half_rtt_s)
+        return answer
+
+    return over_link
