@@ -4,7 +4,8 @@
 is what the operator deploys. A server is ready when it prints its `serving ... on http://...`
 line; its whole output goes to a log file under the run directory. Every server is stopped
 (SIGTERM, then SIGKILL after a bound) when the `with` block ends, by error or Ctrl-C included,
-so no process outlives the run.
+so no process outlives the run. Servers run in their own process groups, so a Ctrl-C in the
+terminal reaches the runner alone and the runner decides the order of shutdown.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class ServerProcess:
                 env=self._env,
                 text=True,
                 bufsize=1,
+                # Its own process group: Ctrl-C reaches only `inferedge run`, which stops the
+                # servers itself, in order, instead of them dying under its feet.
+                start_new_session=True,
             )
         except OSError as exc:
             log.close()

@@ -1,0 +1,132 @@
+"""`inferedge run -f`: the whole pipeline on one machine, served by real processes, measured.
+
+One run of a small manifest checks the measured report against the offline evaluation; a
+second is interrupted while it serves, and must leave no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.clitools import RunCli, assert_one_line_error
+from tests.integration.test_runner_prepare import small_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVE_LIMIT_S = 300
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("manifest") / "small.yaml"
+    path.write_text(small_manifest())
+    return path
+
+
+def test_run_replays_the_test_split_and_reports_measured_against_predicted(
+    manifest: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    out = tmp_path / "run"
+    result = run_cli("run", "-f", manifest, "-o", out, "--thresholds", "0.5,1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Measured on the real servers" in result.stdout
+    report = json.loads((out / "report" / "measured.json").read_text())
+    calibrated = report["calibrated_threshold"]
+    rows = {r["threshold"]: r for r in report["rows"]}
+    assert set(rows) == {0.5, 1.0, calibrated}
+    for row in rows.values():
+        assert row["samples"] == 270
+        assert row["degraded"] == 0
+        # The served partitions are the evaluated model: one sample of slack for float noise.
+        assert abs(row["accuracy"] - row["predicted_accuracy"]) <= 1 / 270 + 1e-9
+        assert abs(row["offload_rate"] - row["predicted_offload_rate"]) <= 1 / 270 + 1e-9
+        assert row["latency_p95_ms"] >= row["latency_p50_ms"] > 0
+    # At c_thr 1 an exit must be certain: nearly everything pays the 40 ms link to the cloud.
+    assert rows[1.0]["offload_rate"] > 0.9
+    assert rows[1.0]["offload_bytes_per_request"] == pytest.approx(
+        rows[1.0]["predicted_bytes_per_request"]
+    )
+    assert rows[1.0]["latency_p50_ms"] >= 40
+    assert report["verdict"].startswith(f"At c_thr {calibrated:.2f}")
+    for name in ("measured.md", "measured.png", "evaluation.json"):
+        assert (out / "report" / name).stat().st_size > 0
+    for role in ("edge", "cloud"):
+        assert "serving" in (out / "logs" / f"{role}.log").read_text()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live (non-zombie) processes below `pid`, at any depth."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        if state != "Z":
+            parents[int(entry.name)] = int(ppid)
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if state[state.rindex(")") + 2] != "Z":
+            alive.add(pid)
+    return alive
+
+
+def test_ctrl_c_while_serving_leaves_no_process(manifest: Path, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inferedge", "run", "-f", str(manifest), "-o", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own session: Ctrl-C reaches the whole group, as in a shell
+    )
+    assert process.stdout is not None
+    seen = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("edge: serving"):
+                break
+        else:
+            pytest.fail("".join(seen[-20:]))
+        started = _descendants(process.pid)
+        assert len(started) >= 3  # nats-server, cloud, edge
+        os.killpg(process.pid, signal.SIGINT)
+        rest = process.communicate(timeout=SERVE_LIMIT_S)[0]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, "".join(seen[-5:]) + rest
+    assert "Traceback" not in rest
+    assert _alive(started) == set()
+
+
+def test_run_names_a_missing_pipeline_in_one_line(
+    manifest: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    result = run_cli("run", "-f", manifest, "-o", tmp_path, "--pipeline", "nope")
+    assert_one_line_error(result, "no InferencePipeline 'nope'", "found: digits")
+    result = run_cli("run", "-f", manifest, "--thresholds", "1.5")
+    assert_one_line_error(result, "--thresholds", "numbers in [0, 1]")

@@ -1,0 +1,52 @@
+"""Emulated devices: a link that costs what the planner says, a compute that takes longer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from inferedge.core.link import Link
+from inferedge.runtime.dataplane import CloudAnswer, OffloadContext, _slowed, check_slowdown
+from inferedge.runtime.emulation import emulated_link
+from inferedge.runtime.partition import PartitionError
+from inferedge.runtime.policy import PolicyError
+
+CONTEXT = OffloadContext(plan_hash="0" * 16, threshold=0.5, timeout_s=5.0)
+
+
+async def _instant(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
+    return CloudAnswer(plan_hash=context.plan_hash, rows=(), queue_ms=0, compute_ms=0, batch_size=1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("encoding", "share"), [("raw", 1.0), ("fp16", 0.5), ("int8", 0.25)])
+async def test_an_offload_takes_at_least_what_the_link_model_predicts(
+    encoding: str, share: float
+) -> None:
+    link = Link(bandwidth_mbps=8.0, rtt_ms=30.0)
+    activation = np.zeros((1, 64, 16, 16), np.float32)  # 64 KiB
+    offload = emulated_link(_instant, link, encoding)
+    started = time.perf_counter()
+    answer = await offload(activation, CONTEXT)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert answer.plan_hash == CONTEXT.plan_hash
+    assert elapsed_ms >= link.transfer_ms(int(activation.nbytes * share)) - 0.5
+
+
+def test_an_unknown_encoding_is_refused() -> None:
+    with pytest.raises(PolicyError, match="encoding must be one of raw, fp16, int8"):
+        emulated_link(_instant, Link(), "zip")
+
+
+def test_a_slowdown_holds_the_thread_for_the_factor() -> None:
+    def compute() -> str:
+        time.sleep(0.01)
+        return "done"
+
+    started = time.perf_counter()
+    assert _slowed(compute, 4.0) == "done"
+    assert time.perf_counter() - started >= 0.04
+    with pytest.raises(PartitionError, match="compute_slowdown must be a finite number >= 1"):
+        check_slowdown(0.5)

@@ -1,0 +1,81 @@
+"""The measured report's arithmetic: rows from replayed answers, and the verdict."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferedge.core.plan import Plan, PlanRequest
+from inferedge.core.planner import make_plan
+from inferedge.core.sweep import Outcome
+from inferedge.local.measured import MeasuredReport, measured_markdown, measured_row, verdict
+from inferedge.local.replay import Replayed, Served
+from tests.factories import profile
+
+
+def _plan() -> Plan:
+    edge = profile([4.0] * 10, name="edge", acts=[4096] * 11)
+    cloud = profile([0.5] * 10, name="cloud", acts=[4096] * 11)
+    request = PlanRequest(strategy="memory", memory_fraction=0.5, edge_exits=1, cloud_exits=1)
+    return make_plan(edge, cloud, request)
+
+
+def _served(exit_index: int, location: str, ms: float, right: bool = True) -> Served:
+    return Served(
+        label=1,
+        prediction=1 if right else 2,
+        confidence=0.9,
+        exit_index=exit_index,
+        location=location,
+        degraded=False,
+        reason=None,
+        server_ms=ms,
+        client_ms=ms + 1,
+    )
+
+
+def _predicted(latency_ms: float) -> Outcome:
+    return Outcome(name="0.50", threshold=0.5, accuracy=0.75, exit_shares=(0.5, 0.0, 0.5),
+                   offload_rate=0.5, latency_ms=latency_ms, latency_p95_ms=latency_ms * 2,
+                   transfer_bytes=500.0, cloud_usd_per_million=0.0, edge_memory_bytes=1,
+                   cloud_memory_bytes=1)  # fmt: skip
+
+
+def test_a_row_counts_accuracy_offloads_bytes_and_per_exit_latency() -> None:
+    plan = _plan()
+    final = len(plan.exits)
+    served = (_served(0, "edge", 10.0), _served(0, "edge", 12.0, right=False),
+              _served(final, "cloud", 50.0), _served(final, "cloud", 60.0))  # fmt: skip
+    row = measured_row(
+        plan, 0.5, Replayed(served, offload_bytes=2000.0, seconds=1.0), _predicted(30)
+    )
+    assert row.samples == 4
+    assert row.accuracy == 0.75
+    assert row.offload_rate == 0.5
+    assert row.offload_bytes_per_request == 500.0
+    assert row.latency_mean_ms == pytest.approx(33.0)
+    assert row.latency_p50_ms == pytest.approx(31.0)
+    assert [(e.exit_index, e.requests, e.measured_ms) for e in row.exits] == [
+        (0, 2, 11.0),
+        (final, 2, 55.0),
+    ]
+    assert row.exits[-1].predicted_ms == plan.final_latency_ms
+    assert row.latency_ratio == pytest.approx(1.1)
+
+
+def test_the_verdict_says_within_or_names_the_exit_that_costs_most() -> None:
+    plan = _plan()
+    final = len(plan.exits)
+    served = (_served(0, "edge", 10.0), _served(final, "cloud", 200.0))
+    near = measured_row(plan, 0.5, Replayed(served, 0.0, 1.0), _predicted(100.0))
+    assert "within 25%" in verdict(near)
+    far = measured_row(plan, 0.5, Replayed(served, 0.0, 1.0), _predicted(20.0))
+    text = verdict(far)
+    assert "outside 25%" in text
+    assert f"exit {final} (cloud" in text.split("Per request, ")[1].split(";")[0]
+    assert "offloaded requests also pay" in text
+    report = MeasuredReport(plan_hash=plan.hash, pipeline="p", calibrated_threshold=0.5,
+                            edge_slowdown=8, cloud_slowdown=1, bandwidth_mbps=8, rtt_ms=40,
+                            rows=(far,), verdict=text)  # fmt: skip
+    markdown = measured_markdown(report)
+    assert "| 0.50 * |" in markdown
+    assert text in markdown
