@@ -10,7 +10,7 @@ MOTO_VENV ?= .venv-moto
 MOTO_STAMP := $(MOTO_VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: demo test lint typecheck contracts unit bench clean venv
+.PHONY: demo demo-plan test lint typecheck contracts unit bench clean venv
 
 venv: $(STAMP)
 
@@ -27,17 +27,21 @@ $(MOTO_STAMP):
 	$(MOTO_VENV)/bin/python -m pip install -q 'moto[server]==5.2.5'
 	touch $(MOTO_STAMP)
 
+# The main job: the digits pipeline trained, planned, exported, served by real processes over
+# an embedded nats-server, and measured against the planner's prediction.
 demo: $(STAMP)
-	@mkdir -p $(OUT)
+	$(BIN)/inferedge run -f examples/digits-pipeline.yaml -o $(OUT)
+
+# The planner on its own, on a full-size ResNet-50 (profiles take a few minutes on 2 cores).
+demo-plan: $(STAMP)
+	@mkdir -p $(OUT)/plan
 	$(BIN)/inferedge profile resnet50 --input-shape 3,224,224 --device-name cloud-cpu \
-	    --repeats 5 -o $(OUT)/resnet50-cloud.json
+	    --repeats 5 -o $(OUT)/plan/resnet50-cloud.json
 	$(BIN)/inferedge profile resnet50 --input-shape 3,224,224 --device-name jetson-emulated \
-	    --emulate-slowdown 6 --repeats 5 -o $(OUT)/resnet50-edge.json
-	$(BIN)/inferedge plan --edge $(OUT)/resnet50-edge.json --cloud $(OUT)/resnet50-cloud.json \
-	    --compare --edge-exits 2 --cloud-exits 1 --bandwidth-mbps 20 --rtt-ms 20 --deadline-ms 250
-	$(BIN)/inferedge plan --edge $(OUT)/resnet50-edge.json --cloud $(OUT)/resnet50-cloud.json \
-	    --strategy memory --placement pareto --edge-exits 2 --cloud-exits 1 \
-	    --bandwidth-mbps 20 --rtt-ms 20 -o $(OUT)/plan.json
+	    --emulate-slowdown 6 --repeats 5 -o $(OUT)/plan/resnet50-edge.json
+	$(BIN)/inferedge plan --edge $(OUT)/plan/resnet50-edge.json \
+	    --cloud $(OUT)/plan/resnet50-cloud.json --compare --edge-exits 2 --cloud-exits 1 \
+	    --bandwidth-mbps 20 --rtt-ms 20 --deadline-ms 250
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks docs
@@ -56,8 +60,7 @@ test: lint typecheck contracts unit
 
 bench: $(STAMP)
 	$(PY) benchmarks/planner.py
-	$(PY) benchmarks/transport.py
-	$(PY) benchmarks/cloud_batching.py
+	$(PY) benchmarks/runtime.py
 
 clean:
 	rm -rf $(VENV) $(MOTO_VENV) out .mypy_cache .pytest_cache .ruff_cache
