@@ -10,7 +10,7 @@ MOTO_VENV ?= .venv-moto
 MOTO_STAMP := $(MOTO_VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: demo demo-plan test lint typecheck contracts unit bench clean venv
+.PHONY: demo demo-plan crds crds-check test lint typecheck contracts unit bench clean venv
 
 venv: $(STAMP)
 
@@ -42,6 +42,14 @@ demo-plan: $(STAMP)
 	$(BIN)/inferedge plan --edge $(OUT)/plan/resnet50-edge.json \
 	    --cloud $(OUT)/plan/resnet50-cloud.json --compare --edge-exits 2 --cloud-exits 1 \
 	    --bandwidth-mbps 20 --rtt-ms 20 --deadline-ms 250
+
+# CRDs and their reference are generated from the pydantic models (tests fail on drift).
+CRD_ARGS := --out crds --out charts/inferedge/crds --docs docs/crd-reference.md
+crds: $(STAMP)
+	$(PY) -m inferedge.api.crd $(CRD_ARGS)
+
+crds-check: $(STAMP)
+	$(PY) -m inferedge.api.crd --check $(CRD_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks docs

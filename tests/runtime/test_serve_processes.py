@@ -80,7 +80,8 @@ def test_edge_and_cloud_processes_answer_and_degrade(
         degraded = infer(url, images(1))["parameters"]
         assert degraded["degraded"] == [True]  # type: ignore[index]
         assert degraded["location"] == ["edge"]  # type: ignore[index]
-    assert not edge.alive() and edge.stop() == 0
+    assert not edge.alive()
+    assert edge.stop() == 0
 
 
 def test_hot_reload_of_a_new_plan_under_load_fails_and_degrades_nothing(

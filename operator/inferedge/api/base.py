@@ -1,16 +1,98 @@
-"""Shared pieces of the custom resources: camelCase fields, object metadata, conditions."""
+"""Shared pieces of the custom resources: camelCase fields, object metadata, conditions, CEL rules.
+
+The models here are the single source of the CRDs (`inferedge.api.crd` turns them into
+OpenAPI v3 schemas), so every field carries a description and its bounds, and every cross-field
+check a pydantic validator makes is mirrored by a CEL rule declared with `cel(...)`: the API
+server then rejects the same objects `inferedge run` does, without a webhook.
+"""
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 API_GROUP = "inferedge.io"
 API_VERSION = "v1alpha1"
 GROUP_VERSION: Final = "inferedge.io/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# metav1.Condition's type: an optional DNS-subdomain prefix, then a CamelCase-ish name.
+CONDITION_TYPE = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+# resource.Quantity's serialised form (e.g. 500m, 2, 1.5Gi, 1e3).
+_DECIMAL = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY = rf"^(\+|-)?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL}))?$"
+# Label keys and values as Kubernetes accepts them (prefix/name, 63-char names).
+_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+LABEL_KEY = rf"^({_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+RFC3339 = "date-time"
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """One `x-kubernetes-validations` entry: a CEL expression over `self` and its message.
+
+    `mirrors` names the pydantic validator (`Class._method`) the rule re-states, so a test can
+    check that every cross-field validator has a rule and that both reject the same objects; it
+    is not written into the CRD.
+    """
+
+    rule: str
+    message: str
+    mirrors: str | None = None
+    field_path: str | None = None
+    reason: Literal["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired"] | None = None
+
+    def as_dict(self) -> JsonDict:
+        """The rule as it appears in the CRD (plus `mirrors`, which the generator removes)."""
+        out: JsonDict = {"rule": self.rule, "message": self.message}
+        if self.field_path is not None:
+            out["fieldPath"] = self.field_path
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.mirrors is not None:
+            out["x-inferedge-mirrors"] = self.mirrors
+        return out
+
+
+CEL_KEY: Final = "x-kubernetes-validations"
+# Conditions are a map keyed by type, so server-side apply merges them per condition.
+CONDITIONS_LIST: Final[JsonDict] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
+def cel(*rules: CelRule) -> JsonDict:
+    """`json_schema_extra` for a model whose cross-field checks the API server must repeat."""
+    return {CEL_KEY: [rule.as_dict() for rule in rules]}
+
+
+def _quantity_text(value: object) -> object:
+    # YAML turns `cpu: 2` into an int; Kubernetes accepts both, so we keep the text form.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_text),
+    Field(pattern=QUANTITY, max_length=64),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY,
+            "description": "A Kubernetes quantity, e.g. 500m, 2, 4Gi.",
+        }
+    ),
+]
 
 
 class Spec(BaseModel):
@@ -31,25 +113,48 @@ class ObjectMeta(Spec):
         default="default", pattern=DNS_LABEL, description="Namespace of the object."
     )
     generation: int | None = Field(default=None, ge=0, description="Set by the API server.")
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, description="Object labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Object annotations.")
 
 
 class Condition(Spec):
     """A status condition in the metav1.Condition shape, so `kubectl wait` and GitOps tools work."""
 
-    type: str = Field(description="Profiled, Planned, ExitsTrained, ArtifactsStored, ...")
-    status: Literal["True", "False", "Unknown"]
-    observed_generation: int | None = Field(default=None, ge=0)
-    last_transition_time: str = Field(description="RFC 3339 time of the last status change.")
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field(default="", max_length=32768)
+    type: str = Field(
+        pattern=CONDITION_TYPE,
+        max_length=316,
+        description="Condition type: Profiled, Planned, ExitsTrained, ArtifactsStored, "
+        "EdgeReady, CloudReady, Ready.",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(
+        description="Whether the condition holds: True, False or Unknown."
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="metadata.generation the condition was computed from; older means stale.",
+    )
+    last_transition_time: str = Field(
+        description="RFC 3339 time of the last status change.",
+        json_schema_extra={"format": RFC3339},
+    )
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        min_length=1,
+        max_length=1024,
+        description="CamelCase reason for the last transition, for machines.",
+    )
+    message: str = Field(
+        default="", max_length=32768, description="Human-readable details of the transition."
+    )
 
 
 class SecretKeyRef(Spec):
     """A Secret holding credentials; inferedge never takes credentials inline."""
 
-    name: str = Field(pattern=DNS_LABEL, description="Secret in the resource's namespace.")
+    name: str = Field(
+        pattern=DNS_LABEL, max_length=63, description="Secret in the resource's namespace."
+    )
 
 
 class LinkSpec(Spec):

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from inferedge.api.base import (
+    CONDITIONS_LIST,
     DNS_LABEL,
     GROUP_VERSION,
+    CelRule,
     Condition,
     LinkSpec,
     ObjectMeta,
     SecretKeyRef,
     Spec,
+    cel,
 )
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.placement import PARETO_80_20_ALPHA
@@ -21,6 +24,10 @@ from inferedge.core.placement import PARETO_80_20_ALPHA
 Phase = Literal[
     "Pending", "Profiling", "Planning", "Training", "Exporting", "Deploying", "Ready", "Failed"
 ]
+PHASES: tuple[str, ...] = get_args(Phase)
+# One input dimension: 8192 covers any image side or sequence length we can profile.
+InputDim = Annotated[int, Field(ge=1, le=8192)]
+URI_MAX = 2048
 
 
 class ModelSpec(Spec):
@@ -34,34 +41,44 @@ class ModelSpec(Spec):
     )
     uri: str | None = Field(
         default=None,
+        max_length=URI_MAX,
         description="A torch.export .pt2 or Keras file in the object store (s3://...). "
         "Never Python code.",
     )
-    framework: Literal["torch", "tensorflow"] = "torch"
-    input_shape: tuple[int, ...] = Field(
-        min_length=1, max_length=4, description="Per-sample input shape, e.g. [3, 32, 32]."
+    framework: Literal["torch", "tensorflow"] = Field(
+        default="torch", description="Framework the model is written in: torch or tensorflow."
+    )
+    input_shape: tuple[InputDim, ...] = Field(
+        min_length=1,
+        max_length=4,
+        description="Per-sample input shape without the batch dimension, e.g. [3, 32, 32]; "
+        "each size in 1..8192.",
     )
     num_classes: int | None = Field(
-        default=None, ge=1, le=100000, description="Default: from the dataset."
+        default=None,
+        ge=1,
+        le=100000,
+        description="Classes the model predicts. Default: from the dataset.",
     )
     weights_uri: str | None = Field(
-        default=None, description="Trained backbone weights; trained on the dataset when unset."
+        default=None,
+        max_length=URI_MAX,
+        description="Trained backbone weights; trained on the dataset when unset.",
     )
-
-    @model_validator(mode="after")
-    def _shape(self) -> ModelSpec:
-        if any(d < 1 or d > 8192 for d in self.input_shape):
-            raise ValueError("inputShape sizes must be in 1..8192")
-        return self
 
 
 class TrainingSpec(Spec):
     """A training schedule (backbone or exits)."""
 
-    epochs: int = Field(default=20, ge=1, le=1000)
-    batch_size: int = Field(default=64, ge=1, le=4096)
-    learning_rate: float = Field(default=1e-3, gt=0, le=10)
-    patience: int = Field(default=5, ge=1, le=1000)
+    epochs: int = Field(default=20, ge=1, le=1000, description="Most epochs to train.")
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Samples per training step.")
+    learning_rate: float = Field(default=1e-3, gt=0, le=10, description="Optimizer step size.")
+    patience: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Stop after this many epochs without a better validation loss.",
+    )
 
 
 class DatasetSpec(Spec):
@@ -69,30 +86,74 @@ class DatasetSpec(Spec):
 
     name: str = Field(
         default="digits",
+        min_length=1,
+        max_length=253,
         description="'digits' (built in), or a .npz / image folder at `uri`.",
     )
-    uri: str | None = Field(default=None, description="s3://bucket/key.npz, or a local path.")
-    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
-    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
-    seed: int = Field(default=0, ge=0)
-    backbone_training: TrainingSpec = Field(default_factory=lambda: TrainingSpec(epochs=8))
+    uri: str | None = Field(
+        default=None, max_length=URI_MAX, description="s3://bucket/key.npz, or a local path."
+    )
+    val_fraction: float = Field(
+        default=0.15, gt=0, lt=0.5, description="Share held out to calibrate thresholds."
+    )
+    test_fraction: float = Field(
+        default=0.15, gt=0, lt=0.5, description="Share held out to report accuracy."
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the split and training.")
+    backbone_training: TrainingSpec = Field(
+        default_factory=lambda: TrainingSpec(epochs=8),
+        description="Schedule for training the backbone when no weightsUri is given.",
+    )
 
 
 class DeviceRef(Spec):
     """Which DeviceProfile a part runs on, and how many replicas."""
 
-    profile: str = Field(pattern=DNS_LABEL, description="A DeviceProfile in this namespace.")
-    replicas: int = Field(default=1, ge=0, le=1000)
+    profile: str = Field(
+        pattern=DNS_LABEL, max_length=63, description="A DeviceProfile in this namespace."
+    )
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Pods serving this part (0 pauses it)."
+    )
 
 
 class PartitioningSpec(Spec):
     """How the split point is chosen (see docs/planning.md)."""
 
-    strategy: Literal["latency", "memory", "min-latency", "deadline"] = "latency"
-    memory_fraction: float = Field(default=0.7, gt=0, le=1)
-    deadline_ms: float | None = Field(default=None, gt=0)
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                # Written to hold before defaulting too: the API server also checks `default: {}`.
+                rule="!has(self.strategy) || self.strategy != 'deadline' || has(self.deadlineMs)",
+                message="strategy 'deadline' needs deadlineMs",
+                mirrors="PartitioningSpec._deadline",
+                field_path=".deadlineMs",
+                reason="FieldValueRequired",
+            )
+        )
+    )
+
+    strategy: Literal["latency", "memory", "min-latency", "deadline"] = Field(
+        default="latency",
+        description="latency: deepest cut whose edge prefix is no slower than the whole "
+        "network in the cloud; memory: deepest cut within memoryFraction of the model's "
+        "memory; min-latency: Neurosurgeon's end-to-end minimum; deadline: Edgent's most "
+        "accurate plan within deadlineMs.",
+    )
+    memory_fraction: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="strategy memory: the edge part may hold at most this share of the "
+        "model's memory.",
+    )
+    deadline_ms: float | None = Field(
+        default=None, gt=0, le=3.6e6, description="Latency budget, ms (strategy deadline)."
+    )
     link: LinkSpec | None = Field(default=None, description="Default: the edge profile's link.")
-    batch_size: int = Field(default=1, ge=1, le=4096)
+    batch_size: int = Field(
+        default=1, ge=1, le=4096, description="Batch size the plan is made for (a profiled one)."
+    )
 
     @model_validator(mode="after")
     def _deadline(self) -> PartitioningSpec:
@@ -104,19 +165,40 @@ class PartitioningSpec(Spec):
 class ExitsSpec(Spec):
     """Where the early exits go and what they are."""
 
-    placement: Literal["linear", "pareto"] = "linear"
+    placement: Literal["linear", "pareto"] = Field(
+        default="linear",
+        description="linear: evenly spaced in FLOPs; pareto: denser early (EdgeLessPart).",
+    )
     edge: int = Field(default=1, ge=0, le=3, description="Exits in the edge part.")
     cloud: int = Field(default=1, ge=0, le=3, description="Exits in the cloud part.")
-    pareto_alpha: float = Field(default=PARETO_80_20_ALPHA, gt=0, le=100)
+    pareto_alpha: float = Field(
+        default=PARETO_80_20_ALPHA,
+        gt=0,
+        le=100,
+        description="Shape of the pareto placement (1.161 is the 80/20 rule).",
+    )
     head: ExitHeadSpec = Field(
         default_factory=lambda: ExitHeadSpec(preset="sdn"),
         description="A preset or a declarative layer list; never code.",
     )
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec,
+        description="Schedule for training the exit heads on the frozen backbone.",
+    )
 
 
 class InferenceSpec(Spec):
     """How confident an exit must be to answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                rule="!(has(self.threshold) && has(self.targetAccuracy))",
+                message="give threshold or targetAccuracy, not both",
+                mirrors="InferenceSpec._one_rule",
+            )
+        )
+    )
 
     threshold: float | None = Field(
         default=None, ge=0, le=1, description="A fixed c_thr; a change only rolls the config."
@@ -125,12 +207,26 @@ class InferenceSpec(Spec):
         default=None, ge=0, le=1, description="Choose c_thr to keep at least this accuracy."
     )
     max_accuracy_drop: float = Field(
-        default=0.01, ge=0, le=1, description="Otherwise: stay within this of the full model."
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Otherwise: choose c_thr to stay within this of the full model's accuracy.",
     )
-    confidence: Literal["max_softmax", "entropy"] = "max_softmax"
-    objective: Literal["latency", "cost"] = "latency"
-    offload_timeout_ms: float = Field(default=2000, gt=0, le=600000)
-    activation_encoding: Literal["raw", "fp16", "int8"] = "raw"
+    confidence: Literal["max_softmax", "entropy"] = Field(
+        default="max_softmax", description="How an exit's confidence is measured."
+    )
+    objective: Literal["latency", "cost"] = Field(
+        default="latency", description="What threshold calibration minimises."
+    )
+    offload_timeout_ms: float = Field(
+        default=2000,
+        gt=0,
+        le=600000,
+        description="How long the edge waits for the cloud before answering degraded.",
+    )
+    activation_encoding: Literal["raw", "fp16", "int8"] = Field(
+        default="raw", description="Wire encoding of offloaded activations."
+    )
 
     @model_validator(mode="after")
     def _one_rule(self) -> InferenceSpec:
@@ -144,9 +240,16 @@ class StorageSpec(Spec):
 
     uri: str = Field(
         default="s3://inferedge-artifacts",
+        min_length=1,
+        max_length=URI_MAX,
         description="s3://bucket[/prefix], or a directory for `inferedge run`.",
     )
-    endpoint: str | None = Field(default=None, description="e.g. http://minio.minio:9000")
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        max_length=URI_MAX,
+        description="S3 endpoint, e.g. http://minio.minio:9000 (http:// for plain text).",
+    )
     secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret with accessKey and secretKey."
     )
@@ -156,7 +259,10 @@ class MessagingSpec(Spec):
     """How edge and cloud talk."""
 
     nats_url: str | None = Field(
-        default=None, description="e.g. nats://nats:4222; `inferedge run` embeds a server."
+        default=None,
+        pattern=r"^(nats|tls|ws|wss)://",
+        max_length=URI_MAX,
+        description="e.g. nats://nats:4222; `inferedge run` embeds a server.",
     )
     secret_ref: SecretKeyRef | None = Field(default=None, description="Secret with NATS creds.")
 
@@ -164,15 +270,36 @@ class MessagingSpec(Spec):
 class InferencePipelineSpec(Spec):
     """A model, its data, and the two device classes it is split across."""
 
-    model: ModelSpec
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    edge: DeviceRef
-    cloud: DeviceRef
-    partitioning: PartitioningSpec = Field(default_factory=PartitioningSpec)
-    exits: ExitsSpec = Field(default_factory=ExitsSpec)
-    inference: InferenceSpec = Field(default_factory=InferenceSpec)
-    storage: StorageSpec = Field(default_factory=StorageSpec)
-    messaging: MessagingSpec = Field(default_factory=MessagingSpec)
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                rule="self.edge.profile != self.cloud.profile",
+                message="edge.profile and cloud.profile must name different DeviceProfiles",
+                mirrors="InferencePipelineSpec._distinct_devices",
+                field_path=".cloud.profile",
+            )
+        )
+    )
+
+    model: ModelSpec = Field(description="The network to split.")
+    dataset: DatasetSpec = Field(
+        default_factory=DatasetSpec, description="Data to train exits and calibrate on."
+    )
+    edge: DeviceRef = Field(description="The edge DeviceProfile (role edge) and its replicas.")
+    cloud: DeviceRef = Field(description="The cloud DeviceProfile (role cloud) and its replicas.")
+    partitioning: PartitioningSpec = Field(
+        default_factory=PartitioningSpec, description="How the split point is chosen."
+    )
+    exits: ExitsSpec = Field(default_factory=ExitsSpec, description="The early exits.")
+    inference: InferenceSpec = Field(
+        default_factory=InferenceSpec, description="When an exit answers, and offload settings."
+    )
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="Object store for the exported artifacts."
+    )
+    messaging: MessagingSpec = Field(
+        default_factory=MessagingSpec, description="NATS connection between edge and cloud."
+    )
 
     @model_validator(mode="after")
     def _distinct_devices(self) -> InferencePipelineSpec:
@@ -184,32 +311,88 @@ class InferencePipelineSpec(Spec):
 class PlanSummary(Spec):
     """The plan in a few fields, for printer columns and humans."""
 
-    hash: str
-    split: int
-    split_name: str
-    edge_exits: tuple[int, ...]
-    cloud_exits: tuple[int, ...]
-    predicted_latency_ms: float
+    hash: str = Field(max_length=128, description="Plan hash; names the artifact set.")
+    split: int = Field(ge=0, description="Index of the cut point the model is split at.")
+    split_name: str = Field(max_length=253, description="Layer the edge part ends with.")
+    edge_exits: tuple[int, ...] = Field(
+        max_length=3, description="Cut-point indices of the edge part's exits."
+    )
+    cloud_exits: tuple[int, ...] = Field(
+        max_length=3, description="Cut-point indices of the cloud part's exits."
+    )
+    predicted_latency_ms: float = Field(ge=0, description="Planner's expected latency, ms.")
+    exits: str | None = Field(
+        default=None,
+        max_length=16,
+        description="Exit counts as edge+cloud, e.g. 2+1 (derived when unset; printer column).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_exits(cls, data: Any) -> Any:
+        # The printer column needs a scalar; derive it so writers cannot forget it.
+        if isinstance(data, dict) and data.get("exits") is None:
+            edge = data.get("edgeExits", data.get("edge_exits"))
+            cloud = data.get("cloudExits", data.get("cloud_exits"))
+            if isinstance(edge, list | tuple) and isinstance(cloud, list | tuple):
+                return {**data, "exits": f"{len(edge)}+{len(cloud)}"}
+        return data
 
 
 class ArtifactRef(Spec):
     """Where the exported partitions are, and the manifest's digest."""
 
-    uri: str
-    manifest_sha256: str
+    uri: str = Field(max_length=URI_MAX, description="Prefix of the committed artifact set.")
+    manifest_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 of the set's manifest.json."
+    )
+    digests: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="sha256 of each file of the set, by key (e.g. edge.pt2, cloud.pt2).",
+    )
+
+
+class PartStatus(Spec):
+    """Live state of one part's Deployment."""
+
+    deployment: str | None = Field(
+        default=None, max_length=253, description="Name of the Deployment serving this part."
+    )
+    replicas: int = Field(default=0, ge=0, description="Pods wanted.")
+    ready_replicas: int = Field(default=0, ge=0, description="Pods passing their readiness probe.")
 
 
 class InferencePipelineStatus(Spec):
     """What the operator observed; conditions drive `kubectl wait --for=condition=Ready`."""
 
-    phase: Phase = "Pending"
-    observed_generation: int | None = None
-    conditions: tuple[Condition, ...] = ()
-    plan: PlanSummary | None = None
-    threshold: float | None = None
-    artifacts: ArtifactRef | None = None
-    offload_ratio: float | None = Field(default=None, ge=0, le=1)
-    message: str = ""
+    phase: Phase = Field(default="Pending", description="Where the pipeline is in its lifecycle.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status describes."
+    )
+    conditions: tuple[Condition, ...] = Field(
+        default=(),
+        max_length=32,
+        json_schema_extra=CONDITIONS_LIST,
+        description="Profiled, Planned, ExitsTrained, ArtifactsStored, EdgeReady, CloudReady, "
+        "Ready (metav1.Condition shape).",
+    )
+    plan: PlanSummary | None = Field(default=None, description="The plan in effect.")
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="The confidence threshold c_thr in effect."
+    )
+    artifacts: ArtifactRef | None = Field(
+        default=None, description="The committed artifact set the parts serve."
+    )
+    edge: PartStatus | None = Field(default=None, description="The edge Deployment.")
+    cloud: PartStatus | None = Field(default=None, description="The cloud Deployment.")
+    offload_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="Live share of samples the edge offloads."
+    )
+    message: str = Field(default="", max_length=32768, description="Last notable event.")
+    kopf: dict[str, Any] | None = Field(
+        default=None, description="The operator framework's own bookkeeping; not an API."
+    )
 
 
 class InferencePipeline(Spec):

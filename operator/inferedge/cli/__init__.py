@@ -14,8 +14,10 @@ import click
 
 from inferedge import __version__
 from inferedge.cli.artifact_commands import export, verify
+from inferedge.cli.cluster_commands import cluster
 from inferedge.cli.commands import cuts, plan, profile, zoo
 from inferedge.cli.exits_commands import evaluate, render_exits, report, train_backbone, train_exits
+from inferedge.cli.operator_command import operator
 from inferedge.cli.reload_command import reload
 from inferedge.cli.run_command import run
 from inferedge.cli.serve_command import serve
@@ -46,6 +48,8 @@ cli.add_command(cuts)
 cli.add_command(zoo)
 for command in (train_backbone, train_exits, render_exits, evaluate, report, export, verify, serve):
     cli.add_command(command)
+cli.add_command(cluster)
+cli.add_command(operator)
 cli.add_command(run)
 cli.add_command(reload)
 

@@ -88,7 +88,14 @@ def get_backend(framework: str) -> Backend:
             ) from None
         return TorchBackend()
     if framework == "tensorflow":
-        raise InferedgeError("the tensorflow backend is not available yet; use --framework torch")
+        try:
+            from inferedge.dnn.tensorflow.backend import KerasBackend
+        except ImportError as exc:
+            raise InferedgeError(
+                f"the tensorflow backend needs TensorFlow ({one_line(exc)}); "
+                "install it with: pip install 'inferedge[tensorflow]'"
+            ) from None
+        return KerasBackend()
     raise InferedgeError(
         f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}"
     )

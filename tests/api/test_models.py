@@ -109,3 +109,29 @@ def test_plan_request_takes_the_edge_link_unless_the_pipeline_overrides_it() -> 
         edited(["spec", "partitioning"], {"link": {"bandwidthMbps": 20, "rttMs": 5}}), "p.yaml"
     ).pipelines[0]
     assert plan_request(overridden.spec, edge).link.bandwidth_mbps == 20
+
+
+def test_status_scalars_for_printer_columns_are_derived() -> None:
+    from inferedge.api.device_profile import DeviceProfileStatus
+    from inferedge.api.pipeline import PlanSummary
+
+    summary = PlanSummary(
+        hash="abc",
+        split=4,
+        split_name="layer2",
+        edge_exits=(1, 2),
+        cloud_exits=(6,),
+        predicted_latency_ms=12.5,
+    )
+    assert summary.exits == "2+1"
+    assert PlanSummary.model_validate(summary.model_dump(by_alias=True)).exits == "2+1"
+    status = DeviceProfileStatus.model_validate(
+        {
+            "results": [
+                {"model": "a", "uri": "s3://b/a.json", "profiledAt": "2026-01-02T00:00:00Z"},
+                {"model": "b", "uri": "s3://b/b.json", "profiledAt": "2026-01-03T00:00:00Z"},
+            ]
+        }
+    )
+    assert status.profiled_at == "2026-01-03T00:00:00Z"
+    assert DeviceProfileStatus().profiled_at is None

@@ -1,0 +1,114 @@
+"""`inferedge operator`: run the Kubernetes operator (what the Helm chart's Deployment runs)."""
+
+from __future__ import annotations
+
+import random
+
+import click
+
+
+@click.command("operator")
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Serve only this namespace (repeat for more; globs like 'team-*' work).",
+)
+@click.option(
+    "-A", "--all-namespaces", is_flag=True, help="Serve every namespace (needs cluster RBAC)."
+)
+@click.option(
+    "--peering",
+    help="Coordinate with other replicas through this KopfPeering object (it must exist); "
+    "the replica with the highest --priority works, the others stand by. "
+    "[default: use the 'inferedge' peering object if it exists, else run alone]",
+)
+@click.option(
+    "--standalone", is_flag=True, help="Never coordinate with other replicas (one replica only)."
+)
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 2**31 - 1),
+    help="This replica's peering priority [default: random, so two replicas never tie: "
+    "equal priorities make all of them pause].",
+)
+@click.option(
+    "--liveness",
+    metavar="URL",
+    help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.",
+)
+@click.option(
+    "--runtime-image",
+    help="Image for training, export, cloud and cloud-profiling pods "
+    "[default: ghcr.io/inferedge/runtime:<version>].",
+)
+@click.option(
+    "--edge-image",
+    help="Image for edge pods and edge profiling (arm64/Jetson) "
+    "[default: ghcr.io/inferedge/runtime-jetson:<version>].",
+)
+@click.option(
+    "--image-pull-policy",
+    type=click.Choice(["Always", "IfNotPresent", "Never"]),
+    default="IfNotPresent",
+    show_default=True,
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log kopf's debug messages.")
+def operator(
+    *,
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    peering: str | None,
+    standalone: bool,
+    priority: int | None,
+    liveness: str | None,
+    runtime_image: str | None,
+    edge_image: str | None,
+    image_pull_policy: str,
+    verbose: bool,
+) -> None:
+    """Run the inferedge operator: reconcile InferencePipelines and DeviceProfiles until SIGTERM.
+
+    It profiles models on each DeviceProfile's nodes, plans the split, trains and exports the
+    exits with Jobs, and runs the edge and cloud Deployments (see docs/controller.md).
+    """
+    if namespaces and all_namespaces:
+        raise click.UsageError("give --namespace or --all-namespaces, not both")
+    if not namespaces and not all_namespaces:
+        raise click.UsageError("give --namespace NS (repeatable) or --all-namespaces")
+    if peering and standalone:
+        raise click.UsageError("give --peering or --standalone, not both")
+
+    import logging
+
+    import kopf
+
+    import inferedge.controller.handlers  # noqa: F401  (registers the handlers)
+    from inferedge.controller.builders import Images
+    from inferedge.controller.settings import DEFAULT_PEERING, OperatorOptions
+
+    defaults = Images()
+    options = OperatorOptions(
+        images=Images(
+            runtime=runtime_image or defaults.runtime,
+            edge=edge_image or defaults.edge,
+            pull_policy=image_pull_policy,
+        ),
+        auto_peering=None if (peering or standalone) else DEFAULT_PEERING,
+    )
+    if priority is None and not standalone:
+        priority = random.SystemRandom().randrange(1, 2**31 - 1)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
+    kopf.run(
+        clusterwide=all_namespaces,
+        namespaces=namespaces,
+        standalone=True if standalone else None,
+        peering_name=peering,
+        priority=priority,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(options=options),
+    )

@@ -1,0 +1,51 @@
+"""Operator settings: kopf's (finalizer, annotations, peering, events) and inferedge's options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import kopf
+
+from inferedge.controller.builders import Images
+from inferedge.controller.naming import PREFIX
+
+FINALIZER: Final = f"{PREFIX}/finalizer"
+DEFAULT_PEERING: Final = "inferedge"
+# How often every pipeline is reconciled even without events (a safety net: Secrets and the
+# store are not watched), and how often DeviceProfiles check their re-profiling schedule.
+RESYNC_INTERVAL_S: Final = 300.0
+PROFILE_CHECK_INTERVAL_S: Final = 600.0
+# Attempts to delete a pipeline's artifacts before letting the object go anyway (the store may
+# be gone for good); each failure posts a Warning Event naming what was left behind.
+CLEANUP_ATTEMPTS: Final = 5
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    """What `inferedge operator` passes to the handlers (through kopf's memo)."""
+
+    images: Images = field(default_factory=Images)
+    reporting_component: str = "inferedge-operator"
+    # Set when neither --peering nor --standalone was given: kopf then uses this peering object
+    # if it exists and runs alone (with a warning) if it does not.
+    auto_peering: str | None = None
+
+
+def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
+    """Apply inferedge's conventions to kopf's settings (called at startup)."""
+    settings.persistence.finalizer = FINALIZER
+    # Handler progress and the last-handled spec live in annotations under inferedge.io/, not in
+    # status.kopf: a CRD with a structural schema would prune an unknown status field.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.enabled = True
+    settings.posting.level = 20  # logging.INFO: kopf's own info/warnings become Events too
+    settings.posting.reporting_component = options.reporting_component
+    if options.auto_peering is not None:
+        settings.peering.name = options.auto_peering
+    # Watches are restarted now and then so a silently dead connection cannot stall the operator.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330

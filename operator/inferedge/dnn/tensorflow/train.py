@@ -1,0 +1,378 @@
+"""Training in Keras: the backbone on its own, then the exit heads on the frozen backbone.
+
+The schedule is the torch backend's: Adam on cross-entropy, the learning rate decayed along a
+cosine over the epoch budget (one value per epoch), shuffled batches from a generator seeded by
+`seed` (a trailing batch of one sample dropped: BatchNorm cannot normalise it), early stopping
+when the validation metric has not improved for `patience` epochs, and the best epoch's weights
+restored at the end. Each step is one `tf.function`, so an epoch costs the model's own work.
+
+Exit training never updates the backbone: the backbone only ever runs with `training=False`
+(BatchNorm reads its moving statistics and never writes them) and none of its variables reach
+the optimizer or the gradient tape, so every one of its weights and statistics is bit-identical
+afterwards. That also makes it a fixed function, so its activations at the exit cuts are
+computed once and cached when they fit in `cache_limit_bytes`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+import tensorflow as tf
+from inferedge.core.errors import InferedgeError
+from inferedge.dnn.backend import ProgressCallback
+from inferedge.dnn.data import Dataset, Splits
+from inferedge.dnn.tensorflow.graph import CutGraph
+from inferedge.dnn.tensorflow.layout import batch_to_internal
+from inferedge.dnn.tensorflow.run import EVAL_BATCH, Taps, compiled, predict
+
+DEFAULT_CACHE_LIMIT_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One backbone epoch: mean training loss, validation loss and accuracy."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A backbone training run; the model holds the weights of `best_epoch` (1-based)."""
+
+    history: tuple[EpochStats, ...]
+    best_epoch: int
+    val_accuracy: float
+    test_accuracy: float
+    stopped_early: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ExitEpochStats:
+    """One exit-training epoch: mean summed cross-entropy, and each exit's validation accuracy."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ExitTrainResult:
+    """An exit-training run; the heads hold the weights of `best_epoch`. Accuracies per head."""
+
+    history: tuple[ExitEpochStats, ...]
+    best_epoch: int
+    val_accuracy: tuple[float, ...]
+    test_accuracy: tuple[float, ...]
+    stopped_early: bool
+    cached: bool
+    seconds: float
+
+
+def train_backbone(
+    model: Any,
+    splits: Splits,
+    *,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    patience: int = 5,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train a Keras `model` (channels-last inputs) with Adam, early-stopping on validation
+    accuracy (ties to the lower validation loss).
+
+    The model ends holding the best epoch's weights. `progress(done, total)` is called after
+    every batch, with total = epochs x batches per epoch, and with (total, total) at the end.
+    """
+    _check_schedule(epochs, batch_size, lr, patience)
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    x, y = _arrays(splits.train)
+    in_shape = tuple(int(d) for d in x.shape[1:])
+    variables = list(model.trainable_variables)
+    if not variables:
+        raise InferedgeError(f"training: model {model.name!r} has no trainable weights")
+    optimizer = keras.optimizers.Adam(learning_rate=lr)
+    optimizer.build(variables)
+
+    def step(images: Any, labels: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = _mean_loss(model(images, training=True), labels)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    train_step = tf.function(step, input_signature=[_images(in_shape), _labels()])
+    infer = compiled(model, in_shape)
+    ticks = _Progress(progress, epochs * _num_batches(len(y), batch_size))
+    best = _Best([model], patience)
+    history: list[EpochStats] = []
+    shuffle = np.random.default_rng(seed)
+    for epoch in range(1, epochs + 1):
+        optimizer.learning_rate = _cosine(lr, epoch, epochs)
+        loss_sum = 0.0
+        for index in _batches(len(y), batch_size, shuffle):
+            loss_sum += float(train_step(x[index], y[index])) * len(index)
+            ticks.step()
+        val_loss, val_accuracy = _evaluate(infer, splits.val)
+        history.append(EpochStats(epoch, loss_sum / len(y), val_loss, val_accuracy))
+        if best.stop(epoch, (val_accuracy, -val_loss)):
+            break
+    best.restore()
+    ticks.finish()
+    _, test_accuracy = _evaluate(infer, splits.test)
+    return TrainResult(
+        history=tuple(history),
+        best_epoch=best.epoch,
+        val_accuracy=history[best.epoch - 1].val_accuracy,
+        test_accuracy=test_accuracy,
+        stopped_early=len(history) < epochs,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def train_exits(
+    graph: CutGraph,
+    heads: Sequence[tuple[int, Any]],
+    splits: Splits,
+    *,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    patience: int = 5,
+    progress: ProgressCallback | None = None,
+    cache_limit_bytes: int = DEFAULT_CACHE_LIMIT_BYTES,
+) -> ExitTrainResult:
+    """Train the exit heads, `(cut index, head)` pairs, jointly on the frozen backbone.
+
+    The loss is the sum of the heads' cross-entropies; early stopping watches the summed
+    validation loss. The backbone's weights and BatchNorm statistics are bit-identical
+    afterwards; the heads hold the best epoch's weights. `progress` as in `train_backbone`.
+    """
+    _check_schedule(epochs, batch_size, lr, patience)
+    if not heads:
+        raise InferedgeError("exit training needs at least one exit head")
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    models = [head for _, head in heads]
+    cuts = [cut for cut, _ in heads]
+    variables = [v for head in models for v in head.trainable_variables]
+    optimizer = keras.optimizers.Adam(learning_rate=lr)
+    optimizer.build(variables)
+
+    def step(activations: Any, labels: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = tf.add_n(
+                [
+                    _mean_loss(head(a, training=True), labels)
+                    for head, a in zip(models, activations, strict=True)
+                ]
+            )
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    shapes = [graph.internal_shape(cut) for cut in cuts]
+    images = tuple(_images(shape) for shape in shapes)
+    train_step = tf.function(step, input_signature=[images, _labels()])
+    infer = [compiled(head, shape) for head, shape in zip(models, shapes, strict=True)]
+    inputs = _ExitInputs(graph, cuts, splits, cache_limit_bytes)
+    n = inputs.size("train")
+    ticks = _Progress(progress, epochs * _num_batches(n, batch_size))
+    best = _Best(models, patience)
+    history: list[ExitEpochStats] = []
+    shuffle = np.random.default_rng(seed)
+    for epoch in range(1, epochs + 1):
+        optimizer.learning_rate = _cosine(lr, epoch, epochs)
+        loss_sum = 0.0
+        for index in _batches(n, batch_size, shuffle):
+            activations, labels = inputs.batch("train", index)
+            loss_sum += float(train_step(activations, labels)) * len(index)
+            ticks.step()
+        val_loss, val_accuracy = _evaluate_heads(infer, inputs, "val")
+        history.append(ExitEpochStats(epoch, loss_sum / n, val_loss, val_accuracy))
+        if best.stop(epoch, (-val_loss,)):
+            break
+    best.restore()
+    ticks.finish()
+    _, test_accuracy = _evaluate_heads(infer, inputs, "test")
+    return ExitTrainResult(
+        history=tuple(history),
+        best_epoch=best.epoch,
+        val_accuracy=history[best.epoch - 1].val_accuracy,
+        test_accuracy=test_accuracy,
+        stopped_early=len(history) < epochs,
+        cached=inputs.cached,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_schedule(epochs: int, batch_size: int, lr: float, patience: int) -> None:
+    checks = (
+        ("epochs", epochs >= 1, ">= 1"),
+        ("batch_size", batch_size >= 1, ">= 1"),
+        ("lr", lr > 0, "> 0"),
+        ("patience", patience >= 1, ">= 1"),
+    )
+    for name, ok, expected in checks:
+        if not ok:
+            value = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
+            raise InferedgeError(f"training: {name} must be {expected}, got {value[name]!r}")
+
+
+def _cosine(lr: float, epoch: int, epochs: int) -> float:
+    """torch's CosineAnnealingLR (to 0 over `epochs`) for 1-based `epoch`."""
+    return lr * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2
+
+
+def _images(shape: tuple[int, ...]) -> Any:
+    return tf.TensorSpec(shape=(None, *shape), dtype=tf.float32)
+
+
+def _labels() -> Any:
+    return tf.TensorSpec(shape=(None,), dtype=tf.int64)
+
+
+def _mean_loss(logits: Any, labels: Any) -> Any:
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    )
+
+
+def _arrays(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    return batch_to_internal(ds.x), ds.y
+
+
+def _num_batches(n: int, batch_size: int) -> int:
+    full, rest = divmod(n, batch_size)
+    # A trailing batch of one sample is dropped unless it is the only one (see _batches).
+    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+
+
+def _batches(n: int, batch_size: int, shuffle: np.random.Generator) -> Iterator[np.ndarray]:
+    """Shuffled index batches covering [0, n), a trailing single sample dropped unless it is
+    the only batch: BatchNorm in training mode cannot normalise one sample of vectors."""
+    order = shuffle.permutation(n)
+    for first in range(0, n, batch_size):
+        index = order[first : first + batch_size]
+        if len(index) > 1 or first == 0:
+            yield index
+
+
+class _Progress:
+    """Counts batches and reports them to an optional `progress(done, total)` callback."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
+        self._callback = callback
+        self._total = total
+        self._done = 0
+
+    def step(self) -> None:
+        self._done += 1
+        if self._callback is not None:
+            self._callback(self._done, self._total)
+
+    def finish(self) -> None:
+        # Early stopping skips the remaining epochs; the bar still ends full.
+        if self._callback is not None and self._done < self._total:
+            self._callback(self._total, self._total)
+
+
+class _Best:
+    """Early stopping: the best epoch's score and weights, and when to give up."""
+
+    def __init__(self, models: Sequence[Any], patience: int) -> None:
+        self._models = models
+        self._patience = patience
+        self._score: tuple[float, ...] | None = None
+        self._weights = [m.get_weights() for m in models]
+        self.epoch = 0
+
+    def stop(self, epoch: int, score: tuple[float, ...]) -> bool:
+        """Record `epoch`'s score (higher is better); whether patience has run out."""
+        if self._score is None or score > self._score:
+            self._score, self.epoch = score, epoch
+            self._weights = [m.get_weights() for m in self._models]
+            return False
+        return epoch - self.epoch >= self._patience
+
+    def restore(self) -> None:
+        for model, weights in zip(self._models, self._weights, strict=True):
+            model.set_weights(weights)
+
+
+def _scores(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """Summed cross-entropy (float64) and the number of correct predictions."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = float(-log_p[np.arange(len(labels)), labels].sum())
+    return loss, int((logits.argmax(axis=1) == labels).sum())
+
+
+def _evaluate(infer: Any, ds: Dataset) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a compiled model on `ds`."""
+    loss, correct = _scores(predict(infer, batch_to_internal(ds.x)), ds.y)
+    return loss / len(ds), correct / len(ds)
+
+
+class _ExitInputs:
+    """The frozen backbone's activations at the exit cuts for each split, cached or recomputed.
+
+    Cached when all splits' activations fit in `cache_limit_bytes`; otherwise every batch runs
+    the backbone again (identical values, since the backbone is a fixed function).
+    """
+
+    def __init__(
+        self, graph: CutGraph, cuts: list[int], splits: Splits, cache_limit_bytes: int
+    ) -> None:
+        self._taps = Taps(graph, cuts)
+        self._data = {
+            name: _arrays(ds)
+            for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+        }
+        per_sample = sum(graph.cut_points[k].activation_bytes for k in set(cuts))
+        samples = sum(len(y) for _, y in self._data.values())
+        self.cached = per_sample * samples <= cache_limit_bytes
+        self._cache = (
+            {name: self._taps.over(x) for name, (x, _) in self._data.items()}
+            if (self.cached)
+            else {}
+        )
+
+    def size(self, split: str) -> int:
+        return len(self._data[split][1])
+
+    def batch(self, split: str, index: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """Each head's input for the samples at `index` of `split`, and their labels."""
+        x, y = self._data[split]
+        found = [a[index] for a in self._cache[split]] if self.cached else self._taps(x[index])
+        return tuple(found), y[index]
+
+
+def _evaluate_heads(
+    heads: Sequence[Any], inputs: _ExitInputs, split: str
+) -> tuple[float, tuple[float, ...]]:
+    """Mean summed cross-entropy of the compiled heads on `split`, and each one's accuracy."""
+    n = inputs.size(split)
+    loss_sum = 0.0
+    correct = [0] * len(heads)
+    for first in range(0, n, EVAL_BATCH):
+        activations, labels = inputs.batch(split, np.arange(first, min(first + EVAL_BATCH, n)))
+        for i, (head, a) in enumerate(zip(heads, activations, strict=True)):
+            loss, right = _scores(np.asarray(head(a)), labels)
+            loss_sum += loss
+            correct[i] += right
+    return loss_sum / n, tuple(c / n for c in correct)

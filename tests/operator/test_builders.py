@@ -1,0 +1,233 @@
+"""Manifest builders: pure dicts, safe pods, pinned placement, and only real CLI commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from inferedge.api.device_profile import DeviceProfileSpec
+from inferedge.api.pipeline import InferencePipelineSpec
+from inferedge.cli import cli
+from inferedge.controller import builders, naming
+from tests.operator.conftest import EXAMPLE
+
+OWNER = {
+    "apiVersion": "inferedge.io/v1alpha1",
+    "kind": "InferencePipeline",
+    "metadata": {"name": "digits", "namespace": "team-a", "uid": "uid-1"},
+}
+IMAGES = builders.Images(runtime="registry/runtime:1", edge="registry/jetson:1")
+INPUTS = builders.TrainingInputs(
+    training_key="0123456789abcdef",
+    plan_key="team-a/digits/plans/p.json",
+    edge_profile_key="team-a/_profiles/jetson/e.json",
+    cloud_profile_key="team-a/_profiles/cpu/c.json",
+    output_prefix="team-a/digits/training/0123456789abcdef",
+)
+
+
+def example() -> tuple[DeviceProfileSpec, DeviceProfileSpec, InferencePipelineSpec]:
+    edge, cloud, pipeline = (d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d)
+    return (
+        DeviceProfileSpec.model_validate(edge["spec"]),
+        DeviceProfileSpec.model_validate(cloud["spec"]),
+        InferencePipelineSpec.model_validate(pipeline["spec"]),
+    )
+
+
+def all_manifests() -> list[dict[str, Any]]:
+    edge, cloud, spec = example()
+    config = builders.build_config_map(owner=OWNER, data=builders.runtime_config(spec, "a/b/c"))
+    config_hash = builders.template_hash(config) or ""
+    dprof_owner = {
+        **OWNER,
+        "kind": "DeviceProfile",
+        "metadata": {**OWNER["metadata"], "name": "jetson"},
+    }
+    return [
+        builders.build_profiling_job(
+            owner=dprof_owner, device=edge, spec=spec, key="abcdef012345", images=IMAGES
+        ),
+        builders.build_training_job(
+            owner=OWNER, spec=spec, cloud=cloud, inputs=INPUTS, images=IMAGES
+        ),
+        builders.build_export_job(
+            owner=OWNER, spec=spec, cloud=cloud, inputs=INPUTS, images=IMAGES
+        ),
+        builders.build_deployment(
+            owner=OWNER, role="edge", spec=spec, device=edge, config_hash=config_hash, images=IMAGES
+        ),
+        builders.build_deployment(
+            owner=OWNER,
+            role="cloud",
+            spec=spec,
+            device=cloud,
+            config_hash=config_hash,
+            images=IMAGES,
+        ),
+        builders.build_cloud_service(owner=OWNER),
+        config,
+    ]
+
+
+def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = manifest["spec"]["template"]["spec"]
+    return spec
+
+
+def with_pods() -> list[dict[str, Any]]:
+    return [m for m in all_manifests() if m["kind"] in ("Job", "Deployment")]
+
+
+def test_every_child_is_owned_labelled_and_deterministically_named() -> None:
+    names = [m["metadata"]["name"] for m in all_manifests()]
+    assert names == [
+        "jetson-profile-abcdef01",
+        "digits-train-01234567",
+        "digits-export-01234567",
+        "digits-edge",
+        "digits-cloud",
+        "digits-cloud",
+        "digits-runtime",
+    ]
+    assert names == [m["metadata"]["name"] for m in all_manifests()]  # same inputs, same names
+    for manifest in all_manifests():
+        (owner,) = manifest["metadata"]["ownerReferences"]
+        assert owner["uid"] == "uid-1"
+        assert owner["controller"] is True
+        labels = manifest["metadata"]["labels"]
+        assert labels[naming.MANAGED_BY_LABEL] == naming.MANAGED_BY
+        assert manifest["metadata"]["namespace"] == "team-a"
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_pods_run_locked_down(index: int) -> None:
+    manifest = with_pods()[index]
+    pod = pod_spec(manifest)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        mounted = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/tmp" in mounted  # the only writable paths are emptyDirs
+        for env in container["env"]:  # no credential is ever a value
+            if "KEY" in env["name"] or "PASSWORD" in env["name"] or "TOKEN" in env["name"]:
+                assert "value" not in env
+                assert "secretKeyRef" in env["valueFrom"]
+
+
+def test_edge_pods_land_on_arm64_edge_nodes_with_the_nvidia_runtime() -> None:
+    profiling, _, _, edge, cloud = with_pods()
+    for manifest in (profiling, edge):
+        pod = pod_spec(manifest)
+        assert pod["nodeSelector"] == {
+            "kubernetes.io/arch": "arm64",
+            "inferedge.io/device": "jetson-orin-nano",
+        }
+        assert pod["tolerations"] == [
+            {"key": "inferedge.io/edge", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        assert pod["runtimeClassName"] == "nvidia"
+        assert pod["containers"][0]["image"] == "registry/jetson:1"
+    assert pod_spec(cloud)["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert "runtimeClassName" not in pod_spec(cloud)
+    assert pod_spec(cloud)["containers"][0]["resources"] == {
+        "requests": {"cpu": "2", "memory": "2Gi"}
+    }
+
+
+def test_an_edge_profile_without_labels_still_defaults_to_arm64() -> None:
+    device = DeviceProfileSpec(role="edge")
+    assert builders.scheduling(device) == {"nodeSelector": {"kubernetes.io/arch": "arm64"}}
+    assert builders.scheduling(DeviceProfileSpec(role="cloud")) == {}
+
+
+def test_a_config_change_changes_the_pod_template() -> None:
+    edge, _, spec = example()
+    first = builders.runtime_config(spec, "a/b/c")
+    tuned = spec.model_copy(
+        update={"inference": spec.inference.model_copy(update={"threshold": 0.7})}
+    )
+    second = builders.runtime_config(tuned, "a/b/c")
+    assert second["INFEREDGE_SERVE_THRESHOLD"] == "0.7"
+    assert "INFEREDGE_SERVE_THRESHOLD" not in first  # the calibrated one from the manifest
+
+    def deployment(data: dict[str, str]) -> dict[str, Any]:
+        config = builders.build_config_map(owner=OWNER, data=data)
+        return builders.build_deployment(
+            owner=OWNER,
+            role="edge",
+            spec=spec,
+            device=edge,
+            config_hash=builders.template_hash(config) or "",
+            images=IMAGES,
+        )
+
+    assert builders.template_hash(deployment(first)) != builders.template_hash(deployment(second))
+    assert builders.template_hash(deployment(first)) == builders.template_hash(deployment(first))
+
+
+def _command(args: list[str]) -> tuple[click.Command, list[str], str]:
+    """The click command `inferedge ARGS` runs, what is left for it, and its env prefix."""
+    command: click.Command = cli
+    rest, prefix = list(args), "INFEREDGE"
+    while isinstance(command, click.Group):
+        name, rest = rest[0], rest[1:]
+        sub = command.get_command(click.Context(command), name)
+        assert sub is not None, f"`inferedge {' '.join(args[:2])}`: no command {name!r}"
+        command, prefix = sub, f"{prefix}_{name.upper().replace('-', '_')}"
+    return command, rest, prefix
+
+
+def _reads(command: click.Command, prefix: str) -> set[str]:
+    """Variables a command reads: its options' explicit envvars and <PREFIX>_<OPTION>."""
+    names = {
+        f"{prefix}_{str(p.name).upper()}" for p in command.params if isinstance(p, click.Option)
+    }
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar:
+            names.update([param.envvar] if isinstance(param.envvar, str) else param.envvar)
+    return names
+
+
+def _settings_variables() -> set[str]:
+    """What the S3 and NATS settings read from the environment (credentials, endpoint)."""
+    from inferedge.storage import s3config
+    from inferedge.transport import settings
+
+    return {
+        value
+        for module in (s3config, settings)
+        for key, value in vars(module).items()
+        if key.startswith("ENV_")
+    }
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_every_container_runs_a_real_cli_command(
+    index: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = with_pods()[index]
+    config = all_manifests()[-1]
+    (container,) = pod_spec(manifest)["containers"]
+    assert container["command"] == ["inferedge"]
+    command, rest, prefix = _command(container["args"])
+    env = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
+    if container.get("envFrom"):
+        env.update(config["data"])
+    readable = _reads(command, prefix) | _settings_variables() | {"HOME", "MPLCONFIGDIR"}
+    assert set(env) <= readable, f"read by nothing: {sorted(set(env) - readable)}"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # click parses the arguments and environment exactly as in the pod (types, required
+    # options, choices), without running the command.
+    ctx = command.make_context("inferedge", list(rest), auto_envvar_prefix=prefix)
+    if "spec_json" in ctx.params:
+        InferencePipelineSpec.model_validate_json(ctx.params["spec_json"])
