@@ -23,6 +23,11 @@ def test_create_to_ready(
     cluster.apply(cluster.example({"uri": str(store_dir)}))
     with run_operator():
         body = cluster.wait_ready()
+        # Events are posted in the background: wait for the last one before stopping.
+        wait_for(
+            "the Ready event",
+            lambda: [e for e in cluster.events("digits") if e["reason"] == "Ready"],
+        )
     status = body["status"]
     assert status["threshold"] == CALIBRATED_THRESHOLD
     assert status["offloadRatio"] == CALIBRATED_OFFLOAD

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -108,3 +110,35 @@ def test_the_helm_command_serves_liveness_against_a_cluster(
                 return False
 
         wait_for("the liveness endpoint", healthy, timeout=30)
+
+
+def test_the_controller_loads_without_frameworks_numpy_or_the_runtime() -> None:
+    # The operator image has kopf, kubernetes and minio, and none of these.
+    blocked = [
+        "torch",
+        "tensorflow",
+        "keras",
+        "numpy",
+        "sklearn",
+        "PIL",
+        "matplotlib",
+        "nats",
+        "prometheus_client",
+        "rich",
+        "inferedge.runtime",
+        "inferedge.dnn",
+        "inferedge.local",
+    ]
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if any(name == b or name.startswith(b + '.') for b in {blocked!r}):\n"
+        "            raise ImportError(f'{name} is not in the operator image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import inferedge.controller.handlers\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

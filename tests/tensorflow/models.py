@@ -116,3 +116,16 @@ def fixed_batch(num_classes: int = 10) -> Any:
     x = layers.Conv2D(4, 3, padding="same")(inputs)
     x = keras.ops.reshape(x, (1, -1))  # a Keras op in the graph, not a layer
     return keras.Model(inputs, layers.Dense(num_classes)(x), name="fixed_batch")
+
+
+def clashing_blocks(num_classes: int = 10) -> Any:
+    """Two nested blocks whose layers share a name, as blocks loaded from two files can."""
+
+    def block(name: str) -> Any:
+        inputs = keras.Input(shape=(16, 16, 3))
+        return keras.Model(inputs, layers.ReLU(name="act")(inputs), name=name)
+
+    inputs = keras.Input(shape=(16, 16, 3))
+    x = block("second")(block("first")(inputs))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(num_classes)(x), name="clashing_blocks")

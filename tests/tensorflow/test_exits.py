@@ -8,10 +8,10 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import layers
 from pydantic import TypeAdapter
 
-import tensorflow as tf
 from inferedge.core.exits import (
     AdaptivePool,
     BatchNorm,

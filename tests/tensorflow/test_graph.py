@@ -167,6 +167,17 @@ def test_nested_models_are_inlined_so_their_blocks_can_be_cut() -> None:
     assert [n for n in names if n in inner] == [inner[-1]]
 
 
+def test_nested_models_that_cannot_be_inlined_are_cut_around() -> None:
+    # Inlining would put two layers named "act" into one graph, which Keras refuses; the
+    # nested blocks then stay whole, and the model is still cut and runs as itself.
+    loaded = load_model("tests.tensorflow.models:clashing_blocks", 10, (3, 16, 16))
+    graph = build_cut_graph(loaded.model, (3, 16, 16), name="clashing")
+    names = [c.name for c in graph.cut_points]
+    assert "act" not in names
+    assert names[-2:] == ["global_average_pooling2d", "dense"]
+    assert chain_error(graph, batch((3, 16, 16))) <= 1e-5
+
+
 def test_a_keras_file_is_cut_like_the_model_it_holds(tmp_path: Path) -> None:
     loaded = load_model("small_resnet", 10, (3, 16, 16))
     path = tmp_path / "mine.keras"

@@ -36,9 +36,12 @@ KEY_LABEL: Final = f"{PREFIX}/key"  # the step hash a Job was made for
 TEMPLATE_HASH: Final = f"{PREFIX}/template-hash"
 CONFIG_HASH: Final = f"{PREFIX}/config-hash"
 
-# The longest child suffix is "-export-<8 hex>" (16 characters) and Job names end up in pod
-# labels, which are limited to 63 characters.
-MAX_OWNER_NAME: Final = 63 - len("-export-12345678")
+# Job names end up in pod labels, which are limited to 63 characters; the longest suffixes
+# are "-export-<8 hex>" for a pipeline and "-profile-<8 hex>" for a DeviceProfile.
+MAX_NAME: Final = {
+    "InferencePipeline": 63 - len("-export-12345678"),
+    "DeviceProfile": 63 - len("-profile-12345678"),
+}
 
 # Store keys of shared profiles live beside pipeline prefixes; "_" keeps them apart from any
 # pipeline, whose names are DNS labels.
@@ -53,10 +56,11 @@ def digest(payload: Any, length: int = 16) -> str:
 
 def name_problem(name: str, kind: str) -> str | None:
     """Why `name` cannot own children with derived names, or None."""
-    if len(name) > MAX_OWNER_NAME:
+    limit = MAX_NAME[kind]
+    if len(name) > limit:
         return (
-            f"metadata.name: a {kind} name may have at most {MAX_OWNER_NAME} characters "
-            f"(its Jobs append up to 16), got {len(name)}"
+            f"metadata.name: a {kind} name may have at most {limit} characters "
+            f"(its Jobs' names append to it), got {len(name)}"
         )
     return None
 

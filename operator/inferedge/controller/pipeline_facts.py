@@ -90,6 +90,10 @@ def _device(
             f"{field_name}: no DeviceProfile {name!r} in namespace {namespace!r}",
             "create it; the pipeline goes on when it appears",
         )
+    problem = naming.name_problem(name, "DeviceProfile")
+    if problem:
+        text = f"DeviceProfile {name!r}: {problem}"
+        return waits("DeviceProfileInvalid", text, "use a DeviceProfile with a shorter name")
     try:
         device = DeviceProfileSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:

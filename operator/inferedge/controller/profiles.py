@@ -77,10 +77,15 @@ async def reconcile_device_profile(ctl: Controller, key: ObjectKey) -> bool:
     )
     generation = body["metadata"].get("generation")
     now = now_rfc3339()
-    try:
-        device = DeviceProfileSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
-        message = describe_validation_error(exc, "spec") + " (not retried: fix the spec)"
+    problem = naming.name_problem(name, "DeviceProfile")
+    device: DeviceProfileSpec | None = None
+    if problem is None:
+        try:
+            device = DeviceProfileSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            problem = describe_validation_error(exc, "spec")
+    if device is None:
+        message = f"{problem} (not retried: fix the DeviceProfile)"
         condition = Condition("Profiled", "False", "InvalidSpec", message, generation, now)
         return await _finish(
             ctl,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
@@ -143,8 +144,6 @@ class Stores:
             raise StoreFailure(
                 waits("ArtifactsInvalid", str(exc), "delete the export Job to export again")
             ) from None
-        import hashlib
-
         result = (manifest, hashlib.sha256(data).hexdigest())
         _bounded(self._manifests)[cache_key] = result
         return result

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
-import tensorflow as tf
 from inferedge import __version__
 from inferedge.core.digest import sha256_file
 from inferedge.core.errors import InferedgeError, one_line

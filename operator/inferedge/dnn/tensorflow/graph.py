@@ -267,7 +267,7 @@ def _retrace(model: Any, internal: Shape, input_shape: Shape, name: str) -> Any:
     dtype = model.inputs[0].dtype if isinstance(model, Functional) else "float32"
     inputs = keras.Input(shape=internal, dtype=dtype, name="image")
     try:
-        outputs = _inline(model, inputs)
+        outputs = _Inliner(model).inline(model, inputs)
         return keras.Model(inputs, outputs, name=model.name)
     except ModelRefError:
         raise
@@ -278,36 +278,69 @@ def _retrace(model: Any, internal: Shape, input_shape: Shape, name: str) -> Any:
         ) from None
 
 
-def _inline(model: Any, x: Any) -> Any:
-    """Call `model`'s layers on `x` in order, inlining nested single-input models."""
+def _inlinable(layer: Any) -> bool:
+    return isinstance(layer, keras.Sequential) or (
+        isinstance(layer, Functional) and len(layer.inputs) == len(layer.outputs) == 1
+    )
+
+
+def _members(model: Any) -> list[Any]:
+    """The layers (or operations) `model` calls, each once, in order."""
     if isinstance(model, keras.Sequential):
-        for layer in model.layers:
-            x = _inline_call(layer, (x,), {})
-        return x
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelRefError(
-            f"model {model.name!r} takes {len(model.inputs)} inputs and returns "
-            f"{len(model.outputs)} tensors; only single-input, single-output models can be cut"
+        return list(model.layers)
+    found = {id(n.operation): n.operation for n in _ordered_nodes(model) if not n.is_input}
+    return list(found.values())
+
+
+class _Inliner:
+    """Calls a model's layers on a new input, inlining nested single-input models.
+
+    A functional model needs unique layer names, and nested models keep their own namespaces:
+    two blocks loaded from different files may both hold a layer `act`. A nested model whose
+    layers would clash is therefore called whole (one operation of the graph) instead.
+    """
+
+    def __init__(self, model: Any) -> None:
+        owners: dict[str, set[int]] = {}
+        for leaf in self._leaves(model):
+            owners.setdefault(leaf.name, set()).add(id(leaf))
+        self._clashing = {name for name, ids in owners.items() if len(ids) > 1}
+
+    def _leaves(self, model: Any) -> list[Any]:
+        leaves = []
+        for layer in _members(model):
+            leaves += self._leaves(layer) if _inlinable(layer) else [layer]
+        return leaves
+
+    def inline(self, model: Any, x: Any) -> Any:
+        """Call `model`'s layers on `x` in order."""
+        if isinstance(model, keras.Sequential):
+            for layer in model.layers:
+                x = self._call(layer, (x,), {})
+            return x
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ModelRefError(
+                f"model {model.name!r} takes {len(model.inputs)} inputs and returns "
+                f"{len(model.outputs)} tensors; only single-input, single-output models can be cut"
+            )
+        values = {id(model.inputs[0]): x}
+        for node in _ordered_nodes(model):
+            if node.is_input:
+                continue
+            args, kwargs = node.arguments.fill_in(values)
+            result = self._call(node.operation, args, kwargs)
+            for ref, new in zip(node.outputs, keras.tree.flatten(result), strict=True):
+                values[id(ref)] = new
+        return values[id(model.outputs[0])]
+
+    def _call(self, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        whole = (
+            not _inlinable(layer)
+            or len(args) != 1
+            or any(value is not None for value in kwargs.values())
+            or any(leaf.name in self._clashing for leaf in self._leaves(layer))
         )
-    values = {id(model.inputs[0]): x}
-    for node in _ordered_nodes(model):
-        if node.is_input:
-            continue
-        args, kwargs = node.arguments.fill_in(values)
-        result = _inline_call(node.operation, args, kwargs)
-        for ref, new in zip(node.outputs, keras.tree.flatten(result), strict=True):
-            values[id(ref)] = new
-    return values[id(model.outputs[0])]
-
-
-def _inline_call(layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    inlinable = (
-        isinstance(layer, keras.Sequential)
-        or (isinstance(layer, Functional) and len(layer.inputs) == len(layer.outputs) == 1)
-    ) and len(args) == 1
-    if inlinable and all(value is None for value in kwargs.values()):
-        return _inline(layer, args[0])
-    return layer(*args, **kwargs)
+        return layer(*args, **kwargs) if whole else self.inline(layer, args[0])
 
 
 def _ordered_nodes(model: Any) -> list[Any]:

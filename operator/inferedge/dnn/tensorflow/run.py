@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
 import tensorflow as tf
+
 from inferedge.core.exits import ExitSpecError
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import Shape

@@ -23,8 +23,8 @@ from typing import Any
 
 import keras
 import numpy as np
-
 import tensorflow as tf
+
 from inferedge.core.errors import InferedgeError
 from inferedge.dnn.backend import ProgressCallback
 from inferedge.dnn.data import Dataset, Splits
