@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.operator.cluster import Api, ApiError, ns_path
+from tests.operator.cluster import ApiError, ns_path
 from tests.operator.conftest import Cluster
 
 

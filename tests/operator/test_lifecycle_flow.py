@@ -29,6 +29,11 @@ def test_create_to_ready(
             lambda: [e for e in cluster.events("digits") if e["reason"] == "Ready"],
         )
     status = body["status"]
+    assert body["metadata"]["finalizers"] == ["inferedge.io/finalizer"]
+    annotations = body["metadata"].get("annotations", {})
+    # kopf's bookkeeping lives under inferedge.io/, not kopf.zalando.org/
+    assert all(k.startswith("inferedge.io/") for k in annotations if "kopf" in k), annotations
+    assert "kopf" not in status
     assert status["threshold"] == CALIBRATED_THRESHOLD
     assert status["offloadRatio"] == CALIBRATED_OFFLOAD
     plan = status["plan"]

@@ -539,6 +539,42 @@ def build_cloud_service(*, owner: Mapping[str, Any]) -> Manifest:
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": service_spec}
 
 
+def build_event(
+    *,
+    involved: Mapping[str, Any],
+    type: str,
+    reason: str,
+    message: str,
+    component: str,
+    now: str,
+) -> Manifest:
+    """A core/v1 Event about `involved` (shown by `kubectl describe` and `kubectl get events`)."""
+    meta = involved["metadata"]
+    text = message if len(message) <= 1024 else message[:1021] + "..."
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": type,
+        "reason": reason,
+        "message": text,
+        "action": reason,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
 def template_hash(manifest: Mapping[str, Any]) -> str | None:
     """The hash a built (or stored) object carries for replace-if-changed decisions."""
     annotations = manifest.get("metadata", {}).get("annotations") or {}

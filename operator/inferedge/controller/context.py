@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferedge.controller import naming
-from inferedge.controller.kube import Kube
+from inferedge.controller.builders import build_event
+from inferedge.controller.children import now_rfc3339
+from inferedge.controller.kube import Kube, KubeError
 from inferedge.controller.observe import resource_version
 from inferedge.controller.reconciler import Reconciler
 from inferedge.controller.settings import (
@@ -28,7 +30,6 @@ from inferedge.core.lifecycle import Event
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 Body = dict[str, Any]
-EventPoster = Callable[[Mapping[str, Any], Event], None]
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,12 @@ class Controller:
         kube: Kube,
         options: OperatorOptions,
         indices: Indices,
-        post_event: EventPoster,
         logger: logging.Logger,
     ) -> None:
         self.kube = kube
         self.options = options
         self.indices = indices
         self.stores = Stores(kube)
-        self.post_event = post_event
         self.logger = logger
         self._written: dict[tuple[str, ObjectKey], Body] = {}
         self._periodic: list[asyncio.Task[None]] = []
@@ -122,6 +121,25 @@ class Controller:
         if written is not None and resource_version(written) > resource_version(indexed):
             return written
         return indexed
+
+    async def post_event(self, body: Mapping[str, Any], event: Event) -> None:
+        """Post an Event about `body`; a failure is logged, never raised (Events are advisory).
+
+        Posted with the operator's own client rather than kopf's queue, so reconciles started
+        outside a kopf handler (the periodic resync) can post too.
+        """
+        manifest = build_event(
+            involved=body,
+            type=event.type,
+            reason=event.reason,
+            message=event.message,
+            component=self.options.reporting_component,
+            now=now_rfc3339(),
+        )
+        try:
+            await self.kube.create(manifest)
+        except KubeError as exc:
+            self.logger.warning("could not post Event %s: %s", event.reason, exc)
 
     def remember(self, kind: str, body: Body) -> None:
         """Keep the body a status write returned until the watch delivers it (or a newer one)."""

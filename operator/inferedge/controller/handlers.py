@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from inferedge.api.pipeline import InferencePipelineSpec
+from inferedge.api.pipeline import StorageSpec
 from inferedge.controller import naming
 from inferedge.controller.context import Controller, Indices
 from inferedge.controller.kube import Kube
@@ -35,14 +35,15 @@ def _controller(memo: Any) -> Controller:
     return controller
 
 
-def _post_event(body: Any, event: Event) -> None:
-    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-
-
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster service account first, then the kubeconfig (KUBECONFIG read now)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In-cluster service account first, then the kubeconfig (KUBECONFIG read now, not when the
+    kubernetes client was imported), then the official client's own login."""
+    return (
+        kopf.login_with_service_account(**kwargs)
+        or kopf.login_with_kubeconfig(**kwargs)
+        or kopf.login_via_client(**kwargs)
+    )
 
 
 @kopf.on.startup()
@@ -63,7 +64,6 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) 
         kube=Kube.connect(),
         options=options,
         indices=indices,
-        post_event=_post_event,
         logger=logging.getLogger("inferedge.controller"),
     )
     controller.start_periodic()
@@ -175,22 +175,23 @@ async def pipeline_deleted(
 ) -> None:
     """The finalizer's work: delete everything the pipeline stored. Children go by owner refs."""
     controller = _controller(memo)
+    # Only spec.storage matters here: the rest of the spec may have been broken by a later edit.
     try:
-        spec = InferencePipelineSpec.model_validate(body.get("spec") or {})
+        storage = StorageSpec.model_validate((body.get("spec") or {}).get("storage") or {})
     except ValidationError:
-        logger.info("invalid spec: nothing was stored, nothing to delete")
+        logger.info("spec.storage is invalid: nothing can have been stored")
         return
     prefix = naming.pipeline_prefix(namespace or "", name)
     try:
-        store = await controller.stores.open(namespace or "", spec.storage)
+        store = await controller.stores.open(namespace or "", storage)
         removed = await controller.stores.discard_pipeline(store, prefix)
     except StoreFailure as exc:
         if retry + 1 >= CLEANUP_ATTEMPTS:
             message = (
-                f"gave up deleting artifacts under {spec.storage.uri}/{prefix} after "
+                f"gave up deleting artifacts under {storage.uri}/{prefix} after "
                 f"{CLEANUP_ATTEMPTS} attempts: {exc.failure.message}; delete them by hand"
             )
-            kopf.warn(body, reason="ArtifactsLeft", message=message)
+            await controller.post_event(body, Event("Warning", "ArtifactsLeft", message))
             return
         raise kopf.TemporaryError(f"deleting artifacts: {exc.failure.message}", delay=5) from exc
     logger.info("deleted %d objects under %s/%s", removed, store.uri, prefix)

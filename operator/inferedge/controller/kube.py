@@ -68,12 +68,13 @@ SERVICES: Final = Resource("", "v1", "services", "Service")
 CONFIG_MAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
 SECRETS: Final = Resource("", "v1", "secrets", "Secret")
 PODS: Final = Resource("", "v1", "pods", "Pod")
+EVENTS: Final = Resource("", "v1", "events", "Event")
 PIPELINES: Final = Resource(naming.GROUP, naming.VERSION, naming.PIPELINES, "InferencePipeline")
 DEVICE_PROFILES: Final = Resource(
     naming.GROUP, naming.VERSION, naming.DEVICE_PROFILES, "DeviceProfile"
 )
 _BY_KIND: Final = {
-    r.kind: r for r in (JOBS, DEPLOYMENTS, SERVICES, CONFIG_MAPS, SECRETS, PODS, PIPELINES)
+    r.kind: r for r in (JOBS, DEPLOYMENTS, SERVICES, CONFIG_MAPS, SECRETS, PODS, EVENTS, PIPELINES)
 }
 
 

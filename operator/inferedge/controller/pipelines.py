@@ -44,7 +44,7 @@ async def reconcile_pipeline(ctl: Controller, key: ObjectKey) -> bool:
         return True
     if written:
         for event in decision.events:
-            ctl.post_event(body, event)
+            await ctl.post_event(body, event)
     if again:
         ctl.pipelines.nudge(key)  # the action changed something no watch reports (store, config)
     return decision.retry

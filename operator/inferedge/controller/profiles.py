@@ -198,6 +198,6 @@ async def _finish(
         kind: EventType = (
             "Warning" if merged.reason in ("ProfilingFailed", "InvalidSpec") else "Normal"
         )
-        ctl.post_event(body, Event(kind, merged.reason, merged.message))
+        await ctl.post_event(body, Event(kind, merged.reason, merged.message))
     ctl.nudge_users(meta["namespace"], meta["name"])
     return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -41,8 +42,10 @@ def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
+    # The operator posts its own Events (phase changes, failures); kopf adds Events only for
+    # its warnings and errors, e.g. a handler that failed.
     settings.posting.enabled = True
-    settings.posting.level = 20  # logging.INFO: kopf's own info/warnings become Events too
+    settings.posting.level = logging.WARNING
     settings.posting.reporting_component = options.reporting_component
     if options.auto_peering is not None:
         settings.peering.name = options.auto_peering
