@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -31,53 +30,18 @@ from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.run import EVAL_BATCH, Taps, compiled, predict
+from inferedge.dnn.training import (
+    BatchProgress,
+    EarlyStopping,
+    EpochStats,
+    ExitEpochStats,
+    ExitTrainResult,
+    TrainResult,
+    check_schedule,
+    num_batches,
+)
 
 DEFAULT_CACHE_LIMIT_BYTES = 2 * 1024**3
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One backbone epoch: mean training loss, validation loss and accuracy."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_accuracy: float
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """A backbone training run; the model holds the weights of `best_epoch` (1-based)."""
-
-    history: tuple[EpochStats, ...]
-    best_epoch: int
-    val_accuracy: float
-    test_accuracy: float
-    stopped_early: bool
-    seconds: float
-
-
-@dataclass(frozen=True)
-class ExitEpochStats:
-    """One exit-training epoch: mean summed cross-entropy, and each exit's validation accuracy."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_accuracy: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class ExitTrainResult:
-    """An exit-training run; the heads hold the weights of `best_epoch`. Accuracies per head."""
-
-    history: tuple[ExitEpochStats, ...]
-    best_epoch: int
-    val_accuracy: tuple[float, ...]
-    test_accuracy: tuple[float, ...]
-    stopped_early: bool
-    cached: bool
-    seconds: float
 
 
 def train_backbone(
@@ -97,7 +61,7 @@ def train_backbone(
     The model ends holding the best epoch's weights. `progress(done, total)` is called after
     every batch, with total = epochs x batches per epoch, and with (total, total) at the end.
     """
-    _check_schedule(epochs, batch_size, lr, patience)
+    check_schedule(epochs, batch_size, lr, patience)
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
     x, y = _arrays(splits.train)
@@ -116,8 +80,8 @@ def train_backbone(
 
     train_step = tf.function(step, input_signature=[_images(in_shape), _labels()])
     infer = compiled(model, in_shape)
-    ticks = _Progress(progress, epochs * _num_batches(len(y), batch_size))
-    best = _Best([model], patience)
+    ticks = BatchProgress(progress, epochs * num_batches(len(y), batch_size))
+    best = _early_stopping([model], patience)
     history: list[EpochStats] = []
     shuffle = np.random.default_rng(seed)
     for epoch in range(1, epochs + 1):
@@ -162,7 +126,7 @@ def train_exits(
     validation loss. The backbone's weights and BatchNorm statistics are bit-identical
     afterwards; the heads hold the best epoch's weights. `progress` as in `train_backbone`.
     """
-    _check_schedule(epochs, batch_size, lr, patience)
+    check_schedule(epochs, batch_size, lr, patience)
     if not heads:
         raise InferedgeError("exit training needs at least one exit head")
     start = time.perf_counter()
@@ -190,8 +154,8 @@ def train_exits(
     infer = [compiled(head, shape) for head, shape in zip(models, shapes, strict=True)]
     inputs = _ExitInputs(graph, cuts, splits, cache_limit_bytes)
     n = inputs.size("train")
-    ticks = _Progress(progress, epochs * _num_batches(n, batch_size))
-    best = _Best(models, patience)
+    ticks = BatchProgress(progress, epochs * num_batches(n, batch_size))
+    best = _early_stopping(models, patience)
     history: list[ExitEpochStats] = []
     shuffle = np.random.default_rng(seed)
     for epoch in range(1, epochs + 1):
@@ -219,19 +183,6 @@ def train_exits(
     )
 
 
-def _check_schedule(epochs: int, batch_size: int, lr: float, patience: int) -> None:
-    checks = (
-        ("epochs", epochs >= 1, ">= 1"),
-        ("batch_size", batch_size >= 1, ">= 1"),
-        ("lr", lr > 0, "> 0"),
-        ("patience", patience >= 1, ">= 1"),
-    )
-    for name, ok, expected in checks:
-        if not ok:
-            value = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
-            raise InferedgeError(f"training: {name} must be {expected}, got {value[name]!r}")
-
-
 def _cosine(lr: float, epoch: int, epochs: int) -> float:
     """torch's CosineAnnealingLR (to 0 over `epochs`) for 1-based `epoch`."""
     return lr * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2
@@ -255,12 +206,6 @@ def _arrays(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return batch_to_internal(ds.x), ds.y
 
 
-def _num_batches(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    # A trailing batch of one sample is dropped unless it is the only one (see _batches).
-    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
-
-
 def _batches(n: int, batch_size: int, shuffle: np.random.Generator) -> Iterator[np.ndarray]:
     """Shuffled index batches covering [0, n), a trailing single sample dropped unless it is
     the only batch: BatchNorm in training mode cannot normalise one sample of vectors."""
@@ -271,46 +216,12 @@ def _batches(n: int, batch_size: int, shuffle: np.random.Generator) -> Iterator[
             yield index
 
 
-class _Progress:
-    """Counts batches and reports them to an optional `progress(done, total)` callback."""
+def _early_stopping(models: Sequence[Any], patience: int) -> EarlyStopping[list[Any]]:
+    def restore(weights: list[Any]) -> None:
+        for model, w in zip(models, weights, strict=True):
+            model.set_weights(w)
 
-    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
-        self._callback = callback
-        self._total = total
-        self._done = 0
-
-    def step(self) -> None:
-        self._done += 1
-        if self._callback is not None:
-            self._callback(self._done, self._total)
-
-    def finish(self) -> None:
-        # Early stopping skips the remaining epochs; the bar still ends full.
-        if self._callback is not None and self._done < self._total:
-            self._callback(self._total, self._total)
-
-
-class _Best:
-    """Early stopping: the best epoch's score and weights, and when to give up."""
-
-    def __init__(self, models: Sequence[Any], patience: int) -> None:
-        self._models = models
-        self._patience = patience
-        self._score: tuple[float, ...] | None = None
-        self._weights = [m.get_weights() for m in models]
-        self.epoch = 0
-
-    def stop(self, epoch: int, score: tuple[float, ...]) -> bool:
-        """Record `epoch`'s score (higher is better); whether patience has run out."""
-        if self._score is None or score > self._score:
-            self._score, self.epoch = score, epoch
-            self._weights = [m.get_weights() for m in self._models]
-            return False
-        return epoch - self.epoch >= self._patience
-
-    def restore(self) -> None:
-        for model, weights in zip(self._models, self._weights, strict=True):
-            model.set_weights(weights)
+    return EarlyStopping(lambda: [m.get_weights() for m in models], restore, patience)
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 
 import torch
 
 from inferedge.core.profile import DeviceInfo
-
-_KIB = 1024
+from inferedge.dnn.host import describe_host
 
 
 def describe_device(
@@ -28,70 +25,20 @@ def describe_device(
     CUDA, else the machine's MemTotal). `root` is where /proc is looked up (tests pass a fake).
     """
     on_cuda = device.type == "cuda"
+    host = describe_host(root)
     if memory_bytes is None:
         memory_bytes = (
-            torch.cuda.get_device_properties(device).total_memory
-            if on_cuda
-            else _total_memory(root)
+            torch.cuda.get_device_properties(device).total_memory if on_cuda else host.memory_bytes
         )
     return DeviceInfo(
         name=name,
-        cpu_model=_cpu_model(root),
-        cores=_cores(),
-        accelerator=_jetson_model(root)
-        or (torch.cuda.get_device_name(device) if on_cuda else None),
+        cpu_model=host.cpu_model,
+        cores=host.cores,
+        accelerator=host.jetson_model or (torch.cuda.get_device_name(device) if on_cuda else None),
         memory_bytes=memory_bytes,
         framework="torch",
         framework_version=torch.__version__,
-        platform=f"{platform.system()}-{platform.release()}-{platform.machine()}",
+        platform=host.platform,
         energy_sensor=energy_sensor,
         emulated_slowdown=emulated_slowdown,
     )
-
-
-def _cpu_model(root: Path) -> str:
-    # x86 names the model; many ARM kernels (Jetson) only name the SoC as "Hardware".
-    info = _proc_fields(root / "proc/cpuinfo")
-    return (
-        info.get("model name")
-        or info.get("Hardware")
-        or platform.processor()
-        or platform.machine()
-        or "unknown"
-    )
-
-
-def _cores() -> int:
-    # The CPUs this process may run on, which a container or taskset can restrict.
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _jetson_model(root: Path) -> str | None:
-    try:
-        model = (root / "proc/device-tree/model").read_text().strip("\x00 \n")
-    except OSError:
-        return None
-    return model if "jetson" in model.lower() else None
-
-
-def _total_memory(root: Path) -> int:
-    mem_total = _proc_fields(root / "proc/meminfo").get("MemTotal", "")
-    if mem_total.endswith(" kB") and mem_total[:-3].strip().isdigit():
-        return int(mem_total[:-3]) * _KIB
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def _proc_fields(path: Path) -> dict[str, str]:
-    """`key : value` lines of a /proc file; the first occurrence of a key wins."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return {}
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
-    return fields

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,55 +25,20 @@ from inferedge.dnn.backend import ProgressCallback
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.torch.exits import Taps, frozen, module_device
 from inferedge.dnn.torch.graph import CutGraph
+from inferedge.dnn.training import (
+    BatchProgress,
+    EarlyStopping,
+    EpochStats,
+    ExitEpochStats,
+    ExitTrainResult,
+    TrainResult,
+    check_schedule,
+    num_batches,
+)
 
 # Batch size for passes without gradients (evaluation, caching activations).
 _EVAL_BATCH = 256
 DEFAULT_CACHE_LIMIT_BYTES = 2 * 1024**3
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One backbone epoch: mean training loss, validation loss and accuracy."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_accuracy: float
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """A backbone training run; the model holds the weights of `best_epoch` (1-based)."""
-
-    history: tuple[EpochStats, ...]
-    best_epoch: int
-    val_accuracy: float
-    test_accuracy: float
-    stopped_early: bool
-    seconds: float
-
-
-@dataclass(frozen=True)
-class ExitEpochStats:
-    """One exit-training epoch: mean summed cross-entropy, and each exit's validation accuracy."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_accuracy: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class ExitTrainResult:
-    """An exit-training run; the heads hold the weights of `best_epoch`. Accuracies per head."""
-
-    history: tuple[ExitEpochStats, ...]
-    best_epoch: int
-    val_accuracy: tuple[float, ...]
-    test_accuracy: tuple[float, ...]
-    stopped_early: bool
-    cached: bool
-    seconds: float
 
 
 def train_backbone(
@@ -97,15 +61,15 @@ def train_backbone(
     ties to the lower validation loss). `progress(done, total)` is called after every batch,
     with total = epochs x batches per epoch, and with (total, total) at the end.
     """
-    _check_schedule(epochs, batch_size, lr, patience)
+    check_schedule(epochs, batch_size, lr, patience)
     start = time.perf_counter()
     device = module_device(model)
     x, y = _tensors(splits.train, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    ticks = _Progress(progress, epochs * _num_batches(len(y), batch_size))
-    best = _Best([model], patience)
+    ticks = BatchProgress(progress, epochs * num_batches(len(y), batch_size))
+    best = _early_stopping([model], patience)
     history: list[EpochStats] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -160,19 +124,19 @@ def train_exits(
     afterwards; the heads end in eval mode holding the best epoch's weights.
     `progress(done, total)` is called as in `train_backbone`.
     """
-    _check_schedule(epochs, batch_size, lr, patience)
+    check_schedule(epochs, batch_size, lr, patience)
     if not heads:
         raise InferedgeError("exit training needs at least one exit head")
     start = time.perf_counter()
     modules = [head for _, head in heads]
     optimizer = torch.optim.Adam([p for head in modules for p in head.parameters()], lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    best = _Best(modules, patience)
+    best = _early_stopping(modules, patience)
     history: list[ExitEpochStats] = []
     with frozen(graph.module):
         inputs = _ExitInputs(graph, [cut for cut, _ in heads], splits, cache_limit_bytes)
         n = inputs.size("train")
-        ticks = _Progress(progress, epochs * _num_batches(n, batch_size))
+        ticks = BatchProgress(progress, epochs * num_batches(n, batch_size))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             shuffle = torch.Generator().manual_seed(seed)
@@ -209,27 +173,8 @@ def train_exits(
     )
 
 
-def _check_schedule(epochs: int, batch_size: int, lr: float, patience: int) -> None:
-    checks = (
-        ("epochs", epochs >= 1, ">= 1"),
-        ("batch_size", batch_size >= 1, ">= 1"),
-        ("lr", lr > 0, "> 0"),
-        ("patience", patience >= 1, ">= 1"),
-    )
-    for name, ok, expected in checks:
-        if not ok:
-            value = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
-            raise InferedgeError(f"training: {name} must be {expected}, got {value[name]!r}")
-
-
 def _tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(ds.x).to(device), torch.from_numpy(ds.y).to(device)
-
-
-def _num_batches(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    # A trailing batch of one sample is dropped unless it is the only one (see _batches).
-    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
 
 
 def _batches(n: int, batch_size: int, shuffle: torch.Generator) -> Iterator[torch.Tensor]:
@@ -246,46 +191,14 @@ def _batches(n: int, batch_size: int, shuffle: torch.Generator) -> Iterator[torc
             yield index
 
 
-class _Progress:
-    """Counts batches and reports them to an optional `progress(done, total)` callback."""
-
-    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
-        self._callback = callback
-        self._total = total
-        self._done = 0
-
-    def step(self) -> None:
-        self._done += 1
-        if self._callback is not None:
-            self._callback(self._done, self._total)
-
-    def finish(self) -> None:
-        # Early stopping skips the remaining epochs; the bar still ends full.
-        if self._callback is not None and self._done < self._total:
-            self._callback(self._total, self._total)
-
-
-class _Best:
-    """Early stopping: the best epoch's score and weights, and when to give up."""
-
-    def __init__(self, modules: Sequence[nn.Module], patience: int) -> None:
-        self._modules = modules
-        self._patience = patience
-        self._score: tuple[float, ...] | None = None
-        self._states = [_snapshot(m) for m in modules]
-        self.epoch = 0
-
-    def stop(self, epoch: int, score: tuple[float, ...]) -> bool:
-        """Record `epoch`'s score (higher is better); whether patience has run out."""
-        if self._score is None or score > self._score:
-            self._score, self.epoch = score, epoch
-            self._states = [_snapshot(m) for m in self._modules]
-            return False
-        return epoch - self.epoch >= self._patience
-
-    def restore(self) -> None:
-        for module, state in zip(self._modules, self._states, strict=True):
+def _early_stopping(
+    modules: Sequence[nn.Module], patience: int
+) -> EarlyStopping[list[dict[str, torch.Tensor]]]:
+    def restore(states: list[dict[str, torch.Tensor]]) -> None:
+        for module, state in zip(modules, states, strict=True):
             module.load_state_dict(state)
+
+    return EarlyStopping(lambda: [_snapshot(m) for m in modules], restore, patience)
 
 
 def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
