@@ -56,9 +56,10 @@ NAMESPACED_RULES = {
       for v in ("get", "patch", "update")},
     *{("inferedge.io", f"{r}/finalizers", v) for r in ("inferencepipelines", "deviceprofiles")
       for v in ("update", "patch")},
-    *{(g, r, v) for g, r in (("batch", "jobs"), ("apps", "deployments"), ("", "services"),
-                             ("", "configmaps"))
-      for v in ("create", "get", "list", "watch", "patch", "delete")},
+    *{("batch", "jobs", v) for v in ("create", "get", "list", "watch", "patch", "delete")},
+    # The controller replaces changed children with PUT.
+    *{(g, r, v) for g, r in (("apps", "deployments"), ("", "services"), ("", "configmaps"))
+      for v in ("create", "get", "list", "watch", "patch", "update", "delete")},
     *{("", "pods", v) for v in ("get", "list", "watch")},
     *{("", "events", v) for v in ("create", "patch")},
     ("", "secrets", "get"),

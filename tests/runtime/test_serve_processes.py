@@ -19,6 +19,7 @@ from inferedge.transport.client import Messenger
 from inferedge.transport.control import ReloadError, reload_pipeline
 from inferedge.transport.errors import RemoteError
 from inferedge.transport.subjects import reload_subject
+from tests.clitools import RunCli, assert_one_line_error
 from tests.runtime.conftest import Exported
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,3 +168,12 @@ def test_live_threshold_and_refused_reloads_keep_the_servers_serving(
     assert thresholds == [0.0, 0.0]
     assert "reload command" in malformed
     assert "reached the edge" in wrong_role
+
+
+def test_reload_command_errors_are_one_line(run_cli: RunCli) -> None:
+    result = run_cli("reload", "--pipeline", "main")
+    assert_one_line_error(result, "give --prefix, --threshold, or both")
+    result = run_cli(
+        "reload", "--pipeline", "main", "--threshold", "0.5", "--nats-url", "nats://127.0.0.1:1"
+    )
+    assert_one_line_error(result, "cannot connect to NATS at nats://127.0.0.1:1")

@@ -69,12 +69,13 @@ app.kubernetes.io/component: operator
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "watch", "patch", "delete"]
+# Changed templates are replaced (PUT), guarded by resourceVersion: hence update.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["create", "get", "list", "watch", "patch", "delete"]
+  verbs: ["create", "get", "list", "watch", "patch", "update", "delete"]
 - apiGroups: [""]
   resources: ["services", "configmaps"]
-  verbs: ["create", "get", "list", "watch", "patch", "delete"]
+  verbs: ["create", "get", "list", "watch", "patch", "update", "delete"]
 # Ready reflects live pod readiness.
 - apiGroups: [""]
   resources: ["pods"]

@@ -491,7 +491,7 @@ def crd(kind: Kind) -> Schema:
 
 def to_yaml(document: Schema) -> str:
     """A document as stable YAML (insertion order kept), with the generated-file header."""
-    body = yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
+    body = str(yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True))
     return HEADER + body
 
 

@@ -105,6 +105,7 @@ class Messenger:
                 "(INFEREDGE_NATS_URL sets where)"
             ) from exc
         events.up.set()
+        events.connected_once = True
         return cls(nc, events, limits or ReassemblyLimits())
 
     @property
@@ -397,18 +398,20 @@ class _ConnectionEvents:
 
     def __init__(self, nc: Client) -> None:
         self.closing = False
+        self.connected_once = False
         # Set while connected; nats-py calls `reconnected` only after the server has
         # acknowledged the renewed subscriptions (a PING/PONG after replaying them).
         self.up = asyncio.Event()
         self._nc = nc
 
     async def error(self, exc: Exception) -> None:
-        if not self.closing:
+        # Before the first connection, connect() reports the failure once, in one line.
+        if not self.closing and self.connected_once:
             log.warning("NATS: %s", one_line(exc))
 
     async def disconnected(self) -> None:
         self.up.clear()
-        if not self.closing:
+        if not self.closing and self.connected_once:
             log.warning("disconnected from NATS; reconnecting")
 
     async def reconnected(self) -> None:
