@@ -10,7 +10,7 @@ MOTO_VENV ?= .venv-moto
 MOTO_STAMP := $(MOTO_VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: demo demo-plan crds crds-check test lint typecheck contracts unit bench clean venv
+.PHONY: demo demo-plan crds crds-check test e2e lint typecheck contracts unit bench clean venv
 
 venv: $(STAMP)
 
@@ -62,9 +62,13 @@ contracts: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP) $(MOTO_STAMP)
-	INFEREDGE_TEST_MOTO_SERVER=$(abspath $(MOTO_VENV))/bin/moto_server $(BIN)/pytest
+	INFEREDGE_TEST_MOTO_SERVER=$(abspath $(MOTO_VENV))/bin/moto_server $(BIN)/pytest --ignore=tests/e2e
 
 test: lint typecheck contracts unit
+
+# Against a real cluster (kind, k3s): skipped unless INFEREDGE_E2E_KUBECONFIG is set.
+e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e -v
 
 bench: $(STAMP)
 	$(PY) benchmarks/planner.py
