@@ -33,6 +33,7 @@ from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.export import export_partitions, load_part, make_manifest
 from inferedge.dnn.torch.graph import build_cut_graph
 from inferedge.dnn.torch.loader import load_model
+from inferedge.dnn.torch.workflow import TorchWorkflow
 from inferedge.runtime.dataplane import CloudDataplane
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import BatchPolicy
@@ -41,8 +42,11 @@ TARGET_RATIO = 0.90
 NEVER = 2.0  # a threshold no confidence reaches: no row leaves early
 
 
-def cloud_partition(model: str, shape: tuple[int, ...], classes: int, out: Path) -> Partition:
-    """Profile, plan (memory split, no exits) and export `model`; load its cloud part."""
+def cloud_partition(
+    model: str, shape: tuple[int, ...], classes: int, out: Path
+) -> tuple[Partition, list[torch.nn.Module]]:
+    """Profile, plan (memory split, no exits) and export `model`; load its cloud part, served
+    and as the plain torch modules of its segments."""
     base: dict[str, Any] = {"model_ref": model, "num_classes": classes, "input_shape": shape,
                             "batch_sizes": (1,), "warmup": 0, "repeats": 1}  # fmt: skip
     backend = TorchBackend()
@@ -55,27 +59,28 @@ def cloud_partition(model: str, shape: tuple[int, ...], classes: int, out: Path)
     graph = build_cut_graph(loaded.module.eval(), torch.zeros(1, *shape), name=loaded.name)
     files, steps = export_partitions(graph, plan, {}, out)
     manifest = make_manifest(plan, files, steps, None)
-    return Partition(manifest, "cloud", load_part(manifest, "cloud", out))
+    modules = [step.segment for step in load_part(manifest, "cloud", out)]
+    return Partition(manifest, "cloud", TorchWorkflow().load_part(manifest, "cloud", out)), modules
 
 
-def plain_throughput(partition: Partition, x: np.ndarray, batches: int) -> float:
+def plain_throughput(modules: list[torch.nn.Module], x: np.ndarray, batches: int) -> float:
     """Samples/s of the cloud segments called directly on batches of x's size.
 
     They run on a thread of their own, as the batcher's batches do, so both sides pay the
     same for thread placement.
     """
     with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(_plain_throughput, partition, x, batches).result()
+        return thread.submit(_plain_throughput, modules, x, batches).result()
 
 
-def _plain_throughput(partition: Partition, x: np.ndarray, batches: int) -> float:
+def _plain_throughput(modules: list[torch.nn.Module], x: np.ndarray, batches: int) -> float:
     tensor = torch.from_numpy(x)
 
     def forward() -> torch.Tensor:
         with torch.inference_mode():
             h = tensor
-            for step in partition.steps:
-                h = step.segment(h)
+            for module in modules:
+                h = module(h)
             return h
 
     for _ in range(3):
@@ -148,7 +153,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     shape = tuple(int(d) for d in args.input_shape.split(","))
     with tempfile.TemporaryDirectory(prefix="inferedge-bench-") as tmp:
-        partition = cloud_partition(args.model, shape, args.num_classes, Path(tmp))
+        partition, modules = cloud_partition(args.model, shape, args.num_classes, Path(tmp))
     plan = partition.manifest.plan
     rng = np.random.default_rng(0)
     rows = []
@@ -158,7 +163,7 @@ def main() -> None:
         # shared machine does not land on one side only.
         plains, runs = [], []
         for _ in range(args.rounds):
-            plains.append(plain_throughput(partition, x, args.batches))
+            plains.append(plain_throughput(modules, x, args.batches))
             runs.append(
                 asyncio.run(
                     batched_throughput(partition, x[:1], batch_size, args.max_wait_ms, args.batches)

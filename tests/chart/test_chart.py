@@ -110,6 +110,8 @@ def test_defaults_render_operator_rbac_and_nothing_optional() -> None:
         "operator", "--all-namespaces", "--standalone", "--liveness", "http://0.0.0.0:8080/healthz",
         "--runtime-image", "ghcr.io/inferedge/runtime:0.1.0",
         "--edge-image", "ghcr.io/inferedge/runtime-jetson:0.1.0",
+        "--runtime-image-tensorflow", "ghcr.io/inferedge/runtime-tensorflow:0.1.0",
+        "--edge-image-tensorflow", "ghcr.io/inferedge/runtime-tensorflow:0.1.0",
         "--image-pull-policy", "IfNotPresent",
     ]  # fmt: skip
     role = one(objects, "ClusterRole")

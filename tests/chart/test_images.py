@@ -22,7 +22,14 @@ IMAGES = ROOT / "images"
 DOCKERFILES = {d.name: d / "Dockerfile" for d in sorted(IMAGES.iterdir()) if d.is_dir()}
 DOCS = [
     ROOT / "docs" / name
-    for name in ("install.md", "quickstart-cluster.md", "jetson.md", "gitops.md", "operations.md")
+    for name in (
+        "install.md",
+        "quickstart-cluster.md",
+        "jetson.md",
+        "gitops.md",
+        "operations.md",
+        "tensorflow.md",
+    )
 ]
 
 
@@ -58,8 +65,8 @@ def exec_form(args: str) -> list[str]:
     return [str(a) for a in parsed]
 
 
-def test_three_images() -> None:
-    assert set(DOCKERFILES) == {"operator", "runtime", "runtime-jetson"}
+def test_four_images() -> None:
+    assert set(DOCKERFILES) == {"operator", "runtime", "runtime-jetson", "runtime-tensorflow"}
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
@@ -107,6 +114,34 @@ def test_jetson_image_builds_on_l4t_pytorch_for_arm64() -> None:
     installs = " ".join(i.args for i in instructions if i.keyword == "RUN")
     assert "--system-site-packages" in installs, "reuse the base image's Jetson torch"
     assert "torch==" not in installs
+
+
+@pytest.mark.parametrize("image", ["runtime", "runtime-tensorflow"])
+def test_images_that_run_training_jobs_install_the_plot_extra(image: str) -> None:
+    # `inferedge cluster train` writes the sweep plots, which need matplotlib.
+    installs = " ".join(i.args for i in parse(DOCKERFILES[image]) if i.keyword == "RUN")
+    assert '".[runtime,s3,plots]"' in installs
+
+
+def test_tensorflow_image_installs_pinned_tensorflow_for_each_arch_and_no_torch() -> None:
+    instructions = parse(DOCKERFILES["runtime-tensorflow"])
+    args = dict(i.args.partition("=")[::2] for i in instructions if i.keyword == "ARG")
+    assert args["TENSORFLOW_VERSION"] == _pyproject_tensorflow_pin()
+    assert {"BASE_IMAGE", "TARGETARCH", "TENSORFLOW_PACKAGE"} <= set(args)
+    installs = " ".join(i.args for i in instructions if i.keyword == "RUN")
+    assert '"${TENSORFLOW_PACKAGE:-${default}==${TENSORFLOW_VERSION}}"' in installs
+    assert 'default="tensorflow-cpu"' in installs
+    assert 'if [ "${TARGETARCH}" = "arm64" ]; then default="tensorflow"; fi' in installs
+    assert '".[runtime,s3,plots]"' in installs
+    assert "torch" not in installs.replace("find_spec('torch')", "")
+
+
+def _pyproject_tensorflow_pin() -> str:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (pin,) = project["optional-dependencies"]["tensorflow"]
+    return str(pin.split("==")[1])
 
 
 # --- every `inferedge <command>` we ship must exist ---------------------------------------

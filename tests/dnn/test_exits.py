@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from pydantic import TypeAdapter
 from torch import nn
 from torch.nn import functional as F
 
@@ -17,7 +16,6 @@ from inferedge.core.exits import (
     ExitHeadSpec,
     ExitSpecError,
     Flatten,
-    Layer,
     Linear,
     check_head,
 )
@@ -32,50 +30,14 @@ from inferedge.dnn.torch.exits import (
 )
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.zoo import build_model
+from tests.dnn.backend_cases import HEADS, LAYERS, head_layers
 
 REPO = Path(__file__).resolve().parents[2]
-LAYERS = TypeAdapter(tuple[Layer, ...])
-
-# Every layer type and every optional argument that changes the rendered call.
-HEADS: dict[str, tuple[tuple[int, ...], list[dict[str, object]]]] = {
-    "conv-stack": (
-        (8, 12, 12),
-        [
-            {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "stride": 2, "padding": 1},
-            {"type": "batchnorm"},
-            {"type": "relu"},
-            {"type": "conv2d", "out_channels": 4, "kernel_size": 1, "bias": False},
-            {"type": "maxpool", "kernel_size": 3, "stride": 1, "padding": 1},
-            {"type": "avgpool", "kernel_size": 2},
-            {"type": "adaptive_pool", "mode": "max", "output_size": 2},
-            {"type": "flatten"},
-            {"type": "linear", "out_features": 32, "bias": False},
-            {"type": "batchnorm"},
-            {"type": "relu"},
-            {"type": "dropout", "p": 0.25},
-            {"type": "linear"},
-        ],
-    ),
-    "sdn": (
-        (8, 9, 9),
-        [
-            {"type": "adaptive_pool", "mode": "mixed", "output_size": 4},
-            {"type": "flatten"},
-            {"type": "linear"},
-        ],
-    ),
-    "vector": ((20,), [{"type": "linear"}]),
-}
-
-
-def _layers(name: str) -> tuple[tuple[int, ...], tuple[Layer, ...]]:
-    shape, raw = HEADS[name]
-    return shape, LAYERS.validate_python(raw)
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_rendered_head_follows_the_checked_shapes(name: str) -> None:
-    shape, layers = _layers(name)
+    shape, layers = head_layers(name)
     torch.manual_seed(0)
     head = render_head(layers, shape, num_classes=7).eval()
     expected = check_head(layers, shape, 7, "test")
@@ -108,7 +70,7 @@ def test_mixed_pool_blends_max_and_average_and_learns_the_blend() -> None:
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_source_builds_the_same_module(name: str) -> None:
-    shape, layers = _layers(name)
+    shape, layers = head_layers(name)
     torch.manual_seed(1)
     rendered = render_head(layers, shape, num_classes=5).eval()
     source = torch_source(layers, shape, 5, class_name="MyHead")
@@ -125,32 +87,29 @@ def test_source_builds_the_same_module(name: str) -> None:
     assert torch.equal(compiled(x), rendered(x))
 
 
+def _ruff(source: str, command: str, *, check: bool) -> subprocess.CompletedProcess[str]:
+    """`ruff <command>` of `source` as a file of this repository, as its checks see it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", command, "--stdin-filename", "head.py", "-"],
+        input=source,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=check,
+    )
+
+
 def test_source_is_formatted_and_lint_clean() -> None:
-    shape, layers = _layers("sdn")
+    shape, layers = head_layers("sdn")
     source = torch_source(layers, shape, 10)
     assert "class MixedPool(nn.Module):" in source
     assert "MixedPool(4),  # -> 8x4x4" in source
     assert "nn.Linear(128, 10),  # -> 10" in source
-    ruff = [sys.executable, "-m", "ruff"]
-    formatted = subprocess.run(
-        [*ruff, "format", "--stdin-filename", "head.py", "-"],
-        input=source,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
-    )
+    formatted = _ruff(source, "format", check=True)
     assert formatted.stdout == source
-    lint = subprocess.run(
-        [*ruff, "check", "--stdin-filename", "head.py", "-"],
-        input=source,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
+    lint = _ruff(source, "check", check=False)
     assert lint.returncode == 0, lint.stdout
-    vector_shape, vector_layers = _layers("vector")
+    vector_shape, vector_layers = head_layers("vector")
     plain = torch_source(vector_layers, vector_shape, 3)
     assert "import torch\n" not in plain
     assert "MixedPool" not in plain

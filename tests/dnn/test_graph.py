@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
@@ -16,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from inferedge.core.errors import ModelRefError
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import load_model
+from tests.dnn.importable import write_module
 
 INPUT = (3, 8, 8)
 
@@ -321,11 +321,7 @@ NOT_CALLABLE = 5
 @pytest.fixture
 def models_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The name of an importable module of model factories, written to a temp directory."""
-    name = "inferedge_test_models"
-    (tmp_path / f"{name}.py").write_text(MODELS_PY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    return name
+    return write_module("inferedge_test_models", MODELS_PY, tmp_path, monkeypatch)
 
 
 def linear_out(module: nn.Module) -> int:

@@ -12,8 +12,9 @@ from torch import nn
 from inferedge.core.calibration import Observations
 from inferedge.core.errors import InferedgeError
 from inferedge.dnn.data import Dataset
+from inferedge.dnn.observing import Part
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
-from inferedge.dnn.torch.observe import Part, observe
+from inferedge.dnn.torch.observe import observe
 
 CLASSES = 4
 

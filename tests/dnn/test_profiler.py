@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
-import sys
-import time
-from collections.abc import Iterable
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from inferedge.core.errors import InferedgeError, ModelRefError
-from inferedge.core.profile import dump_profile, parse_profile
-from inferedge.dnn import energy
 from inferedge.dnn.backend import ProfileRequest, get_backend
 from inferedge.dnn.torch import profiler
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.device import describe_device
 from inferedge.dnn.torch.graph import build_cut_graph
 from inferedge.dnn.torch.loader import load_model
+from tests.dnn import profiling_helpers as helpers
+from tests.dnn.importable import write_module
 
 INPUT = (3, 8, 8)
 
@@ -49,44 +44,11 @@ def tiny(num_classes=10):
 @pytest.fixture
 def tiny_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A `module:callable` reference to a tiny CNN written to a temp directory."""
-    name = "inferedge_test_tiny"
-    (tmp_path / f"{name}.py").write_text(TINY_PY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    return f"{name}:tiny"
+    return write_module("inferedge_test_tiny", TINY_PY, tmp_path, monkeypatch) + ":tiny"
 
 
 def request(ref: str, **overrides: object) -> ProfileRequest:
-    fields: dict[str, object] = {
-        "model_ref": ref,
-        "num_classes": 10,
-        "input_shape": INPUT,
-        "batch_sizes": (1, 2),
-        "warmup": 1,
-        "repeats": 3,
-        "device_name": "test-cpu",
-    }
-    return ProfileRequest(**{**fields, **overrides})  # type: ignore[arg-type]
-
-
-class FakeClock:
-    """perf_counter_ns whose timed runs last the given milliseconds, in turn."""
-
-    def __init__(self, durations_ms: Iterable[float]) -> None:
-        self._durations = itertools.cycle(durations_ms)
-        self._now = 0
-        self._running = False
-
-    def __call__(self) -> int:
-        if self._running:
-            self._now += int(next(self._durations) * 1_000_000)
-        self._running = not self._running
-        return self._now
-
-
-def fake_clock(monkeypatch: pytest.MonkeyPatch, durations_ms: Iterable[float]) -> None:
-    clock = SimpleNamespace(perf_counter_ns=FakeClock(durations_ms), perf_counter=time.perf_counter)
-    monkeypatch.setattr(profiler, "time", clock)
+    return helpers.profile_request(ref, INPUT, **overrides)
 
 
 def test_profile_of_a_small_model_is_valid(tiny_ref: str) -> None:
@@ -94,70 +56,34 @@ def test_profile_of_a_small_model_is_valid(tiny_ref: str) -> None:
     backend = TorchBackend()
     profile = backend.profile(request(tiny_ref), progress=lambda *call: calls.append(call))
 
-    assert parse_profile(dump_profile(profile), "tiny.json") == profile
-    assert profile.cut_points == backend.cut_points(tiny_ref, 10, INPUT)
-    assert (profile.model.name, profile.model.source, profile.model.tracing) == (
+    helpers.check_small_profile(backend, profile, request(tiny_ref), calls)
+    assert (profile.model.name, profile.model.framework, profile.model.tracing) == (
         "tiny",
-        tiny_ref,
+        "torch",
         "fx",
     )
-    assert profile.device.name == "test-cpu"
-    assert profile.device.emulated_slowdown == 1.0
-    total = profile.num_cuts * 2
-    assert calls == [(done, total) for done in range(1, total + 1)]
-    assert sum(s.flops for s in profile.segments) == profile.cut_points[-1].cum_flops
-    for segment in profile.segments:
-        one, two = segment.at(1), segment.at(2)
-        assert one.samples == two.samples == 3
-        assert 0 < one.median_ms <= one.p95_ms
-        # On a CPU, peak memory is the liveness estimate, linear in the batch size.
-        assert two.peak_memory_bytes == 2 * one.peak_memory_bytes > 0
 
 
 def test_energy_is_null_without_a_sensor(tiny_ref: str) -> None:
-    profile = TorchBackend().profile(request(tiny_ref, batch_sizes=(1,)))
-    sensor = energy.detect_energy_sensor()
-    energies = [m.energy_mj for s in profile.segments for m in s.measurements]
-    if sensor is None:
-        assert profile.device.energy_sensor is None
-        assert energies == [None] * len(energies)
-    else:
-        assert profile.device.energy_sensor == sensor.name
-        assert None not in energies
+    helpers.check_energy_follows_the_sensor(
+        TorchBackend().profile(request(tiny_ref, batch_sizes=(1,)))
+    )
 
 
 def test_latency_statistics_and_emulated_slowdown(
     tiny_ref: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_clock(monkeypatch, range(1, 21))
+    helpers.fake_clock(monkeypatch, range(1, 21))
     profile = TorchBackend().profile(
         request(tiny_ref, repeats=20, emulate_slowdown=2.0, memory_bytes=1234)
     )
-    assert profile.device.emulated_slowdown == 2.0
-    assert profile.device.memory_bytes == 1234
-    for segment in profile.segments:
-        for m in segment.measurements:
-            # Runs of 1..20 ms: median 10.5, nearest-rank p95 the 19th; both doubled.
-            assert (m.median_ms, m.p95_ms) == pytest.approx((21.0, 38.0))
-
-
-class FakeSensor(energy.EnergySensor):
-    def __init__(self) -> None:
-        super().__init__("fake")
-        self.measurements = 0
-
-    def start(self) -> None:
-        self.measurements += 1
-
-    def stop(self) -> float:
-        return 12.0
+    helpers.check_doubled_latencies(profile)
 
 
 def test_energy_per_batch_comes_from_the_sensor(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(profiler, "ENERGY_WINDOW_S", 0.0)
+    sensor = helpers.fake_sensor(monkeypatch)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 10)).eval()
     graph = build_cut_graph(model, torch.randn(1, *INPUT), name="seq")
-    sensor = FakeSensor()
     segments = profiler.measure_segments(
         graph, request("seq", repeats=4), torch.device("cpu"), model_name="seq", sensor=sensor
     )

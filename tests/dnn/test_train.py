@@ -24,6 +24,7 @@ from inferedge.dnn.torch.weights import (
     read_weights_info,
     save_weights,
 )
+from tests.dnn.backend_cases import BAD_SCHEDULES
 
 SHAPE = (3, 16, 16)
 
@@ -143,19 +144,11 @@ def test_backbone_training_is_reproducible(splits: Splits) -> None:
     assert not _states_equal(runs[0], runs[2])
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"epochs": 0}, "epochs must be >= 1"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
-        ({"lr": 0.0}, "lr must be > 0"),
-        ({"patience": 0}, "patience must be >= 1"),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "message"), BAD_SCHEDULES)
 def test_training_rejects_bad_schedules(
     splits: Splits, kwargs: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(InferedgeError, match=message):
+    with pytest.raises(InferedgeError, match=f"^training: {message}"):
         train_backbone(tiny_cnn(), splits, **kwargs)
 
 
@@ -240,7 +233,7 @@ def test_weights_round_trip(trained: tuple[nn.Module, CutGraph], tmp_path: Path)
     model, _ = trained
     path = tmp_path / "w" / "backbone.pt"
     info = save_weights(model, path, model_ref="tests:tiny", num_classes=10, input_shape=SHAPE)
-    assert info.torch_version == torch.__version__
+    assert info.framework_version == torch.__version__
     assert read_weights_info(path) == info
     assert list(path.parent.iterdir()) == [path]  # no partial file left behind
     fresh = tiny_cnn()

@@ -19,7 +19,12 @@ OWNER = {
     "kind": "InferencePipeline",
     "metadata": {"name": "digits", "namespace": "team-a", "uid": "uid-1"},
 }
-IMAGES = builders.Images(runtime="registry/runtime:1", edge="registry/jetson:1")
+IMAGES = builders.Images(
+    runtime="registry/runtime:1",
+    edge="registry/jetson:1",
+    runtime_tensorflow="registry/tf:1",
+    edge_tensorflow="registry/tf-arm64:1",
+)
 INPUTS = builders.TrainingInputs(
     training_key="0123456789abcdef",
     plan_key="team-a/digits/plans/p.json",
@@ -29,8 +34,11 @@ INPUTS = builders.TrainingInputs(
 )
 
 
-def example() -> tuple[DeviceProfileSpec, DeviceProfileSpec, InferencePipelineSpec]:
+def example(
+    framework: str = "torch",
+) -> tuple[DeviceProfileSpec, DeviceProfileSpec, InferencePipelineSpec]:
     edge, cloud, pipeline = (d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d)
+    pipeline["spec"]["model"]["framework"] = framework
     return (
         DeviceProfileSpec.model_validate(edge["spec"]),
         DeviceProfileSpec.model_validate(cloud["spec"]),
@@ -38,8 +46,8 @@ def example() -> tuple[DeviceProfileSpec, DeviceProfileSpec, InferencePipelineSp
     )
 
 
-def all_manifests() -> list[dict[str, Any]]:
-    edge, cloud, spec = example()
+def all_manifests(framework: str = "torch") -> list[dict[str, Any]]:
+    edge, cloud, spec = example(framework)
     config = builders.build_config_map(owner=OWNER, data=builders.runtime_config(spec, "a/b/c"))
     config_hash = builders.template_hash(config) or ""
     dprof_owner = {
@@ -78,8 +86,8 @@ def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def with_pods() -> list[dict[str, Any]]:
-    return [m for m in all_manifests() if m["kind"] in ("Job", "Deployment")]
+def with_pods(framework: str = "torch") -> list[dict[str, Any]]:
+    return [m for m in all_manifests(framework) if m["kind"] in ("Job", "Deployment")]
 
 
 def test_every_child_is_owned_labelled_and_deterministically_named() -> None:
@@ -141,6 +149,31 @@ def test_edge_pods_land_on_arm64_edge_nodes_with_the_nvidia_runtime() -> None:
     assert pod_spec(cloud)["containers"][0]["resources"] == {
         "requests": {"cpu": "2", "memory": "2Gi"}
     }
+
+
+def test_each_pod_gets_the_image_of_its_models_framework() -> None:
+    def images(framework: str) -> list[str]:
+        return [pod_spec(m)["containers"][0]["image"] for m in with_pods(framework)]
+
+    # profiling (edge), training, export, edge Deployment, cloud Deployment
+    assert images("torch") == [
+        "registry/jetson:1", "registry/runtime:1", "registry/runtime:1",
+        "registry/jetson:1", "registry/runtime:1",
+    ]  # fmt: skip
+    assert images("tensorflow") == [
+        "registry/tf-arm64:1", "registry/tf:1", "registry/tf:1",
+        "registry/tf-arm64:1", "registry/tf:1",
+    ]  # fmt: skip
+    profiling = pod_spec(with_pods("tensorflow")[0])["containers"][0]["args"]
+    assert profiling[profiling.index("--framework") + 1] == "tensorflow"
+    # A framework change is a new pod template: the Deployments roll onto the other image.
+    for torch_pod, keras_pod in zip(with_pods("torch"), with_pods("tensorflow"), strict=True):
+        if torch_pod["kind"] == "Deployment":
+            assert builders.template_hash(torch_pod) != builders.template_hash(keras_pod)
+    # The defaults: the TensorFlow runtime image, built for both architectures.
+    defaults = builders.Images()
+    assert defaults.for_role("edge", "tensorflow") == defaults.for_role("cloud", "tensorflow")
+    assert "runtime-tensorflow" in defaults.runtime_tensorflow
 
 
 def test_an_edge_profile_without_labels_still_defaults_to_arm64() -> None:
@@ -210,11 +243,12 @@ def _settings_variables() -> set[str]:
     }
 
 
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 @pytest.mark.parametrize("index", range(5))
 def test_every_container_runs_a_real_cli_command(
-    index: int, monkeypatch: pytest.MonkeyPatch
+    index: int, framework: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest = with_pods()[index]
+    manifest = with_pods(framework)[index]
     config = all_manifests()[-1]
     (container,) = pod_spec(manifest)["containers"]
     assert container["command"] == ["inferedge"]

@@ -1,4 +1,5 @@
-"""The Jobs' commands, run for real (torch) exactly as the builders write them into the pods.
+"""The Jobs' commands, run for real (torch and Keras) exactly as the builders write them into
+the pods.
 
 The operator tests stand in for these Jobs; this test runs the commands themselves on a tiny
 model, in the order the operator starts them, with a local store: profile both device classes,
@@ -37,13 +38,17 @@ def _run(run_cli: RunCli, job: dict[str, Any]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("framework", "model"),
+    [("torch", "tests.models:small_resnet"), ("tensorflow", "small_resnet")],
+)
 def test_profile_train_and_export_commands_as_the_jobs_run_them(
-    tmp_path: Path, run_cli: RunCli
+    tmp_path: Path, run_cli: RunCli, framework: str, model: str
 ) -> None:
     store_dir = tmp_path / "store"
     spec = InferencePipelineSpec.model_validate(
         {
-            "model": {"name": "tests.models:small_resnet", "inputShape": [3, 16, 16]},
+            "model": {"name": model, "framework": framework, "inputShape": [3, 16, 16]},
             "dataset": {"backboneTraining": {"epochs": 1}},
             "edge": {"profile": "jetson"},
             "cloud": {"profile": "cpu"},
@@ -101,6 +106,12 @@ def test_profile_train_and_export_commands_as_the_jobs_run_them(
     manifest = parse_manifest(store.get_bytes(f"{prefix}/manifest.json"), prefix)
     assert manifest.calibration is not None
     assert manifest.plan.hash == plan.hash
+    assert manifest.framework == framework
+    # The training Job's output, in the framework's own formats, is what the export Job read.
+    suffixes = {"torch": (".pt", ".pt"), "tensorflow": (".weights.h5", ".npz")}[framework]
+    trained = set(store.list(inputs.output_prefix))
+    for name, suffix in zip(("backbone", "exits"), suffixes, strict=True):
+        assert f"{inputs.output_prefix}/{name}{suffix}" in trained
     verified = run_cli("verify", "--store", str(store_dir), "--prefix", prefix)
     assert verified.returncode == 0, verified.stderr
     # Export again (a retrain keeps the plan's hash): the set is replaced, not refused.

@@ -60,6 +60,8 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
         "r:1",
         "--edge-image",
         "e:1",
+        "--runtime-image-tensorflow",
+        "rt:1",
     ]
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert CliRunner().invoke(cli, ["operator", "-A", "--standalone"]).exit_code == 0
@@ -75,6 +77,9 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
         "e:1",
         None,
     )
+    # The TensorFlow images: the one given, and the default for the other.
+    assert options.images.runtime_tensorflow == "rt:1"
+    assert options.images.edge_tensorflow.startswith("ghcr.io/inferedge/runtime-tensorflow:")
     assert (alone["standalone"], alone["priority"]) == (True, None)
 
 

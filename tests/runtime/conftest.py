@@ -24,8 +24,9 @@ from inferedge.dnn.backend import ProfileRequest
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.graph import build_cut_graph
 from inferedge.dnn.torch.loader import load_model
-from inferedge.dnn.torch.pipeline import Backbone, build_exits
+from inferedge.dnn.torch.pipeline import Backbone
 from inferedge.dnn.torch.weights import WeightsInfo
+from inferedge.dnn.torch.workflow import TorchWorkflow
 from inferedge.local.export import export_to_store
 from inferedge.runtime.partition import Partition, load_partition
 from inferedge.storage.local import LocalStore
@@ -86,12 +87,20 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     root = tmp_path_factory.mktemp("runtime")
     store = LocalStore(root / "store")
     prefixes, plans = {}, {}
+    workflow = TorchWorkflow()
     for name, request in PLANS.items():
         plan = make_plan(edge, cloud, request)
         assert 0 < plan.split < plan.final_cut, "every test plan must offload"
-        exits = build_exits(plan, backbone, ExitHeadSpec(preset="minimal"), seed=1)
+        exits = workflow.build_exits(plan, backbone, ExitHeadSpec(preset="minimal"), seed=1)
         prefixes[name], _ = export_to_store(
-            plan, backbone, exits, None, store, namespace="default", pipeline=name
+            plan,
+            workflow,
+            backbone,
+            exits,
+            store,
+            calibration=None,
+            namespace="default",
+            pipeline=name,
         )
         plans[name] = plan
     assert len({p.hash for p in plans.values()}) == len(PLANS)

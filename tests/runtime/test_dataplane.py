@@ -57,8 +57,9 @@ async def test_threshold_zero_answers_at_the_first_edge_exit(
         assert (answer.location, answer.exit_index, answer.cut_index) == ("edge", 0, first_cut)
         assert not answer.degraded
         assert answer.plan_hash == edge_part.plan_hash
-        assert set(answer.timings) == {"edge_ms", "total_ms"}
-        assert 0.0 < answer.timings["edge_ms"] <= answer.timings["total_ms"]
+        assert set(answer.timings) == {"edge_ms", "edge_compute_ms", "total_ms"}
+        assert 0.0 < answer.timings["edge_compute_ms"] <= answer.timings["edge_ms"]
+        assert answer.timings["edge_ms"] <= answer.timings["total_ms"]
     assert value(edge.metrics, "inferedge_requests_total", location="edge", exit="0") == 4
     assert value(edge.metrics, "inferedge_offloads_total") == 0
     assert value(edge.metrics, "inferedge_offload_ratio") == 0.0
@@ -76,7 +77,13 @@ async def test_offloaded_samples_get_the_full_models_answer(
     for answer in answers:
         assert (answer.location, answer.exit_index) == ("cloud", final)
         assert answer.cut_index == edge_part.manifest.plan.final_cut
-        assert set(answer.timings) == {"edge_ms", "transfer_ms", "cloud_ms", "total_ms"}
+        assert set(answer.timings) == {
+            "edge_ms",
+            "edge_compute_ms",
+            "transfer_ms",
+            "cloud_ms",
+            "total_ms",
+        }
         assert answer.timings["cloud_ms"] <= answer.timings["total_ms"]
     assert value(edge.metrics, "inferedge_offloads_total") == 5
     assert value(edge.metrics, "inferedge_offload_ratio") == 1.0
@@ -160,7 +167,7 @@ async def test_a_failing_batch_fails_each_of_its_requests(
     activation = edge_part.run_edge(images(3), NEVER).activation
     cloud = CloudDataplane(cloud_part, batch_policy=BatchPolicy(8, 20.0), threshold=NEVER)
 
-    def broken(x: np.ndarray, thresholds: list[float]) -> list[RowResult]:
+    def broken(x: np.ndarray, thresholds: list[float], *, slowdown: float) -> list[RowResult]:
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(cloud_part, "run_cloud", broken)

@@ -1,4 +1,4 @@
-"""Emulated devices: a link that costs what the planner says, a compute that takes longer."""
+"""Emulated links: an offload costs what the planner says it would."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from inferedge.core.link import Link
-from inferedge.runtime.dataplane import CloudAnswer, OffloadContext, _slowed, check_slowdown
+from inferedge.runtime.dataplane import CloudAnswer, OffloadContext
 from inferedge.runtime.emulation import emulated_link
-from inferedge.runtime.partition import PartitionError
 from inferedge.runtime.policy import PolicyError
 
 CONTEXT = OffloadContext(plan_hash="0" * 16, threshold=0.5, timeout_s=5.0)
@@ -38,15 +37,3 @@ async def test_an_offload_takes_at_least_what_the_link_model_predicts(
 def test_an_unknown_encoding_is_refused() -> None:
     with pytest.raises(PolicyError, match="encoding must be one of raw, fp16, int8"):
         emulated_link(_instant, Link(), "zip")
-
-
-def test_a_slowdown_holds_the_thread_for_the_factor() -> None:
-    def compute() -> str:
-        time.sleep(0.01)
-        return "done"
-
-    started = time.perf_counter()
-    assert _slowed(compute, 4.0) == "done"
-    assert time.perf_counter() - started >= 0.04
-    with pytest.raises(PartitionError, match="compute_slowdown must be a finite number >= 1"):
-        check_slowdown(0.5)

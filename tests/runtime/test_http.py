@@ -133,7 +133,7 @@ async def test_infer_answers_in_oip_form(
     assert params["exit_index"] == [4] * 3
     assert params["degraded"] == [False] * 3
     assert params["reason"] == [None] * 3
-    assert all(set(t) == {"edge_ms", "transfer_ms", "cloud_ms", "total_ms"}
+    assert all(set(t) == {"edge_ms", "edge_compute_ms", "transfer_ms", "cloud_ms", "total_ms"}
                for t in params["timings_ms"])  # fmt: skip
     assert payload["model_version"] == edge_part.plan_hash
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.manifest import Calibration
-from inferedge.dnn.torch.export import load_part
+from inferedge.dnn.workflow import get_workflow
 from inferedge.runtime.partition import Partition, PartitionError, exit_confidence, load_partition
 from inferedge.runtime.policy import degraded_choice
 from inferedge.storage.base import IntegrityError
@@ -94,8 +94,8 @@ def test_candidates_give_the_degraded_choice(edge_part: Partition, images: Image
 
 
 def test_entropy_confidence() -> None:
-    certain = torch.tensor([[100.0, 0.0, 0.0]])
-    uniform = torch.zeros(1, 3)
+    certain = np.array([[100.0, 0.0, 0.0]], np.float32)
+    uniform = np.zeros((1, 3), np.float32)
     kinds: tuple[ConfidenceKind, ...] = ("max_softmax", "entropy")
     for kind in kinds:
         high, prediction = exit_confidence(certain, kind)
@@ -103,7 +103,8 @@ def test_entropy_confidence() -> None:
         assert prediction == [0]
     assert exit_confidence(uniform, "entropy")[0] == pytest.approx([0.0], abs=1e-12)
     assert exit_confidence(uniform, "max_softmax")[0] == pytest.approx([1 / 3])
-    assert exit_confidence(torch.zeros(2, 1), "entropy")[0] == [1.0, 1.0]  # one class: certain
+    one_class = np.zeros((2, 1), np.float32)
+    assert exit_confidence(one_class, "entropy")[0] == [1.0, 1.0]  # one class: certain
 
 
 def test_partition_uses_the_manifest_confidence_kind(
@@ -172,7 +173,8 @@ def test_load_uses_the_cache_and_heals_a_corrupted_copy(
         again = load_partition(exported.store, prefix, "cloud", cache)
     assert "downloading it again" in caplog.text
     assert again.plan_hash == first.plan_hash
-    assert len(load_part(again.manifest, "cloud", root)) == len(again.steps)
+    steps = get_workflow(again.manifest.framework).load_part(again.manifest, "cloud", root)
+    assert len(steps) == len(again.steps)
 
 
 def test_load_refuses_a_corrupted_store(exported: Exported, tmp_path: Path,
@@ -197,3 +199,20 @@ def test_load_refuses_a_manifest_under_another_plans_prefix(
         store.put_bytes(wrong + key.removeprefix(source), exported.store.get_bytes(key))
     with pytest.raises(PartitionError, match=r"holds plan \w+, but its prefix names another"):
         load_partition(store, wrong, "edge", tmp_path / "cache")
+
+
+def test_a_slowdown_stretches_the_model_calls_and_counts_them(
+    edge_part: Partition, images: Images
+) -> None:
+    x = images(1)
+    plain = edge_part.run_edge(x, threshold=2.0)
+    started = time.perf_counter()
+    slowed = edge_part.run_edge(x, threshold=2.0, slowdown=6.0)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert plain.compute_ms > 0
+    # The walk is held for the stretched model time, and reports exactly that.
+    assert elapsed_ms >= slowed.compute_ms
+    assert slowed.compute_ms > 3 * plain.compute_ms
+    np.testing.assert_array_equal(slowed.activation, plain.activation)
+    with pytest.raises(PartitionError, match="compute_slowdown must be a finite number >= 1"):
+        edge_part.run_edge(x, threshold=2.0, slowdown=0.5)

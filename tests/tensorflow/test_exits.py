@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import layers
-from pydantic import TypeAdapter
 
 from inferedge.core.exits import (
     AdaptivePool,
@@ -19,7 +18,6 @@ from inferedge.core.exits import (
     ExitHeadSpec,
     ExitSpecError,
     Flatten,
-    Layer,
     Linear,
     MaxPool,
     ReLU,
@@ -36,50 +34,7 @@ from inferedge.dnn.tensorflow.exits import (
 from inferedge.dnn.tensorflow.export import save_model
 from inferedge.dnn.tensorflow.graph import build_cut_graph
 from inferedge.dnn.tensorflow.layout import to_boundary, to_internal
-
-LAYERS = TypeAdapter(tuple[Layer, ...])
-
-# Every layer type and every optional argument that changes the rendering (in torch too).
-HEADS: dict[str, tuple[tuple[int, ...], list[dict[str, object]]]] = {
-    "conv-stack": (
-        (8, 12, 12),
-        [
-            {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "stride": 2, "padding": 1},
-            {"type": "batchnorm"},
-            {"type": "relu"},
-            {"type": "conv2d", "out_channels": 4, "kernel_size": 1, "bias": False},
-            {"type": "maxpool", "kernel_size": 3, "stride": 1, "padding": 1},
-            {"type": "avgpool", "kernel_size": 2},
-            {"type": "adaptive_pool", "mode": "max", "output_size": 2},
-            {"type": "flatten"},
-            {"type": "linear", "out_features": 32, "bias": False},
-            {"type": "batchnorm"},
-            {"type": "relu"},
-            {"type": "dropout", "p": 0.25},
-            {"type": "linear"},
-        ],
-    ),
-    "ceil-pools": (
-        (6, 9, 9),
-        [
-            {"type": "maxpool", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
-            {"type": "avgpool", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
-            {"type": "avgpool", "kernel_size": 2, "ceil_mode": True},
-            {"type": "flatten"},
-            {"type": "linear"},
-        ],
-    ),
-    "uneven-bins": (
-        (5, 7, 7),
-        [
-            {"type": "adaptive_pool", "mode": "mixed", "output_size": 3},
-            {"type": "adaptive_pool", "mode": "avg", "output_size": 2},
-            {"type": "flatten"},
-            {"type": "linear"},
-        ],
-    ),
-    "vector": ((20,), [{"type": "batchnorm"}, {"type": "linear"}]),
-}
+from tests.dnn.backend_cases import HEADS, LAYERS, head_layers
 
 
 def _random(shape: tuple[int, ...], n: int = 3, seed: int = 0) -> np.ndarray:
@@ -88,8 +43,7 @@ def _random(shape: tuple[int, ...], n: int = 3, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("name", HEADS)
 def test_rendered_head_follows_the_checked_shapes(name: str) -> None:
-    in_shape, raw = HEADS[name]
-    spec = LAYERS.validate_python(raw)
+    in_shape, spec = head_layers(name)
     shapes = check_head(spec, in_shape, 10, name)
     head = render_head(spec, in_shape, 10, name)
     # The head takes the activation as the backbone holds it: channels-last.

@@ -142,12 +142,3 @@ def test_a_torch_manifest_is_not_loaded_by_the_keras_workflow(
     torch_manifest = manifest.model_copy(update={"framework": "torch"})
     with pytest.raises(ArtifactLoadError, match=r"files are for torch, not tensorflow"):
         workflow.load_part(torch_manifest, "cloud", out)
-
-
-def test_export_refuses_a_plan_of_another_model(
-    planned: Planned, workflow: KerasWorkflow, tmp_path: Path
-) -> None:
-    model = planned.plan.model.model_copy(update={"source": "resnet50"})
-    plan = planned.plan.model_copy(update={"model": model})
-    with pytest.raises(InferedgeError, match=r"^plan: the plan is for tensorflow model 'resnet50'"):
-        workflow.export(plan, planned.backbone, planned.exits, None, tmp_path)

@@ -13,17 +13,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from pydantic import TypeAdapter
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from inferedge.core.exits import Layer, preset_layers
+from inferedge.core.exits import preset_layers
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import CutPoint, Segment, SegmentMeasurement
 from inferedge.core.synthetic import assemble_profile
+from inferedge.dnn.confidence import softmax_stats
 from inferedge.dnn.tensorflow.backend import KerasBackend
-from inferedge.dnn.tensorflow.confidence import softmax_stats
 from inferedge.dnn.tensorflow.exits import AdaptivePool2D, render_head
 from inferedge.dnn.tensorflow.graph import model_flops, weight_bytes
 from inferedge.dnn.tensorflow.layout import batch_to_internal
@@ -31,11 +30,10 @@ from inferedge.dnn.tensorflow.workflow import KerasWorkflow
 from inferedge.dnn.torch import confidence as torch_confidence
 from inferedge.dnn.torch import exits as torch_exits
 from inferedge.dnn.torch.backend import TorchBackend
+from tests.dnn.backend_cases import HEADS, head_layers
 from tests.tensorflow.conftest import Planned
-from tests.tensorflow.test_exits import HEADS
 
 SHAPE = (3, 16, 16)
-LAYERS = TypeAdapter(tuple[Layer, ...])
 
 
 def plain_cnn_torch(num_classes: int = 10) -> nn.Module:
@@ -157,8 +155,7 @@ def torch_head_costs(head: nn.Module, in_shape: tuple[int, ...]) -> tuple[int, i
 
 @pytest.mark.parametrize("name", HEADS)
 def test_rendered_heads_cost_the_same(name: str) -> None:
-    in_shape, raw = HEADS[name]
-    spec = LAYERS.validate_python(raw)
+    in_shape, spec = head_layers(name)
     keras_head = render_head(spec, in_shape, 10)
     torch_head = torch_exits.render_head(spec, in_shape, 10)
     keras_costs = (model_flops(keras_head), sum(weight_bytes(keras_head).values()))
@@ -208,8 +205,7 @@ def copy_weights(torch_head: nn.Module, keras_head: Any) -> None:
 
 @pytest.mark.parametrize("name", HEADS)
 def test_heads_compute_what_torch_heads_compute_with_the_same_weights(name: str) -> None:
-    in_shape, raw = HEADS[name]
-    spec = LAYERS.validate_python(raw)
+    in_shape, spec = head_layers(name)
     torch.manual_seed(0)
     torch_head = torch_exits.render_head(spec, in_shape, 10).eval()
     with torch.no_grad():

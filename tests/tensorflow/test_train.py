@@ -27,6 +27,7 @@ from inferedge.dnn.tensorflow.weights import (
 )
 from inferedge.dnn.tensorflow.workflow import KerasWorkflow
 from inferedge.dnn.workflow import Schedule
+from tests.dnn.backend_cases import BAD_SCHEDULES
 
 SHAPE = (3, 16, 16)
 PLAIN = "tests.tensorflow.models:plain_cnn"
@@ -107,15 +108,7 @@ def test_backbone_stops_after_patience_epochs_without_improvement(small_splits: 
     assert same(weights_of(graph.model), before)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"epochs": 0}, "epochs must be >= 1"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
-        ({"lr": 0.0}, "lr must be > 0"),
-        ({"patience": 0}, "patience must be >= 1"),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "message"), BAD_SCHEDULES)
 def test_training_rejects_bad_schedules(
     small_splits: Splits, kwargs: dict[str, Any], message: str
 ) -> None:

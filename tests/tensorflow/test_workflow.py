@@ -150,15 +150,32 @@ def test_build_exits_checks_the_spec_against_each_exit(
         workflow.build_exits(planned.plan, planned.backbone, too_big, seed=0)
 
 
+# A plan for a model of another framework, or for another model of the same framework.
+OTHER_MODELS = [
+    ({"framework": "torch"}, "torch model 'small_resnet'"),
+    ({"source": "resnet50"}, "tensorflow model 'resnet50'"),
+]
+
+
+@pytest.mark.parametrize(("update", "planned_for"), OTHER_MODELS)
 def test_a_plan_of_another_model_is_refused(
-    planned: Planned, workflow: KerasWorkflow, small_splits: Splits
+    planned: Planned,
+    workflow: KerasWorkflow,
+    small_splits: Splits,
+    *,
+    tmp_path: Path,
+    update: dict[str, str],
+    planned_for: str,
 ) -> None:
-    model = planned.plan.model.model_copy(update={"framework": "torch"})
+    model = planned.plan.model.model_copy(update=update)
     plan = planned.plan.model_copy(update={"model": model})
-    with pytest.raises(InferedgeError, match=r"^plan: the plan is for torch model 'small_resnet'"):
+    refused = rf"^plan: the plan is for {planned_for}"
+    with pytest.raises(InferedgeError, match=refused):
         workflow.build_exits(plan, planned.backbone, ExitHeadSpec(preset="sdn"), seed=0)
     with pytest.raises(InferedgeError, match=r"the backbone is tensorflow model 'small_resnet'"):
         workflow.observe(plan, planned.backbone, planned.exits, small_splits.val, "val")
+    with pytest.raises(InferedgeError, match=refused):
+        workflow.export(plan, planned.backbone, planned.exits, None, tmp_path)
 
 
 def test_a_saved_model_cannot_become_a_backbone(tmp_path: Path, workflow: KerasWorkflow) -> None:

@@ -22,8 +22,15 @@ store_option = click.option(
 
 @click.command()
 @click.option("--plan", "plan_path", type=existing_file, required=True)
-@click.option("--weights", type=existing_file, required=True, help="Trained backbone (.pt).")
-@click.option("--exits", "exits_path", type=existing_file, required=True)
+@click.option(
+    "--weights",
+    type=existing_file,
+    required=True,
+    help="Trained backbone (torch: .pt, tensorflow: .weights.h5).",
+)
+@click.option(
+    "--exits", "exits_path", type=existing_file, required=True, help="`train-exits` output."
+)
 @click.option(
     "--evaluation",
     type=click.Path(exists=True, path_type=Path),
@@ -47,13 +54,15 @@ def export(
     pipeline: str,
     replace: bool,
 ) -> None:
-    """Export both partitions (torch.export) and publish them, manifest last, to the store."""
-    from inferedge.dnn.torch.pipeline import load_exits
+    """Export both partitions and publish them, manifest last, to the store.
+
+    The files are in the plan's framework: torch.export `.pt2` programs or `.keras` models.
+    """
     from inferedge.local.export import export_to_store
     from inferedge.storage import open_store
 
-    plan, backbone = plan_and_backbone(plan_path, weights)
-    exits = load_exits(exits_path, plan)
+    plan, workflow, backbone = plan_and_backbone(plan_path, weights)
+    exits = workflow.load_exits(exits_path, plan)
     calibration = None
     if evaluation is not None:
         from inferedge.local.evaluation import load_evaluation
@@ -67,10 +76,11 @@ def export(
     target = open_store(store)
     prefix, manifest = export_to_store(
         plan,
+        workflow,
         backbone,
         exits,
-        calibration,
         target,
+        calibration=calibration,
         namespace=namespace,
         pipeline=pipeline,
         replace=replace,
@@ -88,22 +98,24 @@ def export(
 @store_option
 @click.option("--prefix", required=True, help="<namespace>/<pipeline>/<plan-hash>")
 def verify(*, store: str, prefix: str) -> None:
-    """Fetch an artifact set, check every sha256 against its manifest and load both parts."""
-    from inferedge.dnn.torch.export import load_part
+    """Fetch an artifact set, check every sha256 against its manifest and load both parts
+    (with the manifest's framework)."""
+    from inferedge.dnn.workflow import get_workflow
     from inferedge.storage import open_store
     from inferedge.storage.artifacts import fetch, read_manifest
 
     source = open_store(store)
     manifest = parse_manifest(read_manifest(source, prefix), f"{source.uri}/{prefix}/manifest.json")
+    workflow = get_workflow(manifest.framework)
     with tempfile.TemporaryDirectory(prefix="inferedge-verify-") as tmp:
         root = Path(tmp)
         fetch(source, prefix, root, manifest.digests())
         for part in ("edge", "cloud"):
-            steps = load_part(manifest, part, root)
+            steps = workflow.load_part(manifest, part, root)
             exits = sum(s.head is not None for s in steps)
             click.echo(f"{part}: {len(steps)} segments, {exits} exits loaded")
     plan: Plan = manifest.plan
     click.echo(
         f"ok: {len(manifest.files)} files verified for plan {plan.hash} "
-        f"({plan.model.name}, split after cut {plan.split})"
+        f"({manifest.framework} {plan.model.name}, split after cut {plan.split})"
     )

@@ -18,10 +18,12 @@ import click
 from inferedge.cli.artifact_commands import store_option
 from inferedge.cli.params import SHAPE, IntList
 from inferedge.core.errors import InferedgeError, describe_validation_error
+from inferedge.dnn.backend import FRAMEWORKS
 
 if TYPE_CHECKING:
-    from inferedge.api.pipeline import InferencePipelineSpec, ModelSpec
+    from inferedge.api.pipeline import InferencePipelineSpec
     from inferedge.dnn.data import Dataset, Splits
+    from inferedge.dnn.workflow import Workflow
     from inferedge.storage import ArtifactStore
 
 MIB = 1024 * 1024
@@ -71,11 +73,13 @@ def cluster() -> None:
 
 @cluster.command("profile")
 @click.argument("model")
-@click.option("--framework", type=click.Choice(["torch"]), default="torch", show_default=True)
+@click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True)
 @click.option("--input-shape", type=SHAPE, required=True, help="Per-sample shape, e.g. 3,32,32.")
 @click.option("--num-classes", type=click.IntRange(min=1), help="[default: from --dataset]")
 @click.option("--dataset", help="Dataset that decides the number of classes (digits, s3://...).")
-@click.option("--model-uri", help="s3://bucket/key of a stored model (.pt2) named MODEL.")
+@click.option(
+    "--model-uri", help="s3://bucket/key of a stored model (.pt2, or .keras) named MODEL."
+)
 @click.option("--batch-sizes", type=IntList("1,8"), default="1", show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=20, show_default=True)
@@ -169,18 +173,17 @@ def train(
     output_prefix: str,
 ) -> None:
     """Train the backbone (unless spec.model.weightsUri) and the plan's exits; calibrate c_thr."""
-    import torch
-
     from inferedge.core.plan import parse_plan
     from inferedge.core.profile import parse_profile
     from inferedge.core.sweep import DEFAULT_THRESHOLDS
     from inferedge.dnn.data import split_dataset
-    from inferedge.dnn.torch.pipeline import build_exits, check_plan, load_backbone, save_exits
-    from inferedge.dnn.torch.train import train_exits
+    from inferedge.dnn.workflow import get_workflow
     from inferedge.local.evaluation import Criteria, evaluate_plan, write_evaluation
+    from inferedge.local.runner import training_schedule
     from inferedge.storage import open_store
 
     spec = _spec(spec_json)
+    workflow = get_workflow(spec.model.framework)
     target = open_store(store)
     plan = parse_plan(_read_text(target, plan_key), plan_key)
     edge = parse_profile(_read_text(target, edge_profile_key), edge_profile_key)
@@ -194,26 +197,22 @@ def train(
     seed = spec.dataset.seed
     with tempfile.TemporaryDirectory(prefix="inferedge-train-") as tmp:
         root = Path(tmp)
-        weights = _backbone(spec.model, spec, data, splits, root / "backbone.pt")
-        backbone = load_backbone(weights)
-        check_plan(plan, backbone, plan_key)
-        exits = build_exits(plan, backbone, spec.exits.head, seed)
-        schedule = spec.exits.training
+        weights = _backbone(workflow, spec, data, splits, root / _weights_name(workflow))
+        backbone = workflow.load_backbone(weights)
+        workflow.check_plan(plan, backbone, plan_key)
+        exits = workflow.build_exits(plan, backbone, spec.exits.head, seed)
         if exits:
-            torch.manual_seed(seed)
-            result = train_exits(
-                backbone.graph,
-                [(e.cut_index, e.module) for e in exits],
+            result = workflow.train_exits(
+                backbone,
+                exits,
                 splits,
-                epochs=schedule.epochs,
-                batch_size=schedule.batch_size,
-                lr=schedule.learning_rate,
+                training_schedule(spec.exits.training),
                 seed=seed,
-                patience=schedule.patience,
                 progress=_progress(f"training {len(exits)} exits"),
             )
             click.echo(f"exits: test accuracy {[f'{a:.2%}' for a in result.test_accuracy]}")
-        save_exits(root / "exits.pt", plan, exits)
+        exits_file = root / _exits_name(workflow)
+        workflow.save_exits(exits_file, plan, exits)
         inference = spec.inference
         criteria = Criteria(
             confidence=inference.confidence,
@@ -224,6 +223,7 @@ def train(
         )
         evaluation = evaluate_plan(
             plan,
+            workflow,
             backbone,
             exits,
             profiles=(edge, cloud),
@@ -232,7 +232,7 @@ def train(
             label=spec.exits.placement,
         )
         report = write_evaluation(evaluation, root / EVALUATION_DIR)
-        for path in [weights, root / "exits.pt", *report]:
+        for path in [weights, exits_file, *report]:
             name = path.relative_to(root).as_posix()
             target.put_file(f"{output_prefix}/{name}", path)
     chosen = evaluation.chosen("test")
@@ -242,40 +242,35 @@ def train(
     )
 
 
+def _weights_name(workflow: Workflow) -> str:
+    """The backbone's file name under a training prefix (the export Job reads it back)."""
+    return f"backbone{workflow.weights_suffix}"
+
+
+def _exits_name(workflow: Workflow) -> str:
+    return f"exits{workflow.exits_suffix}"
+
+
 def _backbone(
-    model: ModelSpec, spec: InferencePipelineSpec, data: Dataset, splits: Splits, out: Path
+    workflow: Workflow, spec: InferencePipelineSpec, data: Dataset, splits: Splits, out: Path
 ) -> Path:
     """The trained backbone's weights file: downloaded if given, else trained here."""
-    import torch
+    from inferedge.local.runner import training_schedule
 
-    from inferedge.dnn.torch.loader import load_model
-    from inferedge.dnn.torch.train import train_backbone
-    from inferedge.dnn.torch.weights import save_weights
-
+    model = spec.model
     if model.weights_uri:
         return _fetch_object(model.weights_uri, out)
     ref = _model_ref(model.name, model.uri)
     seed = spec.dataset.seed
-    torch.manual_seed(seed)
-    loaded = load_model(ref, data.num_classes, model.input_shape)
-    schedule = spec.dataset.backbone_training
-    result = train_backbone(
-        loaded.module,
+    backbone = workflow.new_backbone(ref, data.num_classes, model.input_shape, seed)
+    result = workflow.train_backbone(
+        backbone,
         splits,
-        epochs=schedule.epochs,
-        batch_size=schedule.batch_size,
-        lr=schedule.learning_rate,
+        training_schedule(spec.dataset.backbone_training),
         seed=seed,
-        patience=schedule.patience,
         progress=_progress(f"training {model.name}"),
     )
-    save_weights(
-        loaded.module,
-        out,
-        model_ref=ref,
-        num_classes=data.num_classes,
-        input_shape=model.input_shape,
-    )
+    workflow.save_backbone(backbone, out)
     click.echo(f"backbone: test accuracy {result.test_accuracy:.2%}")
     return out
 
@@ -292,27 +287,30 @@ def export(
     """Export both partitions with their exits and publish them, manifest last (replacing an
     older set of the same plan: retraining keeps the plan's hash)."""
     from inferedge.core.plan import parse_plan
-    from inferedge.dnn.torch.pipeline import check_plan, load_backbone, load_exits
+    from inferedge.dnn.workflow import get_workflow
     from inferedge.local.evaluation import EVALUATION_FILE, load_evaluation
     from inferedge.local.export import export_to_store
     from inferedge.storage import open_store
 
     target = open_store(store)
     plan = parse_plan(_read_text(target, plan_key), plan_key)
+    workflow = get_workflow(plan.model.framework)
+    weights, exits_file = _weights_name(workflow), _exits_name(workflow)
     with tempfile.TemporaryDirectory(prefix="inferedge-export-") as tmp:
         root = Path(tmp)
-        for name in ("backbone.pt", "exits.pt", f"{EVALUATION_DIR}/{EVALUATION_FILE}"):
+        for name in (weights, exits_file, f"{EVALUATION_DIR}/{EVALUATION_FILE}"):
             target.get_file(f"{training_prefix}/{name}", root / name)
-        backbone = load_backbone(root / "backbone.pt")
-        check_plan(plan, backbone, plan_key)
-        exits = load_exits(root / "exits.pt", plan)
+        backbone = workflow.load_backbone(root / weights)
+        workflow.check_plan(plan, backbone, plan_key)
+        exits = workflow.load_exits(root / exits_file, plan)
         evaluation = load_evaluation(root / EVALUATION_DIR)
         prefix, manifest = export_to_store(
             plan,
+            workflow,
             backbone,
             exits,
-            evaluation.calibration,
             target,
+            calibration=evaluation.calibration,
             namespace=namespace,
             pipeline=pipeline,
             replace=True,

@@ -21,6 +21,7 @@ from inferedge.core.link import Link
 from inferedge.core.plan import MAX_EXITS_PER_PART, Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
+from inferedge.dnn.backend import FRAMEWORKS
 
 MIB = 1024 * 1024
 STRATEGIES = ("latency", "memory", "min-latency", "deadline")
@@ -31,9 +32,26 @@ def _read_profile(path: Path) -> DeviceProfile:
     return parse_profile(path.read_text(encoding="utf-8"), str(path))
 
 
-def _default_shape(model: str, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+framework_option = click.option(
+    "--framework",
+    type=click.Choice(FRAMEWORKS),
+    default="torch",
+    show_default=True,
+    help="Framework MODEL is written in.",
+)
+
+
+def _default_shape(
+    model: str, input_shape: tuple[int, ...] | None, framework: str = "torch"
+) -> tuple[int, ...]:
     if input_shape is not None:
         return input_shape
+    if framework != "torch":
+        # The Keras zoo keeps ImageNet stems at any size, so no single default fits it.
+        raise click.BadParameter(
+            f"required for {framework} models, e.g. --input-shape 3,32,32",
+            param_hint="'--input-shape'",
+        )
     from inferedge.dnn.torch.zoo import default_input_shape
 
     if ":" not in model and not model.endswith(".pt2"):
@@ -66,7 +84,7 @@ def _default_shape(model: str, input_shape: tuple[int, ...] | None) -> tuple[int
     type=click.IntRange(min=1),
     help="Memory the device offers the model [default: what this machine has].",
 )
-@click.option("--framework", type=click.Choice(["torch"]), default="torch", show_default=True)
+@framework_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def profile(
     *,
@@ -85,15 +103,16 @@ def profile(
     """Measure MODEL segment by segment on this machine and write a device profile (JSON).
 
     MODEL is a zoo name (see `inferedge zoo`), `package.module:callable` returning an
-    nn.Module, or a torch.export `.pt2` file. Energy is recorded where a real sensor exists
-    (Jetson INA3221, Intel RAPL) and is null otherwise.
+    nn.Module (a keras.Model with --framework tensorflow), or a torch.export `.pt2` (a `.keras`)
+    file. Energy is recorded where a real sensor exists (Jetson INA3221, Intel RAPL) and is
+    null otherwise.
     """
     from inferedge.dnn.backend import ProfileRequest, get_backend
 
     request = ProfileRequest(
         model_ref=model,
         num_classes=num_classes,
-        input_shape=_default_shape(model, input_shape),
+        input_shape=_default_shape(model, input_shape, framework),
         batch_sizes=batch_sizes,
         warmup=warmup,
         repeats=repeats,
@@ -113,19 +132,33 @@ def profile(
 @click.argument("model")
 @click.option("--input-shape", type=SHAPE, help="Per-sample input shape [zoo default: ImageNet].")
 @click.option("--num-classes", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--framework", type=click.Choice(["torch"]), default="torch", show_default=True)
+@framework_option
 def cuts(model: str, input_shape: tuple[int, ...] | None, num_classes: int, framework: str) -> None:
     """List MODEL's cut points: places where exactly one tensor crosses, with their costs."""
     from inferedge.dnn.backend import get_backend
 
-    shape = _default_shape(model, input_shape)
+    shape = _default_shape(model, input_shape, framework)
     points = get_backend(framework).cut_points(model, num_classes, shape)
     print_renderable(cut_table(points, f"{model} [{'x'.join(map(str, shape))}]: cut points"))
 
 
 @click.command()
-def zoo() -> None:
+@framework_option
+def zoo(framework: str) -> None:
     """List the built-in models and their default input shapes."""
+    if framework == "tensorflow":
+        from inferedge.dnn.workflow import get_workflow
+
+        get_workflow(framework)  # without TensorFlow: one line saying what to install
+        from inferedge.dnn.tensorflow.zoo import ZOO_NAMES as KERAS_NAMES
+
+        for name in KERAS_NAMES:
+            click.echo(name)
+        click.echo(
+            "(Keras models take the --input-shape given; the ImageNet ones need 3 channels and "
+            "at least 32x32, inception_v3 75x75: see docs/tensorflow.md)"
+        )
+        return
     from inferedge.dnn.torch.zoo import ZOO_NAMES, default_input_shape
 
     for name in ZOO_NAMES:

@@ -17,10 +17,11 @@ from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.plan import Plan, parse_plan
 from inferedge.core.profile import parse_profile
 from inferedge.core.sweep import DEFAULT_THRESHOLDS
+from inferedge.dnn.backend import FRAMEWORKS
 
 if TYPE_CHECKING:
     from inferedge.dnn.data import Dataset, Splits
-    from inferedge.dnn.torch.pipeline import Backbone
+    from inferedge.dnn.workflow import Schedule, Workflow
 
 Model = TypeVar("Model", bound=BaseModel)
 EVALUATION_FILE = "evaluation.json"
@@ -114,9 +115,16 @@ def schedule_options(epochs: int) -> Callable[[Callable[..., Any]], Callable[...
     return wrap
 
 
-def _schedule(kw: dict[str, Any]) -> dict[str, Any]:
-    """The training-schedule flags, as the train functions take them."""
-    return {k: kw[k] for k in ("epochs", "batch_size", "lr", "seed", "patience")}
+def _schedule(kw: dict[str, Any]) -> Schedule:
+    """The training-schedule flags, as the workflows take them (the seed goes separately)."""
+    from inferedge.dnn.workflow import Schedule
+
+    return Schedule(
+        epochs=kw["epochs"],
+        batch_size=kw["batch_size"],
+        learning_rate=kw["lr"],
+        patience=kw["patience"],
+    )
 
 
 def _splits(
@@ -135,42 +143,38 @@ def _splits(
 @click.argument("model")
 @click.option("--input-shape", type=SHAPE, required=True, help="Per-sample shape, e.g. 3,32,32.")
 @click.option("--num-classes", type=click.IntRange(min=1), help="[default: from the dataset]")
+@click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True)
 @data_options
 @schedule_options(epochs=15)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Weights file to write (torch: .pt; tensorflow: must end in .weights.h5).",
+)
 def train_backbone(
     *,
     model: str,
     input_shape: tuple[int, ...],
     num_classes: int | None,
+    framework: str,
     dataset: str,
     output: Path,
     **kw: Any,
 ) -> None:
     """Train MODEL itself on a dataset (zoo models have no pretrained weights here)."""
-    from inferedge.dnn.torch.loader import load_model
-    from inferedge.dnn.torch.train import train_backbone as train
-    from inferedge.dnn.torch.weights import save_weights
+    from inferedge.dnn.workflow import get_workflow
 
+    workflow = get_workflow(framework)
     data, splits = _splits(dataset, input_shape, num_classes, kw)
-    import torch
-
-    torch.manual_seed(kw["seed"])
-    loaded = load_model(model, data.num_classes, input_shape)
+    backbone = workflow.new_backbone(model, data.num_classes, input_shape, kw["seed"])
     with progress_bar(f"training {model} on {data.name}") as progress:
-        result = train(
-            loaded.module,
-            splits,
-            progress=progress,
-            **_schedule(kw),
+        result = workflow.train_backbone(
+            backbone, splits, _schedule(kw), seed=kw["seed"], progress=progress
         )
-    save_weights(
-        loaded.module,
-        output,
-        model_ref=model,
-        num_classes=data.num_classes,
-        input_shape=input_shape,
-    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    workflow.save_backbone(backbone, output)
     for e in result.history:
         mark = " *" if e.epoch == result.best_epoch else ""
         click.echo(
@@ -178,7 +182,7 @@ def train_backbone(
             f"val acc {e.val_accuracy:.2%}{mark}"
         )
     click.echo(
-        f"best epoch {result.best_epoch}: val {result.val_accuracy:.2%}, test "
+        f"best epoch {result.best_epoch}: val {result.val_accuracy or 0:.2%}, test "
         f"{result.test_accuracy:.2%} ({result.seconds:.0f} s); wrote {output}"
     )
 
@@ -189,13 +193,27 @@ def _head_spec(head: str, head_spec: Path | None) -> ExitHeadSpec:
     return ExitHeadSpec(preset=head)  # type: ignore[arg-type]
 
 
-def plan_and_backbone(plan_path: Path, weights: Path) -> tuple[Plan, Backbone]:
-    from inferedge.dnn.torch.pipeline import check_plan, load_backbone
+def plan_and_backbone(plan_path: Path, weights: Path) -> tuple[Plan, Workflow, Any]:
+    """The plan, the workflow of its model's framework, and the backbone `weights` hold,
+    checked to be the model the plan was made for."""
+    from inferedge.dnn.workflow import get_workflow, weights_framework
 
     plan = parse_plan(plan_path.read_text(encoding="utf-8"), str(plan_path))
-    backbone = load_backbone(weights)
-    check_plan(plan, backbone, str(plan_path))
-    return plan, backbone
+    framework = plan.model.framework
+    found = weights_framework(weights)
+    if found is not None and found != framework:
+        raise click.BadParameter(
+            f"{weights} is a {found} weights file, but {plan_path} plans a {framework} model",
+            param_hint="'--weights'",
+        )
+    workflow = get_workflow(framework)
+    backbone = workflow.load_backbone(weights)
+    workflow.check_plan(plan, backbone, str(plan_path))
+    return plan, workflow, backbone
+
+
+def _plan_splits(dataset: str, plan: Plan, kw: dict[str, Any]) -> Splits:
+    return _splits(dataset, plan.model.input_shape, plan.model.num_classes, kw)[1]
 
 
 head_options = (
@@ -216,7 +234,12 @@ head_options = (
 
 @click.command("train-exits")
 @click.option("--plan", "plan_path", type=existing_file, required=True)
-@click.option("--weights", type=existing_file, required=True, help="Trained backbone (.pt).")
+@click.option(
+    "--weights",
+    type=existing_file,
+    required=True,
+    help="Trained backbone (torch: .pt, tensorflow: .weights.h5).",
+)
 @head_options[0]
 @head_options[1]
 @data_options
@@ -233,23 +256,16 @@ def train_exits(
     **kw: Any,
 ) -> None:
     """Train the plan's exit heads jointly on the frozen backbone."""
-    from inferedge.dnn.torch.pipeline import build_exits, save_exits
-    from inferedge.dnn.torch.train import train_exits as train
-
-    plan, backbone = plan_and_backbone(plan_path, weights)
-    exits = build_exits(plan, backbone, _head_spec(head, head_spec), kw["seed"])
+    plan, workflow, backbone = plan_and_backbone(plan_path, weights)
+    exits = workflow.build_exits(plan, backbone, _head_spec(head, head_spec), kw["seed"])
     if not exits:
         raise InferedgeError(f"{plan_path}: the plan has no exits to train")
-    _, splits = _splits(dataset, backbone.info.input_shape, backbone.info.num_classes, kw)
+    splits = _plan_splits(dataset, plan, kw)
     with progress_bar(f"training {len(exits)} exits") as progress:
-        result = train(
-            backbone.graph,
-            [(e.cut_index, e.module) for e in exits],
-            splits,
-            progress=progress,
-            **_schedule(kw),
+        result = workflow.train_exits(
+            backbone, exits, splits, _schedule(kw), seed=kw["seed"], progress=progress
         )
-    save_exits(output, plan, exits)
+    workflow.save_exits(output, plan, exits)
     for e, val, test in zip(exits, result.val_accuracy, result.test_accuracy, strict=True):
         click.echo(f"{e.part:>5} exit at cut {e.cut_index:>3}: val {val:.2%}, test {test:.2%}")
     click.echo(f"best epoch {result.best_epoch} ({result.seconds:.0f} s); wrote {output}")
@@ -260,12 +276,20 @@ def train_exits(
 @head_options[0]
 @head_options[1]
 def render_exits(*, plan_path: Path, head: str, head_spec: Path | None) -> None:
-    """Print the PyTorch source of every exit head the plan would get (nothing is executed)."""
+    """Print the PyTorch source of every exit head the plan would get (nothing is executed).
+
+    Torch plans only: a Keras head has no source to print.
+    """
+    plan = parse_plan(plan_path.read_text(encoding="utf-8"), str(plan_path))
+    if plan.model.framework != "torch":
+        raise InferedgeError(
+            f"{plan_path}: render-exits prints PyTorch source and works on torch plans only; "
+            f"this plan is for a {plan.model.framework} model"
+        )
     from inferedge.dnn.torch.exits import resolve_layers, torch_source
     from inferedge.dnn.torch.graph import build_cut_graph
     from inferedge.dnn.torch.loader import load_model
 
-    plan = parse_plan(plan_path.read_text(encoding="utf-8"), str(plan_path))
     spec = _head_spec(head, head_spec)
     model = plan.model
     loaded = load_model(model.source, model.num_classes, model.input_shape)
@@ -282,8 +306,15 @@ def render_exits(*, plan_path: Path, head: str, head_spec: Path | None) -> None:
 @click.option("--plan", "plan_path", type=existing_file, required=True)
 @click.option("--edge", "edge_path", type=existing_file, required=True)
 @click.option("--cloud", "cloud_path", type=existing_file, required=True)
-@click.option("--weights", type=existing_file, required=True)
-@click.option("--exits", "exits_path", type=existing_file, required=True)
+@click.option(
+    "--weights",
+    type=existing_file,
+    required=True,
+    help="Trained backbone (torch: .pt, tensorflow: .weights.h5).",
+)
+@click.option(
+    "--exits", "exits_path", type=existing_file, required=True, help="`train-exits` output."
+)
 @data_options
 @click.option(
     "--confidence",
@@ -336,15 +367,14 @@ def evaluate(
     edge-only, cloud-only, split-without-exits and the oracle. Writes evaluation.json,
     report.md and PNG plots to --report-dir.
     """
-    from inferedge.dnn.torch.pipeline import load_exits
     from inferedge.local.evaluation import Criteria, evaluate_plan, write_evaluation
 
-    plan, backbone = plan_and_backbone(plan_path, weights)
+    plan, workflow, backbone = plan_and_backbone(plan_path, weights)
     edge, cloud = (
         parse_profile(p.read_text(encoding="utf-8"), str(p)) for p in (edge_path, cloud_path)
     )
-    exits = load_exits(exits_path, plan)
-    _, splits = _splits(dataset, backbone.info.input_shape, backbone.info.num_classes, kw)
+    exits = workflow.load_exits(exits_path, plan)
+    splits = _plan_splits(dataset, plan, kw)
     criteria = Criteria(
         confidence=confidence,
         thresholds=thresholds or DEFAULT_THRESHOLDS,
@@ -353,7 +383,14 @@ def evaluate(
         objective=objective,
     )
     evaluation = evaluate_plan(
-        plan, backbone, exits, profiles=(edge, cloud), splits=splits, criteria=criteria, label=label
+        plan,
+        workflow,
+        backbone,
+        exits,
+        profiles=(edge, cloud),
+        splits=splits,
+        criteria=criteria,
+        label=label,
     )
     if evaluation.target_missed:
         click.echo(f"warning: {evaluation.target_missed}; using the most accurate one", err=True)

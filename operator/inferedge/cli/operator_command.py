@@ -49,6 +49,16 @@ import click
     "[default: ghcr.io/inferedge/runtime-jetson:<version>].",
 )
 @click.option(
+    "--runtime-image-tensorflow",
+    help="Image for training, export, cloud and cloud-profiling pods of TensorFlow pipelines "
+    "(spec.model.framework: tensorflow) [default: ghcr.io/inferedge/runtime-tensorflow:<version>].",
+)
+@click.option(
+    "--edge-image-tensorflow",
+    help="Image for edge pods and edge profiling of TensorFlow pipelines "
+    "[default: ghcr.io/inferedge/runtime-tensorflow:<version>, built for arm64 too].",
+)
+@click.option(
     "--image-pull-policy",
     type=click.Choice(["Always", "IfNotPresent", "Never"]),
     default="IfNotPresent",
@@ -65,6 +75,8 @@ def operator(
     liveness: str | None,
     runtime_image: str | None,
     edge_image: str | None,
+    runtime_image_tensorflow: str | None,
+    edge_image_tensorflow: str | None,
     image_pull_policy: str,
     verbose: bool,
 ) -> None:
@@ -93,6 +105,8 @@ def operator(
         images=Images(
             runtime=runtime_image or defaults.runtime,
             edge=edge_image or defaults.edge,
+            runtime_tensorflow=runtime_image_tensorflow or defaults.runtime_tensorflow,
+            edge_tensorflow=edge_image_tensorflow or defaults.edge_tensorflow,
             pull_policy=image_pull_policy,
         ),
         auto_peering=None if (peering or standalone) else DEFAULT_PEERING,

@@ -37,16 +37,28 @@ NATS_SECRET_KEYS: Final = (
 )
 
 
+Framework = Literal["torch", "tensorflow"]
+
+
 @dataclass(frozen=True)
 class Images:
-    """Container images the operator starts: the runtime (amd64/CUDA) and the Jetson one."""
+    """Container images the operator starts, by device role and by the model's framework.
+
+    torch pipelines run on the runtime image (amd64, CPU/CUDA) and, on edge nodes, the Jetson
+    one (L4T PyTorch); TensorFlow pipelines run on the TensorFlow runtime image, built for
+    amd64 and arm64, on both roles unless `edge_tensorflow` names another.
+    """
 
     runtime: str = f"ghcr.io/inferedge/runtime:{__version__}"
     edge: str = f"ghcr.io/inferedge/runtime-jetson:{__version__}"
+    runtime_tensorflow: str = f"ghcr.io/inferedge/runtime-tensorflow:{__version__}"
+    edge_tensorflow: str = f"ghcr.io/inferedge/runtime-tensorflow:{__version__}"
     pull_policy: str = "IfNotPresent"
 
-    def for_role(self, role: Role) -> str:
-        """The image for pods on a device class of `role`."""
+    def for_role(self, role: Role, framework: Framework) -> str:
+        """The image for pods of a `framework` model on a device class of `role`."""
+        if framework == "tensorflow":
+            return self.edge_tensorflow if role == "edge" else self.runtime_tensorflow
         return self.edge if role == "edge" else self.runtime
 
 
@@ -264,7 +276,7 @@ def build_profiling_job(
     store_key = naming.profile_store_key(namespace, name, key)
     container = _container(
         "profile",
-        images.for_role(device.role),
+        images.for_role(device.role, spec.model.framework),
         args=profiling_args(spec, name, device, store_key),
         env=store_env(spec.storage),
         resources=_resources(device),
@@ -347,7 +359,7 @@ def _pipeline_job(
     labels = {**naming.pipeline_labels(meta["name"], component), naming.KEY_LABEL: key}
     container = _container(
         component,
-        images.runtime,
+        images.for_role("cloud", spec.model.framework),
         args=args,
         env=[*extra_env, *store_env(spec.storage)],
         resources=_resources(cloud),
@@ -480,7 +492,7 @@ def build_deployment(
     selector = {naming.INSTANCE_LABEL: pipeline, naming.COMPONENT_LABEL: role}
     container = _container(
         role,
-        images.for_role(role),
+        images.for_role(role, spec.model.framework),
         args=serve_args(role),
         env=[*store_env(spec.storage), *nats_env(spec.messaging)],
         resources=_resources(device),

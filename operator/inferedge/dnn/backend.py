@@ -7,7 +7,12 @@ TensorFlow backend can implement the same protocol next to the torch one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +23,47 @@ ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` each time one (segment, batch size) pair is measured."""
 
 FRAMEWORKS = ("torch", "tensorflow")
+
+# What TensorFlow's native code prints while it is imported: absl's notice that logging is not
+# set up yet, and INFO lines (oneDNN) that TF_CPP_MIN_LOG_LEVEL does not reach.
+_IMPORT_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
+    r"STDERR|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
+)
+
+
+@contextmanager
+def quiet_native_import() -> Iterator[None]:
+    """Keep a framework's native start-up lines off stderr while it is imported.
+
+    They come from C++ before Python's logging exists, so only the file descriptor can hold
+    them back; a command that fails must still print exactly one line. Whatever else was
+    written meanwhile (warnings, errors) is passed on.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to protect
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            kept = [
+                line
+                for line in text.splitlines(keepends=True)
+                if not _IMPORT_NOISE.match(line.rstrip("\n"))
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 @dataclass(frozen=True)
@@ -89,7 +135,8 @@ def get_backend(framework: str) -> Backend:
         return TorchBackend()
     if framework == "tensorflow":
         try:
-            from inferedge.dnn.tensorflow.backend import KerasBackend
+            with quiet_native_import():
+                from inferedge.dnn.tensorflow.backend import KerasBackend
         except ImportError as exc:
             raise InferedgeError(
                 f"the tensorflow backend needs TensorFlow ({one_line(exc)}); "

@@ -85,6 +85,10 @@ class Splits:
     val: Dataset
     test: Dataset
 
+    def named(self) -> tuple[tuple[str, Dataset], ...]:
+        """Each part under its name: `train`, `val`, `test`."""
+        return (("train", self.train), ("val", self.val), ("test", self.test))
+
 
 def load_dataset(
     ref: str, input_shape: tuple[int, int, int], num_classes: int | None = None

@@ -6,6 +6,9 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from inferedge.core.profile import DeviceInfo
 
 _KIB = 1024
 
@@ -30,6 +33,41 @@ def describe_host(root: Path = Path("/")) -> Host:
         jetson_model=_jetson_model(root),
         memory_bytes=_total_memory(root),
         platform=f"{platform.system()}-{platform.release()}-{platform.machine()}",
+    )
+
+
+def describe_device(
+    name: str,
+    *,
+    framework: Literal["torch", "tensorflow"],
+    framework_version: str,
+    gpu_name: str | None,
+    gpu_memory_bytes: int | None = None,
+    energy_sensor: str | None = None,
+    emulated_slowdown: float = 1.0,
+    memory_bytes: int | None = None,
+    root: Path = Path("/"),
+) -> DeviceInfo:
+    """A device profile's `device`: this host's facts plus what the framework runs on.
+
+    The accelerator is the Jetson board when there is one, else `gpu_name`. The memory is
+    `memory_bytes` when given, else `gpu_memory_bytes` (the models run in GPU memory), else the
+    host's MemTotal. `root` is where /proc lives (tests pass a fake tree).
+    """
+    host = describe_host(root)
+    if memory_bytes is None:
+        memory_bytes = gpu_memory_bytes if gpu_memory_bytes is not None else host.memory_bytes
+    return DeviceInfo(
+        name=name,
+        cpu_model=host.cpu_model,
+        cores=host.cores,
+        accelerator=host.jetson_model or gpu_name,
+        memory_bytes=memory_bytes,
+        framework=framework,
+        framework_version=framework_version,
+        platform=host.platform,
+        energy_sensor=energy_sensor,
+        emulated_slowdown=emulated_slowdown,
     )
 
 

@@ -21,11 +21,20 @@ from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.manifest import Calibration, Manifest, Step
 from inferedge.core.plan import Part, Plan
 from inferedge.core.sweep import HeadCost
-from inferedge.dnn.backend import FRAMEWORKS, ProgressCallback
+from inferedge.dnn.backend import FRAMEWORKS, ProgressCallback, quiet_native_import
 from inferedge.dnn.data import Dataset, Splits
+from inferedge.dnn.training import EpochStats
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 """A segment or exit head, loaded: a float32 batch in, a float32 batch out."""
+
+
+class ArtifactLoadError(InferedgeError):
+    """An exported file is missing, corrupted or not in its framework's format."""
+
+
+class ExitsFileError(InferedgeError):
+    """An exits file is missing, malformed, or was trained for another plan."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +49,23 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Trained:
-    """What a training run reports."""
+    """What a backbone training run reports; the model holds the weights of `best_epoch`."""
 
     test_accuracy: float
     epochs: int
+    seconds: float
+    val_accuracy: float | None = None
+    best_epoch: int | None = None
+    history: tuple[EpochStats, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExitsTrained:
+    """What an exit-training run reports: one accuracy per head, in the order they were given."""
+
+    val_accuracy: tuple[float, ...]
+    test_accuracy: tuple[float, ...]
+    best_epoch: int
     seconds: float
 
 
@@ -71,6 +93,8 @@ class Workflow(Protocol):
     framework: str
     weights_suffix: str
     """File suffix of saved backbone weights (`.pt`, `.weights.h5`)."""
+    exits_suffix: str
+    """File suffix of saved exit heads (`.pt`, `.npz`)."""
 
     def new_backbone(
         self, model_ref: str, num_classes: int, input_shape: tuple[int, ...], seed: int
@@ -98,6 +122,10 @@ class Workflow(Protocol):
         """The backbone a weights file belongs to, with its cut graph ready."""
         ...
 
+    def check_plan(self, plan: Plan, backbone: Any, source: str) -> None:
+        """Refuse a plan made for another model than `backbone` (one line naming both)."""
+        ...
+
     def build_exits(
         self,
         plan: Plan,
@@ -117,8 +145,16 @@ class Workflow(Protocol):
         *,
         seed: int,
         progress: ProgressCallback | None = None,
-    ) -> None:
+    ) -> ExitsTrained:
         """Train the heads in place on the frozen backbone (BatchNorm statistics included)."""
+        ...
+
+    def save_exits(self, path: Path, plan: Plan, exits: Sequence[ExitHandle]) -> None:
+        """Write the heads (declarative layers and weights) trained for `plan`, atomically."""
+        ...
+
+    def load_exits(self, path: Path, plan: Plan) -> list[ExitHandle]:
+        """The heads `save_exits` wrote for `plan`; `ExitsFileError` for any other file."""
         ...
 
     def head_costs(self, plan: Plan, exits: Sequence[ExitHandle]) -> list[HeadCost]:
@@ -154,6 +190,19 @@ class Workflow(Protocol):
         ...
 
 
+WEIGHTS_SUFFIXES = {"torch": ".pt", "tensorflow": ".weights.h5"}
+"""Each framework's backbone-weights suffix (its workflow's `weights_suffix`)."""
+
+
+def weights_framework(path: Path) -> str | None:
+    """The framework whose weights suffix `path` has, or None for another name."""
+    # Longest first: a name ending in `.weights.h5` must not be taken for another suffix.
+    for framework, suffix in sorted(WEIGHTS_SUFFIXES.items(), key=lambda kv: -len(kv[1])):
+        if path.name.endswith(suffix):
+            return framework
+    return None
+
+
 def get_workflow(framework: str) -> Workflow:
     """The workflow of `framework`, importing the framework only now."""
     if framework == "torch":
@@ -168,7 +217,8 @@ def get_workflow(framework: str) -> Workflow:
         return workflow
     if framework == "tensorflow":
         try:
-            from inferedge.dnn.tensorflow.workflow import KerasWorkflow
+            with quiet_native_import():
+                from inferedge.dnn.tensorflow.workflow import KerasWorkflow
         except ImportError as exc:
             raise InferedgeError(
                 f"the tensorflow backend needs TensorFlow ({one_line(exc)}); "

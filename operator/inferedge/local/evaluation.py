@@ -21,7 +21,7 @@ from inferedge.core.sweep import (
     sweep,
 )
 from inferedge.dnn.data import Splits
-from inferedge.dnn.torch.pipeline import Backbone, TrainedExit, head_costs, observe_exits
+from inferedge.dnn.workflow import ExitHandle, Workflow
 from inferedge.report.markdown import sweep_markdown
 from inferedge.report.plots import plot_sweeps
 
@@ -76,23 +76,28 @@ class Criteria:
 
 def evaluate_plan(
     plan: Plan,
-    backbone: Backbone,
-    exits: Sequence[TrainedExit],
+    workflow: Workflow,
+    backbone: object,
+    exits: Sequence[ExitHandle],
     *,
     profiles: tuple[DeviceProfile, DeviceProfile],
     splits: Splits,
     criteria: Criteria,
     label: str | None = None,
 ) -> Evaluation:
-    """Sweep both splits, choose c_thr on validation, and record its test figures."""
+    """Sweep both splits, choose c_thr on validation, and record its test figures.
+
+    `backbone` and `exits` are `workflow`'s own handles (from its `load_backbone` and
+    `build_exits` or `load_exits`).
+    """
     edge, cloud = profiles
-    costs = head_costs(plan, exits)
+    costs = workflow.head_costs(plan, exits)
     reports = {
         name: sweep(
             plan,
             edge,
             cloud,
-            observe_exits(plan, backbone, exits, data, name),
+            workflow.observe(plan, backbone, exits, data, name),
             costs,
             thresholds=criteria.thresholds,
             confidence=criteria.confidence,

@@ -9,26 +9,27 @@ from pathlib import Path
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Calibration, Manifest, artifact_prefix, dump_manifest
 from inferedge.core.plan import Plan
-from inferedge.dnn.torch.export import export_partitions, make_manifest
-from inferedge.dnn.torch.pipeline import Backbone, TrainedExit
+from inferedge.dnn.workflow import ExitHandle, Workflow
 from inferedge.storage.artifacts import discard, is_committed, publish
 from inferedge.storage.base import ArtifactStore
 
 
 def export_to_store(
     plan: Plan,
-    backbone: Backbone,
-    exits: Sequence[TrainedExit],
-    calibration: Calibration | None,
+    workflow: Workflow,
+    backbone: object,
+    exits: Sequence[ExitHandle],
     store: ArtifactStore,
     *,
+    calibration: Calibration | None,
     namespace: str,
     pipeline: str,
     replace: bool = False,
 ) -> tuple[str, Manifest]:
     """Export both parts and publish them under `<namespace>/<pipeline>/<plan-hash>`.
 
-    Files go to a temporary directory first; the store sees them only through `publish`, which
+    `workflow` writes the files (`backbone` and `exits` are its own handles) to a temporary
+    directory first; the store sees them only through `publish`, which
     writes the manifest last and removes everything it wrote if any step fails. A committed set
     is immutable; `replace` discards it first (retrained weights keep the plan's hash, since the
     hash names the decisions, not the weights).
@@ -43,8 +44,7 @@ def export_to_store(
         discard(store, prefix)
     with tempfile.TemporaryDirectory(prefix="inferedge-export-") as tmp:
         root = Path(tmp)
-        heads = {e.cut_index: e.module for e in exits}
-        files, steps = export_partitions(backbone.graph, plan, heads, root)
-        manifest = make_manifest(plan, files, steps, calibration)
-        publish(store, prefix, {f.name: root / f.name for f in files}, dump_manifest(manifest))
+        manifest = workflow.export(plan, backbone, exits, calibration, root)
+        files = {f.name: root / f.name for f in manifest.files}
+        publish(store, prefix, files, dump_manifest(manifest))
     return prefix, manifest

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import torch
-
 from inferedge.api.convert import plan_request
 from inferedge.api.device_profile import DeviceProfile as DeviceProfileResource
 from inferedge.api.documents import Documents, ManifestFileError
-from inferedge.api.pipeline import InferencePipeline
+from inferedge.api.pipeline import InferencePipeline, TrainingSpec
 from inferedge.core.manifest import Manifest
 from inferedge.core.plan import Plan
 from inferedge.core.planner import make_plan
@@ -27,10 +25,7 @@ from inferedge.core.profile import DeviceProfile, dump_profile
 from inferedge.core.sweep import DEFAULT_THRESHOLDS
 from inferedge.dnn.backend import ProfileRequest, get_backend
 from inferedge.dnn.data import Splits, split_dataset
-from inferedge.dnn.torch.loader import load_model
-from inferedge.dnn.torch.pipeline import build_exits, load_backbone, save_exits
-from inferedge.dnn.torch.train import train_backbone, train_exits
-from inferedge.dnn.torch.weights import save_weights
+from inferedge.dnn.workflow import Schedule, get_workflow
 from inferedge.local.data import resolve_dataset
 from inferedge.local.evaluation import Criteria, Evaluation, evaluate_plan, write_evaluation
 from inferedge.local.export import export_to_store
@@ -80,6 +75,16 @@ def _device(
     return found
 
 
+def training_schedule(training: TrainingSpec) -> Schedule:
+    """A spec's training schedule, as the workflows take it."""
+    return Schedule(
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        learning_rate=training.learning_rate,
+        patience=training.patience,
+    )
+
+
 def prepare(
     docs: Documents,
     pipeline: InferencePipeline,
@@ -109,33 +114,23 @@ def prepare(
         f"{len(splits.test)} test samples, {data.num_classes} classes"
     )
     seed = spec.dataset.seed
-    weights = out / "backbone.pt"
-    torch.manual_seed(seed)
-    model = load_model(spec.model.name, data.num_classes, shape)
-    schedule = spec.dataset.backbone_training
+    workflow = get_workflow(spec.model.framework)
+    weights = out / f"backbone{workflow.weights_suffix}"
+    model = workflow.new_backbone(spec.model.name, data.num_classes, shape, seed)
     with reporter.progress(f"training {spec.model.name} on {data.name}") as progress:
-        trained = train_backbone(
-            model.module,
+        trained = workflow.train_backbone(
+            model,
             splits,
-            epochs=schedule.epochs,
-            batch_size=schedule.batch_size,
-            lr=schedule.learning_rate,
+            training_schedule(spec.dataset.backbone_training),
             seed=seed,
-            patience=schedule.patience,
             progress=progress,
         )
-    save_weights(
-        model.module,
-        weights,
-        model_ref=spec.model.name,
-        num_classes=data.num_classes,
-        input_shape=shape,
-    )
+    workflow.save_backbone(model, weights)
     reporter.info(
-        f"backbone: test accuracy {trained.test_accuracy:.2%} after {len(trained.history)} "
+        f"backbone: test accuracy {trained.test_accuracy:.2%} after {trained.epochs} "
         f"epochs ({trained.seconds:.0f} s)"
     )
-    backbone = load_backbone(weights)
+    backbone = workflow.load_backbone(weights)
 
     profiles: dict[str, DeviceProfile] = {}
     backend = get_backend(spec.model.framework)
@@ -164,22 +159,18 @@ def prepare(
         f"{[e.cut_index for e in plan.exits]}, predicted {plan.final_latency_ms:.1f} ms full path"
     )
 
-    exits = build_exits(plan, backbone, spec.exits.head, seed)
+    exits = workflow.build_exits(plan, backbone, spec.exits.head, seed)
     if exits:
-        head_schedule = spec.exits.training
         with reporter.progress(f"training {len(exits)} exits") as progress:
-            train_exits(
-                backbone.graph,
-                [(e.cut_index, e.module) for e in exits],
+            workflow.train_exits(
+                backbone,
+                exits,
                 splits,
-                epochs=head_schedule.epochs,
-                batch_size=head_schedule.batch_size,
-                lr=head_schedule.learning_rate,
+                training_schedule(spec.exits.training),
                 seed=seed,
-                patience=head_schedule.patience,
                 progress=progress,
             )
-    save_exits(out / "exits.pt", plan, exits)
+    workflow.save_exits(out / f"exits{workflow.exits_suffix}", plan, exits)
 
     inference = spec.inference
     fixed = inference.threshold
@@ -194,6 +185,7 @@ def prepare(
     )
     evaluation = evaluate_plan(
         plan,
+        workflow,
         backbone,
         exits,
         profiles=(profiles["edge"], profiles["cloud"]),
@@ -213,10 +205,11 @@ def prepare(
     store = open_store(str(out / "store"))
     prefix, manifest = export_to_store(
         plan,
+        workflow,
         backbone,
         exits,
-        evaluation.calibration,
         store,
+        calibration=evaluation.calibration,
         namespace=pipeline.metadata.namespace,
         pipeline=pipeline.metadata.name,
         replace=True,

@@ -9,9 +9,9 @@ that object to the end; `swap` only changes what later requests see. No request 
 no request mixes two plans. The cloud keeps the plan it served before a swap, so offloads the
 edge sent before it swapped too still get their answer.
 
-Emulation: a `compute_slowdown` above 1 stretches every forward by that factor, holding the
-compute thread the whole time, as a slower device would; `inferedge run` uses it to serve on the
-edge speed its DeviceProfile declares.
+Emulation: a `compute_slowdown` above 1 stretches every model call by that factor, holding the
+compute thread the whole time, as a slower device would (`Partition.run_edge`); `inferedge run`
+uses it to serve on the edge speed its DeviceProfile declares.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,13 +34,18 @@ from inferedge.core.errors import one_line
 from inferedge.core.plan import Part
 from inferedge.runtime.errors import NotReady, OffloadFailed, PlanMismatch
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.partition import EdgeOutcome, Partition, PartitionError, RowResult
+from inferedge.runtime.partition import (
+    EdgeOutcome,
+    Partition,
+    PartitionError,
+    RowResult,
+    check_slowdown,
+)
 from inferedge.runtime.policy import BatchPolicy, degraded_choice, validate_threshold
 
 log = logging.getLogger(__name__)
 
 Location = Literal["edge", "cloud"]
-_T = TypeVar("_T")
 
 
 class _Frozen(BaseModel):
@@ -63,7 +68,8 @@ class Answer(_Frozen):
     )
     plan_hash: str = Field(description="Plan of the partitions that computed the answer.")
     timings: dict[str, float] = Field(
-        description="Milliseconds: edge_ms, total_ms; transfer_ms and cloud_ms when the cloud "
+        description="Milliseconds: edge_ms (the edge walk), edge_compute_ms (its model calls "
+        "alone, emulated slowdown included), total_ms; transfer_ms and cloud_ms when the cloud "
         "answered; offload_ms (time lost on the failed offload) when degraded."
     )
     reason: str | None = Field(default=None, description="Why the answer is degraded.")
@@ -107,22 +113,6 @@ def _compute_thread(name: str) -> ThreadPoolExecutor:
     started from several threads each bring their own OpenMP team, oversubscribing the cores.
     """
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-
-def check_slowdown(value: float) -> float:
-    """A compute slowdown factor, or PartitionError naming the accepted range."""
-    if not value >= 1.0 or value == float("inf"):
-        raise PartitionError(f"compute_slowdown must be a finite number >= 1, got {value!r}")
-    return float(value)
-
-
-def _slowed(compute: Callable[[], _T], slowdown: float) -> _T:
-    """Run `compute`, then hold the thread for (slowdown - 1) times as long."""
-    started = time.perf_counter()
-    result = compute()
-    if slowdown > 1.0:
-        time.sleep((time.perf_counter() - started) * (slowdown - 1.0))
-    return result
 
 
 def _checked(partition: Partition | None, part: Part) -> Partition | None:
@@ -246,7 +236,7 @@ class EdgeDataplane(_Served):
         started = time.perf_counter()
         outcome = await asyncio.get_running_loop().run_in_executor(
             self._executor,
-            partial(_slowed, partial(partition.run_edge, batch, threshold), self.compute_slowdown),
+            partial(partition.run_edge, batch, threshold, slowdown=self.compute_slowdown),
         )
         edge_ms = _ms(time.perf_counter() - started)
         placed = [
@@ -268,7 +258,12 @@ class EdgeDataplane(_Served):
                 location=source.location,
                 degraded=source.reason is not None,
                 plan_hash=partition.plan_hash,
-                timings={"edge_ms": edge_ms, **source.timings, "total_ms": total_ms},
+                timings={
+                    "edge_ms": edge_ms,
+                    "edge_compute_ms": outcome.compute_ms,
+                    **source.timings,
+                    "total_ms": total_ms,
+                },
                 reason=source.reason,
             )
             self.metrics.answered(source.location, result.exit_index, total_ms / 1000.0)
@@ -447,7 +442,7 @@ class _Batcher:
             thresholds = [t for q in batch for t in q.thresholds]
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor,
-                partial(_slowed, partial(partition.run_cloud, x, thresholds), self._slowdown),
+                partial(partition.run_cloud, x, thresholds, slowdown=self._slowdown),
             )
         except asyncio.CancelledError:
             self._fail(batch, NotReady("the cloud dataplane is shutting down"))

@@ -3,25 +3,36 @@
 Rows of a batch leave independently: after each exit the rows confident enough are answered and
 only the rest run on, so one hard sample never makes its batch-mates pay for the deep layers.
 The thresholds come from the caller, so a live threshold change needs no reload.
+
+The steps are numpy-in, numpy-out callables from the framework's workflow
+(`inferedge.dnn.workflow`), so this module serves torch and TensorFlow parts alike.
+
+Emulation: a slowdown above 1 stretches each segment and head call by that factor, holding the
+compute thread as a slower device would. Only the model's own calls are stretched, exactly what
+the profiler multiplied by the same factor, so the served path and the plan's prediction scale
+alike while the serving code's own overhead runs at this machine's speed. The thread is held
+busy, not asleep: a slower device computes the whole time, and a core left idle for the stretch
+loses its caches and clock, which made the next call measurably slower (1.6 to 2x on
+sub-millisecond segments).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import numpy as np
-import torch
 
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from inferedge.core.plan import Part
-from inferedge.dnn.torch.confidence import softmax_stats
-from inferedge.dnn.torch.export import ArtifactLoadError, LoadedStep, load_part
+from inferedge.dnn.confidence import softmax_stats
+from inferedge.dnn.workflow import ArrayFn, ArtifactLoadError, RunnableStep, get_workflow
 from inferedge.runtime.policy import Candidate, should_exit
 from inferedge.storage.artifacts import fetch, read_manifest
 from inferedge.storage.base import ArtifactStore
@@ -58,9 +69,11 @@ class EdgeOutcome:
     pending: tuple[int, ...]
     activation: np.ndarray
     candidates: tuple[tuple[Candidate, ...], ...]
+    compute_ms: float = 0.0
+    """Milliseconds spent in the model's segments and heads, emulated slowdown included."""
 
 
-def exit_confidence(logits: torch.Tensor, kind: ConfidenceKind) -> tuple[list[float], list[int]]:
+def exit_confidence(logits: np.ndarray, kind: ConfidenceKind) -> tuple[list[float], list[int]]:
     """Per-row confidence in [0, 1] and predicted class of a batch of logits.
 
     Computed in float64 exactly as calibration observed it (max softmax, or 1 - entropy
@@ -71,20 +84,46 @@ def exit_confidence(logits: torch.Tensor, kind: ConfidenceKind) -> tuple[list[fl
     return confidence.tolist(), prediction.tolist()
 
 
+def check_slowdown(value: float) -> float:
+    """A compute slowdown factor, or PartitionError naming the accepted range."""
+    if not np.isfinite(value) or value < 1.0:
+        raise PartitionError(f"compute_slowdown must be a finite number >= 1, got {value!r}")
+    return float(value)
+
+
 @dataclass
 class _Walk:
     """The state of a batch going through a part's steps."""
 
-    activation: torch.Tensor
+    activation: np.ndarray
     rows: list[int]
     answers: list[RowResult | None]
     seen: list[list[Candidate]]
+    slowdown: float
+    compute_s: float = 0.0
+
+    def call(self, fn: ArrayFn, x: np.ndarray) -> np.ndarray:
+        """`fn(x)`, timed, then held for (slowdown - 1) times as long."""
+        started = time.perf_counter()
+        out = fn(x)
+        elapsed = time.perf_counter() - started
+        if self.slowdown > 1.0:
+            _hold(started + elapsed * self.slowdown)
+        self.compute_s += elapsed * self.slowdown
+        return out
+
+
+def _hold(until: float) -> None:
+    """Keep this thread busy until `until` (perf_counter seconds), yielding the GIL meanwhile
+    so the event loop still serves other requests."""
+    while time.perf_counter() < until:
+        time.sleep(0)
 
 
 class Partition:
     """One part ('edge' or 'cloud') of an exported plan, loaded and verified, ready to run."""
 
-    def __init__(self, manifest: Manifest, part: Part, steps: Sequence[LoadedStep]) -> None:
+    def __init__(self, manifest: Manifest, part: Part, steps: Sequence[RunnableStep]) -> None:
         plan = manifest.plan
         expected = manifest.edge if part == "edge" else manifest.cloud
         if tuple(s.step for s in steps) != expected:
@@ -114,6 +153,12 @@ class Partition:
                 f"{self.output_shape}, not {plan.model.num_classes} class scores"
             )
 
+    def warm_up(self) -> None:
+        """Run every step once on a zero sample, so the first request does not pay the
+        framework's first-call costs (graph specialisation, allocations)."""
+        x = np.zeros((1, *self.input_shape), DTYPE)
+        self._walk(x, [2.0], 1.0)
+
     @property
     def plan_hash(self) -> str:
         """The hash of the plan this partition belongs to."""
@@ -128,7 +173,7 @@ class Partition:
         """The path-order index of the exit at `cut_index` (KeyError if none is there)."""
         return self._exit_index[cut_index]
 
-    def _exit_ids(self, step: LoadedStep) -> tuple[int, int]:
+    def _exit_ids(self, step: RunnableStep) -> tuple[int, int]:
         """(exit index in path order, cut index) of the classifier at the end of `step`."""
         if step.step.final and step.head is None:
             return self.final_exit_index, step.step.end
@@ -156,56 +201,61 @@ class Partition:
         # torch warns on read-only memory (e.g. a decoded network buffer), so copy that.
         return x if x.flags.writeable else x.copy()
 
-    def run_edge(self, x: np.ndarray, threshold: float) -> EdgeOutcome:
+    def run_edge(self, x: np.ndarray, threshold: float, *, slowdown: float = 1.0) -> EdgeOutcome:
         """Run the edge part on a batch, answering each row at the first exit confident enough.
 
         Rows no exit answered come back as their activations at the split, with every edge
         exit's opinion of them, for the cloud (or for a degraded answer when it fails).
+        `slowdown` stretches every model call (see the module docstring).
         """
         x = self.batch(x)
-        walk = self._walk(x, [threshold] * x.shape[0])
+        walk = self._walk(x, [threshold] * x.shape[0], slowdown)
         return EdgeOutcome(
             answers=tuple(walk.answers),
             pending=tuple(walk.rows),
-            activation=walk.activation.contiguous().numpy()
+            activation=np.ascontiguousarray(walk.activation, dtype=DTYPE)
             if walk.rows
             else np.empty((0, *self.output_shape), DTYPE),
             candidates=tuple(tuple(walk.seen[row]) for row in walk.rows),
+            compute_ms=walk.compute_s * 1000.0,
         )
 
-    def run_cloud(self, x: np.ndarray, thresholds: Sequence[float]) -> list[RowResult]:
+    def run_cloud(
+        self, x: np.ndarray, thresholds: Sequence[float], *, slowdown: float = 1.0
+    ) -> list[RowResult]:
         """Continue a batch of split activations to an answer per row.
 
         Each row may stop at a cloud exit when its confidence reaches `thresholds[row]`; the
-        rest run on to the final classifier, which always answers.
+        rest run on to the final classifier, which always answers. `slowdown` stretches every
+        model call (see the module docstring).
         """
         x = self.batch(x)
         if len(thresholds) != x.shape[0]:
             raise PartitionError(f"{x.shape[0]} rows but {len(thresholds)} thresholds")
         if not self.answers_everything:
             raise PartitionError(f"the {self.part} part of plan {self.plan_hash} has no classifier")
-        answers = self._walk(x, list(thresholds)).answers
+        answers = self._walk(x, list(thresholds), slowdown).answers
         return [a for a in answers if a is not None]
 
-    def _walk(self, x: np.ndarray, thresholds: list[float]) -> _Walk:
+    def _walk(self, x: np.ndarray, thresholds: list[float], slowdown: float) -> _Walk:
         n = x.shape[0]
         walk = _Walk(
-            activation=torch.from_numpy(x),
+            activation=x,
             rows=list(range(n)),
             answers=[None] * n,
             seen=[[] for _ in range(n)],
+            slowdown=check_slowdown(slowdown),
         )
-        with torch.inference_mode():
-            for loaded in self.steps:
-                walk.activation = loaded.segment(walk.activation)
-                if loaded.head is not None or loaded.step.final:
-                    self._test_exit(loaded, walk, thresholds)
-                    if not walk.rows:
-                        break
+        for loaded in self.steps:
+            walk.activation = walk.call(loaded.segment, walk.activation)
+            if loaded.head is not None or loaded.step.final:
+                self._test_exit(loaded, walk, thresholds)
+                if not walk.rows:
+                    break
         return walk
 
-    def _test_exit(self, loaded: LoadedStep, walk: _Walk, thresholds: list[float]) -> None:
-        logits = walk.activation if loaded.head is None else loaded.head(walk.activation)
+    def _test_exit(self, loaded: RunnableStep, walk: _Walk, thresholds: list[float]) -> None:
+        logits = walk.activation if loaded.head is None else walk.call(loaded.head, walk.activation)
         confidences, predictions = exit_confidence(logits, self.kind)
         exit_index, cut_index = self._exit_ids(loaded)
         keep: list[int] = []
@@ -240,10 +290,13 @@ def load_partition(store: ArtifactStore, prefix: str, part: Part, cache_dir: Pat
     missing = {n: digests[n] for n in names if not (root / n).is_file()}
     if missing:
         fetch(store, prefix, root, missing)
+    workflow = get_workflow(manifest.framework)
     try:
-        loaded = load_part(manifest, part, root)
+        loaded = workflow.load_part(manifest, part, root)
     except ArtifactLoadError as exc:
         log.warning("%s: cached %s part is unusable (%s); downloading it again", root, part, exc)
         fetch(store, prefix, root, {n: digests[n] for n in names})
-        loaded = load_part(manifest, part, root)
-    return Partition(manifest, part, loaded)
+        loaded = workflow.load_part(manifest, part, root)
+    partition = Partition(manifest, part, loaded)
+    partition.warm_up()
+    return partition

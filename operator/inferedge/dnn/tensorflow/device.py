@@ -11,7 +11,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from inferedge.core.profile import DeviceInfo
-from inferedge.dnn.host import describe_host
+from inferedge.dnn import host
 
 
 def describe_device(
@@ -26,18 +26,15 @@ def describe_device(
 
     `memory_bytes` overrides the machine's MemTotal. `root` is where /proc is looked up.
     """
-    host = describe_host(root)
-    return DeviceInfo(
-        name=name,
-        cpu_model=host.cpu_model,
-        cores=host.cores,
-        accelerator=host.jetson_model or _gpu_name(),
-        memory_bytes=memory_bytes if memory_bytes is not None else host.memory_bytes,
+    return host.describe_device(
+        name,
         framework="tensorflow",
         framework_version=str(tf.__version__),
-        platform=host.platform,
+        gpu_name=_gpu_name(),
         energy_sensor=energy_sensor,
         emulated_slowdown=emulated_slowdown,
+        memory_bytes=memory_bytes,
+        root=root,
     )
 
 

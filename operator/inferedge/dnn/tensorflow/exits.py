@@ -36,8 +36,9 @@ from inferedge.core.exits import (
     MaxPool,
     ReLU,
     check_head,
-    preset_layers,
 )
+from inferedge.dnn import heads
+from inferedge.dnn.heads import classifier_spec, square
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import TO_CHANNELS_FIRST, Shape, to_boundary, to_internal
 
@@ -249,11 +250,7 @@ def render_head(
 
 def resolve_layers(spec: ExitHeadSpec, in_shape: Shape, graph: CutGraph) -> tuple[Layer, ...]:
     """The layers of `spec` for an exit whose activation has shape `in_shape` (C x H x W)."""
-    if spec.layers is not None:
-        return spec.layers
-    assert spec.preset is not None  # ExitHeadSpec guarantees exactly one of the two
-    classifier = classifier_layers(graph) if spec.preset == "replicate-classifier" else ()
-    return preset_layers(spec.preset, in_shape, classifier)
+    return heads.resolve_layers(spec, in_shape, lambda: classifier_layers(graph))
 
 
 # --- The backbone's own classifier as spec layers ---
@@ -283,13 +280,7 @@ def _map_chain(chain: list[Any]) -> tuple[Layer, ...]:
             spec += mapped
     except ValidationError:  # a value outside the spec's bounds, e.g. a 100x100 pool
         return ()
-    linears = [i for i, layer in enumerate(spec) if isinstance(layer, Linear)]
-    if not linears:
-        return ()
-    final = spec[linears[-1]]
-    assert isinstance(final, Linear)
-    spec[linears[-1]] = Linear(out_features="num_classes", bias=final.bias)
-    return tuple(spec)
+    return classifier_spec(spec)
 
 
 def _activation(layer: Any) -> list[Layer] | None:
@@ -298,14 +289,6 @@ def _activation(layer: Any) -> list[Layer] | None:
         return []
     if activation is keras.activations.relu:
         return [ReLU()]
-    return None
-
-
-def _square(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, tuple | list) and len(value) == 2 and value[0] == value[1]:
-        return _square(value[0])
     return None
 
 
@@ -341,7 +324,7 @@ def _map_layer(layer: Any) -> list[Layer] | None:
             return None
         return [Linear(out_features=int(layer.units), bias=bool(layer.use_bias)), *act]
     if isinstance(layer, layers.MaxPooling2D | layers.AveragePooling2D):
-        kernel, stride = _square(layer.pool_size), _square(layer.strides)
+        kernel, stride = square(layer.pool_size), square(layer.strides)
         if kernel is None or stride is None or layer.padding != "valid":
             return None
         kind = MaxPool if isinstance(layer, layers.MaxPooling2D) else AvgPool
@@ -352,8 +335,8 @@ def _map_layer(layer: Any) -> list[Layer] | None:
 
 
 def _map_conv(layer: Any) -> list[Layer] | None:
-    kernel, stride = _square(layer.kernel_size), _square(layer.strides)
-    if kernel is None or stride is None or layer.groups != 1 or _square(layer.dilation_rate) != 1:
+    kernel, stride = square(layer.kernel_size), square(layer.strides)
+    if kernel is None or stride is None or layer.groups != 1 or square(layer.dilation_rate) != 1:
         return None
     if layer.padding == "valid":
         padding = 0

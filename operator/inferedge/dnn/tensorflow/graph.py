@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import accumulate
 from typing import Any, Literal
 
 import keras
@@ -38,6 +38,7 @@ from keras.src.models.functional import Functional
 
 from inferedge.core.errors import ModelRefError, one_line
 from inferedge.core.profile import CutPoint
+from inferedge.dnn.cuts import CutSequence, kept_cuts, segment_peaks
 from inferedge.dnn.tensorflow.layout import Shape, describe, to_boundary, to_internal
 
 Tracing = Literal["keras"]
@@ -74,13 +75,12 @@ def _tensor(kt: Any) -> _Tensor:
     return _Tensor(shape, dtype, int(np.prod(shape)) * np.dtype(dtype).itemsize)
 
 
-class CutGraph:
+class CutGraph(CutSequence[Any]):
     """A Keras model's graph with its cut points; builds head, tail and segment sub-models.
 
     Sub-models are functional `keras.Model`s sharing the original layers and weights, taking and
-    returning channels-last tensors: `segment(i)` runs from cut i-1 to cut i, `head(k)` from the
-    input to cut k and `tail(k)` from cut k to the output, so `tail(k)(head(k)(x))` computes what
-    the model computes. Cut point shapes are reported in inferedge's C x H x W layout.
+    returning channels-last tensors, so `tail(k)(head(k)(x))` computes what the model computes.
+    Cut point shapes are reported in inferedge's C x H x W layout.
     """
 
     tracing: Tracing = "keras"
@@ -96,44 +96,18 @@ class CutGraph:
         calls: Sequence[_Call],
         peak_bytes: tuple[int, ...],
     ) -> None:
+        super().__init__(cut_points, peak_bytes)
         self.model = model
-        self.cut_points = cut_points
         self._tensors = tensors  # the KerasTensor at each cut
         self._positions = positions  # the position in `calls` after which each cut falls
         # Every (tensor, position) after which that tensor alone is live, dropped cuts included.
         self._candidates = tuple(candidates)
         self._calls = tuple(calls)
-        self._peak_bytes = peak_bytes
         self._between: dict[tuple[int, int], Any] = {}
-
-    @property
-    def num_cuts(self) -> int:
-        """K: the index of the last cut point (the model output)."""
-        return len(self.cut_points) - 1
 
     def internal_shape(self, k: int) -> Shape:
         """The per-sample shape of cut k's tensor as Keras holds it (channels-last)."""
         return to_internal(self.cut_points[k].shape)
-
-    def head(self, k: int) -> Any:
-        """The model from its input up to cut k (0 <= k <= K)."""
-        return self.between(0, k)
-
-    def tail(self, k: int) -> Any:
-        """The model from cut k (0 <= k <= K) to its output."""
-        return self.between(k, self.num_cuts)
-
-    def segment(self, i: int) -> Any:
-        """Segment i (1 <= i <= K): from cut i-1 to cut i."""
-        if not 1 <= i <= self.num_cuts:
-            raise IndexError(f"segment {i} is out of range 1..{self.num_cuts}")
-        return self.between(i - 1, i)
-
-    def segment_peak_bytes(self, i: int) -> int:
-        """Largest activation memory simultaneously held inside segment i, for one sample."""
-        if not 1 <= i <= self.num_cuts:
-            raise IndexError(f"segment {i} is out of range 1..{self.num_cuts}")
-        return self._peak_bytes[i - 1]
 
     def classifier_chains(self) -> list[list[Any]]:
         """Candidates for the backbone's classifier: the layers after the last cut holding an
@@ -166,8 +140,7 @@ class CutGraph:
 
     def between(self, start: int, end: int) -> Any:
         """The model from cut `start` to cut `end` (0 <= start <= end <= K), built once."""
-        if not 0 <= start <= end <= self.num_cuts:
-            raise IndexError(f"cuts {start}..{end} are out of range 0..{self.num_cuts}")
+        self.check_range(start, end)
         key = (start, end)
         if key not in self._between:
             name = f"cuts_{start}_to_{end}"
@@ -200,11 +173,8 @@ def build_cut_graph(model: Any, input_shape: Shape, *, name: str) -> CutGraph:
         raise ModelRefError(
             f"model {name!r} must return a single tensor with a leading batch dimension to be cut"
         )
-    cuts = [candidates[k] for k in _drop_equivalent_cuts([sweep.costs(*c) for c in candidates])]
-    peaks = tuple(
-        max([sweep.held_bytes([id(source)]), *running[start + 1 : end + 1]])
-        for (source, start), (_, end) in pairwise(cuts)
-    )
+    cuts = kept_cuts(candidates, sweep.costs)
+    peaks = segment_peaks(cuts, lambda source: sweep.held_bytes([id(source)]), running)
     return CutGraph(
         functional,
         cut_points=tuple(sweep.cut_point(k, *cut) for k, cut in enumerate(cuts)),
@@ -581,17 +551,3 @@ class _Liveness:
             cum_flops=self.cum_flops[pos],
             cum_param_bytes=self.cum_params[pos],
         )
-
-
-def _drop_equivalent_cuts(costs: list[tuple[int, int, int]]) -> list[int]:
-    """Indices of the cuts worth keeping, given (cum FLOPs, cum param bytes, bytes) per cut.
-
-    A cut followed only by free work (no FLOPs, no parameters: a ReLU, a flatten) up to a cut of
-    the same size offers nothing the later cut does not, so only the later one is kept; the
-    torch backend keeps the same cuts. The input is always kept.
-    """
-    kept = [len(costs) - 1]
-    for k in range(len(costs) - 2, -1, -1):
-        if k == 0 or costs[k] != costs[kept[-1]]:
-            kept.append(k)
-    return kept[::-1]

@@ -11,9 +11,7 @@ or exported. Every failure is a one-line `ModelRefError`.
 from __future__ import annotations
 
 import collections
-import importlib
-import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import keras
 from keras.src.backend.common import global_state
 
 from inferedge.core.errors import ModelRefError, one_line
+from inferedge.dnn.modelref import call_factory, unknown_model, wrong_type
 from inferedge.dnn.tensorflow import zoo
 from inferedge.dnn.tensorflow.layout import Shape, to_internal
 
@@ -56,10 +55,7 @@ def load_model(ref: str, num_classes: int, input_shape: Shape, seed: int = 0) ->
     if ":" in ref:
         return _load_callable(ref, num_classes)
     if ref not in zoo.ZOO_NAMES:
-        raise ModelRefError(
-            f"unknown model {ref!r}: not a zoo name ({', '.join(zoo.ZOO_NAMES)}), "
-            "a package.module:callable, a .keras file or a SavedModel directory"
-        )
+        raise unknown_model(ref, zoo.ZOO_NAMES, ["a .keras file", "a SavedModel directory"])
     with fresh_layer_names():
         model = zoo.build_model(ref, num_classes, input_shape, seed=seed)
     return LoadedModel(name=ref, source=ref, kind="zoo", model=model)
@@ -134,37 +130,7 @@ def _load_saved_model(ref: str, input_shape: Shape) -> LoadedModel:
 
 
 def _load_callable(ref: str, num_classes: int) -> LoadedModel:
-    module_name, _, attr_path = ref.partition(":")
-    if not module_name or not attr_path:
-        raise ModelRefError(f"model reference {ref!r} must look like package.module:callable")
-    try:
-        target: object = importlib.import_module(module_name)
-    except Exception as exc:  # importing runs arbitrary user code
-        raise ModelRefError(
-            f"cannot import module {module_name!r} for model {ref!r}: {one_line(exc)}"
-        ) from None
-    for part in attr_path.split("."):
-        if not hasattr(target, part):
-            raise ModelRefError(f"module {module_name!r} has no attribute {attr_path!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise ModelRefError(f"{ref!r} is not callable (it is a {type(target).__name__})")
-    kwargs = {"num_classes": num_classes} if _accepts_num_classes(target) else {}
-    try:
-        with fresh_layer_names():
-            model = target(**kwargs)
-    except Exception as exc:  # the factory is user code
-        raise ModelRefError(f"calling {ref!r} failed: {one_line(exc)}") from None
+    name, model = call_factory(ref, num_classes, around=fresh_layer_names)
     if not isinstance(model, keras.Model):
-        raise ModelRefError(f"{ref!r} returned a {type(model).__name__}, expected a keras.Model")
-    return LoadedModel(name=attr_path, source=ref, kind="callable", model=model)
-
-
-def _accepts_num_classes(factory: Callable[..., object]) -> bool:
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # builtins and some C callables have no signature
-        return False
-    return any(
-        p.name == "num_classes" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
-    )
+        raise wrong_type(ref, model, "keras.Model")
+    return LoadedModel(name=name, source=ref, kind="callable", model=model)

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from inferedge.core.exits import ExitSpecError
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import Shape
 
@@ -59,9 +58,7 @@ class Taps:
     """
 
     def __init__(self, graph: CutGraph, cuts: Sequence[int]) -> None:
-        for cut in cuts:
-            if not 0 <= cut <= graph.num_cuts:
-                raise ExitSpecError(f"exit at cut {cut}: out of range 0..{graph.num_cuts}")
+        graph.check_taps(cuts)
         self.cuts = tuple(cuts)
         # One compiled piece per stretch between consecutive requested cuts, not per segment:
         # fewer boundaries, same values.

@@ -16,8 +16,7 @@ computed once and cached when they fit in `cache_limit_bytes`.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -31,14 +30,14 @@ from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.run import EVAL_BATCH, Taps, compiled, predict
 from inferedge.dnn.training import (
-    BatchProgress,
     EarlyStopping,
-    EpochStats,
-    ExitEpochStats,
+    ExitInputs,
     ExitTrainResult,
+    Loop,
+    TrainingRun,
     TrainResult,
-    check_schedule,
-    num_batches,
+    cache_fits,
+    mean_scores,
 )
 
 DEFAULT_CACHE_LIMIT_BYTES = 2 * 1024**3
@@ -61,8 +60,9 @@ def train_backbone(
     The model ends holding the best epoch's weights. `progress(done, total)` is called after
     every batch, with total = epochs x batches per epoch, and with (total, total) at the end.
     """
-    check_schedule(epochs, batch_size, lr, patience)
-    start = time.perf_counter()
+    run = TrainingRun(
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, progress=progress
+    )
     keras.utils.set_random_seed(seed)
     x, y = _arrays(splits.train)
     in_shape = tuple(int(d) for d in x.shape[1:])
@@ -80,31 +80,16 @@ def train_backbone(
 
     train_step = tf.function(step, input_signature=[_images(in_shape), _labels()])
     infer = compiled(model, in_shape)
-    ticks = BatchProgress(progress, epochs * num_batches(len(y), batch_size))
     best = _early_stopping([model], patience)
-    history: list[EpochStats] = []
     shuffle = np.random.default_rng(seed)
-    for epoch in range(1, epochs + 1):
-        optimizer.learning_rate = _cosine(lr, epoch, epochs)
-        loss_sum = 0.0
-        for index in _batches(len(y), batch_size, shuffle):
-            loss_sum += float(train_step(x[index], y[index])) * len(index)
-            ticks.step()
-        val_loss, val_accuracy = _evaluate(infer, splits.val)
-        history.append(EpochStats(epoch, loss_sum / len(y), val_loss, val_accuracy))
-        if best.stop(epoch, (val_accuracy, -val_loss)):
-            break
-    best.restore()
-    ticks.finish()
-    _, test_accuracy = _evaluate(infer, splits.test)
-    return TrainResult(
-        history=tuple(history),
-        best_epoch=best.epoch,
-        val_accuracy=history[best.epoch - 1].val_accuracy,
-        test_accuracy=test_accuracy,
-        stopped_early=len(history) < epochs,
-        seconds=time.perf_counter() - start,
+    loop = Loop(
+        shuffle=shuffle.permutation,
+        train_step=lambda index: float(train_step(x[index], y[index])),
+        validate=lambda: _evaluate(infer, splits.val),
+        test=lambda: _evaluate(infer, splits.test)[1],
+        begin_epoch=_cosine_schedule(optimizer, run),
     )
+    return run.backbone(loop, best, len(y))
 
 
 def train_exits(
@@ -126,10 +111,11 @@ def train_exits(
     validation loss. The backbone's weights and BatchNorm statistics are bit-identical
     afterwards; the heads hold the best epoch's weights. `progress` as in `train_backbone`.
     """
-    check_schedule(epochs, batch_size, lr, patience)
+    run = TrainingRun(
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, progress=progress
+    )
     if not heads:
         raise InferedgeError("exit training needs at least one exit head")
-    start = time.perf_counter()
     keras.utils.set_random_seed(seed)
     models = [head for _, head in heads]
     cuts = [cut for cut, _ in heads]
@@ -152,35 +138,26 @@ def train_exits(
     images = tuple(_images(shape) for shape in shapes)
     train_step = tf.function(step, input_signature=[images, _labels()])
     infer = [compiled(head, shape) for head, shape in zip(models, shapes, strict=True)]
-    inputs = _ExitInputs(graph, cuts, splits, cache_limit_bytes)
-    n = inputs.size("train")
-    ticks = BatchProgress(progress, epochs * num_batches(n, batch_size))
+    inputs = _exit_inputs(graph, cuts, splits, cache_limit_bytes)
     best = _early_stopping(models, patience)
-    history: list[ExitEpochStats] = []
     shuffle = np.random.default_rng(seed)
-    for epoch in range(1, epochs + 1):
-        optimizer.learning_rate = _cosine(lr, epoch, epochs)
-        loss_sum = 0.0
-        for index in _batches(n, batch_size, shuffle):
-            activations, labels = inputs.batch("train", index)
-            loss_sum += float(train_step(activations, labels)) * len(index)
-            ticks.step()
-        val_loss, val_accuracy = _evaluate_heads(infer, inputs, "val")
-        history.append(ExitEpochStats(epoch, loss_sum / n, val_loss, val_accuracy))
-        if best.stop(epoch, (-val_loss,)):
-            break
-    best.restore()
-    ticks.finish()
-    _, test_accuracy = _evaluate_heads(infer, inputs, "test")
-    return ExitTrainResult(
-        history=tuple(history),
-        best_epoch=best.epoch,
-        val_accuracy=history[best.epoch - 1].val_accuracy,
-        test_accuracy=test_accuracy,
-        stopped_early=len(history) < epochs,
-        cached=inputs.cached,
-        seconds=time.perf_counter() - start,
+    loop = Loop(
+        shuffle=shuffle.permutation,
+        train_step=lambda index: float(train_step(*inputs.batch("train", index))),
+        validate=lambda: _evaluate_heads(infer, inputs, "val"),
+        test=lambda: _evaluate_heads(infer, inputs, "test")[1],
+        begin_epoch=_cosine_schedule(optimizer, run),
     )
+    return run.exits(loop, best, inputs.size("train"), cached=inputs.cached)
+
+
+def _cosine_schedule(optimizer: Any, run: TrainingRun) -> Callable[[int], None]:
+    """Sets the learning rate of each (1-based) epoch before its batches."""
+
+    def begin_epoch(epoch: int) -> None:
+        optimizer.learning_rate = _cosine(run.lr, epoch, run.epochs)
+
+    return begin_epoch
 
 
 def _cosine(lr: float, epoch: int, epochs: int) -> float:
@@ -206,16 +183,6 @@ def _arrays(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return batch_to_internal(ds.x), ds.y
 
 
-def _batches(n: int, batch_size: int, shuffle: np.random.Generator) -> Iterator[np.ndarray]:
-    """Shuffled index batches covering [0, n), a trailing single sample dropped unless it is
-    the only batch: BatchNorm in training mode cannot normalise one sample of vectors."""
-    order = shuffle.permutation(n)
-    for first in range(0, n, batch_size):
-        index = order[first : first + batch_size]
-        if len(index) > 1 or first == 0:
-            yield index
-
-
 def _early_stopping(models: Sequence[Any], patience: int) -> EarlyStopping[list[Any]]:
     def restore(weights: list[Any]) -> None:
         for model, w in zip(models, weights, strict=True):
@@ -239,51 +206,28 @@ def _evaluate(infer: Any, ds: Dataset) -> tuple[float, float]:
     return loss / len(ds), correct / len(ds)
 
 
-class _ExitInputs:
-    """The frozen backbone's activations at the exit cuts for each split, cached or recomputed.
-
-    Cached when all splits' activations fit in `cache_limit_bytes`; otherwise every batch runs
-    the backbone again (identical values, since the backbone is a fixed function).
-    """
-
-    def __init__(
-        self, graph: CutGraph, cuts: list[int], splits: Splits, cache_limit_bytes: int
-    ) -> None:
-        self._taps = Taps(graph, cuts)
-        self._data = {
-            name: _arrays(ds)
-            for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
-        }
-        per_sample = sum(graph.cut_points[k].activation_bytes for k in set(cuts))
-        samples = sum(len(y) for _, y in self._data.values())
-        self.cached = per_sample * samples <= cache_limit_bytes
-        self._cache = (
-            {name: self._taps.over(x) for name, (x, _) in self._data.items()}
-            if (self.cached)
-            else {}
-        )
-
-    def size(self, split: str) -> int:
-        return len(self._data[split][1])
-
-    def batch(self, split: str, index: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        """Each head's input for the samples at `index` of `split`, and their labels."""
-        x, y = self._data[split]
-        found = [a[index] for a in self._cache[split]] if self.cached else self._taps(x[index])
-        return tuple(found), y[index]
+def _exit_inputs(
+    graph: CutGraph, cuts: list[int], splits: Splits, cache_limit_bytes: int
+) -> ExitInputs[np.ndarray]:
+    taps = Taps(graph, cuts)
+    samples = sum(len(ds) for _, ds in splits.named())
+    return ExitInputs(
+        {name: _arrays(ds) for name, ds in splits.named()},
+        taps,
+        taps.over,
+        cached=cache_fits(graph.cut_points, cuts, samples, cache_limit_bytes),
+    )
 
 
 def _evaluate_heads(
-    heads: Sequence[Any], inputs: _ExitInputs, split: str
+    heads: Sequence[Any], inputs: ExitInputs[np.ndarray], split: str
 ) -> tuple[float, tuple[float, ...]]:
     """Mean summed cross-entropy of the compiled heads on `split`, and each one's accuracy."""
-    n = inputs.size(split)
-    loss_sum = 0.0
-    correct = [0] * len(heads)
-    for first in range(0, n, EVAL_BATCH):
-        activations, labels = inputs.batch(split, np.arange(first, min(first + EVAL_BATCH, n)))
-        for i, (head, a) in enumerate(zip(heads, activations, strict=True)):
-            loss, right = _scores(np.asarray(head(a)), labels)
-            loss_sum += loss
-            correct[i] += right
-    return loss_sum / n, tuple(c / n for c in correct)
+
+    def scores(batch: slice) -> list[tuple[float, int]]:
+        activations, labels = inputs.batch(split, np.arange(batch.start, batch.stop))
+        return [
+            _scores(np.asarray(head(a)), labels) for head, a in zip(heads, activations, strict=True)
+        ]
+
+    return mean_scores(inputs.size(split), EVAL_BATCH, scores)

@@ -9,15 +9,20 @@ channels-last layout Keras computes in never leaves this package.
 
 from __future__ import annotations
 
+import json
+import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import keras
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from inferedge.core.calibration import Observations
-from inferedge.core.errors import InferedgeError, ModelRefError
+from inferedge.core.errors import InferedgeError, ModelRefError, one_line
 from inferedge.core.exits import ExitHeadSpec, Layer
 from inferedge.core.manifest import Calibration, Manifest
 from inferedge.core.plan import Part, Plan
@@ -39,9 +44,20 @@ from inferedge.dnn.tensorflow.weights import (
     read_weights_info,
     save_weights,
 )
-from inferedge.dnn.workflow import ExitHandle, RunnableStep, Schedule, Trained
+from inferedge.dnn.workflow import (
+    ExitHandle,
+    ExitsFileError,
+    ExitsTrained,
+    RunnableStep,
+    Schedule,
+    Trained,
+)
 
 _DEFAULT_PATIENCE = 5
+EXITS_FORMAT = "inferedge.keras-exits/v1"
+EXITS_SUFFIX = ".npz"
+_META = "meta"
+_LAYERS = TypeAdapter(tuple[Layer, ...])
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,7 @@ class KerasWorkflow:
 
     framework = "tensorflow"
     weights_suffix = SUFFIX
+    exits_suffix = EXITS_SUFFIX
 
     def new_backbone(
         self, model_ref: str, num_classes: int, input_shape: tuple[int, ...], seed: int
@@ -101,7 +118,14 @@ class KerasWorkflow:
             patience=schedule.patience or _DEFAULT_PATIENCE,
             progress=progress,
         )
-        return Trained(result.test_accuracy, len(result.history), result.seconds)
+        return Trained(
+            result.test_accuracy,
+            len(result.history),
+            result.seconds,
+            val_accuracy=result.val_accuracy,
+            best_epoch=result.best_epoch,
+            history=result.history,
+        )
 
     def save_backbone(self, backbone: KerasBackbone, path: Path) -> None:
         """Write the weights (`.weights.h5`) with the model reference, classes and input shape."""
@@ -130,6 +154,10 @@ class KerasWorkflow:
             input_shape=info.input_shape,
         )
         return backbone
+
+    def check_plan(self, plan: Plan, backbone: KerasBackbone, source: str) -> None:
+        """Refuse a plan made for another model than the backbone (one line naming both)."""
+        check_plan(plan, backbone, source)
 
     def build_exits(
         self,
@@ -162,12 +190,12 @@ class KerasWorkflow:
         schedule: Schedule,
         seed: int,
         progress: ProgressCallback | None = None,
-    ) -> None:
+    ) -> ExitsTrained:
         """Train the heads in place on the frozen backbone (BatchNorm statistics included)."""
         if not exits:
-            return
+            return ExitsTrained((), (), 0, 0.0)
         _check_data(backbone, splits.train)
-        _train.train_exits(
+        result = _train.train_exits(
             backbone.graph,
             [(e.cut_index, _head(e).model) for e in exits],
             splits,
@@ -178,6 +206,85 @@ class KerasWorkflow:
             patience=schedule.patience or _DEFAULT_PATIENCE,
             progress=progress,
         )
+        return ExitsTrained(
+            result.val_accuracy, result.test_accuracy, result.best_epoch, result.seconds
+        )
+
+    def save_exits(self, path: Path, plan: Plan, exits: Sequence[ExitHandle]) -> None:
+        """Write the heads for `plan` as one `.npz`: a JSON entry (format, plan hash, each
+        head's cut and declarative layers) and every head's weights as plain arrays, so loading
+        runs no code and unpickles nothing. Written under a temporary name, then renamed."""
+        meta = {
+            "format": EXITS_FORMAT,
+            "plan_hash": plan.hash,
+            "exits": [
+                {
+                    "cut_index": e.cut_index,
+                    "part": e.part,
+                    "layers": json.loads(_LAYERS.dump_json(_head(e).layers)),
+                }
+                for e in exits
+            ],
+        }
+        arrays: dict[str, np.ndarray] = {_META: np.array(json.dumps(meta))}
+        for i, e in enumerate(exits):
+            for j, weight in enumerate(_head(e).model.get_weights()):
+                arrays[f"exit{i}_w{j}"] = np.asarray(weight)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        with partial.open("wb") as file:
+            np.savez(file, allow_pickle=False, **arrays)
+        os.replace(partial, path)
+
+    def load_exits(self, path: Path, plan: Plan) -> list[ExitHandle]:
+        """Rebuild the heads saved for `plan`: layers are re-validated, never executed as code."""
+        if not path.is_file():
+            raise ExitsFileError(f"{path}: no such exits file (run `inferedge train-exits` first)")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            meta = json.loads(str(arrays.pop(_META)))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise ExitsFileError(
+                f"{path}: not an inferedge Keras exits file ({one_line(exc)})"
+            ) from None
+        if not isinstance(meta, dict) or meta.get("format") != EXITS_FORMAT:
+            raise ExitsFileError(f"{path}: not an inferedge Keras exits file ({EXITS_FORMAT})")
+        if meta.get("plan_hash") != plan.hash:
+            raise ExitsFileError(
+                f"{path}: trained for plan {meta.get('plan_hash')}, not {plan.hash}; "
+                "re-run `inferedge train-exits` for this plan"
+            )
+        shapes = {e.cut_index: (e.part, e.shape) for e in plan.exits}
+        exits = []
+        for i, entry in enumerate(meta.get("exits", [])):
+            cut = entry.get("cut_index") if isinstance(entry, dict) else None
+            if cut not in shapes:
+                raise ExitsFileError(f"{path}: has an exit at cut {cut} that the plan does not")
+            try:
+                layers = _LAYERS.validate_python(entry.get("layers"))
+            except ValidationError as exc:
+                raise ExitsFileError(f"{path}: exit at cut {cut}: {one_line(exc)}") from None
+            part, shape = shapes[cut]
+            model = render_head(layers, shape, plan.model.num_classes, f"exit at cut {cut}")
+            count = len(model.get_weights())
+            names = [f"exit{i}_w{j}" for j in range(count)]
+            missing = [n for n in names if n not in arrays]
+            if missing:
+                raise ExitsFileError(f"{path}: exit at cut {cut}: missing weights {missing[0]}")
+            try:
+                model.set_weights([arrays.pop(n) for n in names])
+            except ValueError as exc:
+                raise ExitsFileError(f"{path}: exit at cut {cut}: {one_line(exc)}") from None
+            exits.append(ExitHandle(cut, part, KerasHead(layers, model)))
+        if arrays:
+            raise ExitsFileError(f"{path}: holds weights no head takes ({sorted(arrays)[0]})")
+        if sorted(e.cut_index for e in exits) != sorted(shapes):
+            raise ExitsFileError(
+                f"{path}: holds exits at {[e.cut_index for e in exits]}, "
+                f"the plan has {sorted(shapes)}"
+            )
+        return exits
 
     def head_costs(self, plan: Plan, exits: Sequence[ExitHandle]) -> list[HeadCost]:
         """FLOPs (one sample) and parameter bytes of every head, counted as torch counts them."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import torch
 
-from inferedge.core.errors import ModelRefError
-from inferedge.core.profile import CutPoint, DeviceProfile, ModelInfo
+from inferedge.core.profile import CutPoint, DeviceProfile
 from inferedge.dnn.backend import ProfileRequest, ProgressCallback
 from inferedge.dnn.energy import detect_energy_sensor
+from inferedge.dnn.profiling import check_logits, measured_profile
 from inferedge.dnn.torch.device import describe_device
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import LoadedModel, load_model
@@ -38,28 +36,14 @@ class TorchBackend:
         segments = measure_segments(
             graph, request, device, model_name=loaded.name, sensor=sensor, progress=progress
         )
-        return DeviceProfile(
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            device=describe_device(
-                request.device_name,
-                device,
-                energy_sensor=sensor.name if sensor is not None else None,
-                emulated_slowdown=request.emulate_slowdown,
-                memory_bytes=request.memory_bytes,
-            ),
-            model=ModelInfo(
-                name=loaded.name,
-                framework="torch",
-                source=loaded.source,
-                input_shape=request.input_shape,
-                num_classes=request.num_classes,
-                tracing=graph.tracing,
-            ),
-            batch_sizes=request.batch_sizes,
-            warmup=request.warmup,
-            cut_points=graph.cut_points,
-            segments=segments,
+        described = describe_device(
+            request.device_name,
+            device,
+            energy_sensor=sensor.name if sensor is not None else None,
+            emulated_slowdown=request.emulate_slowdown,
+            memory_bytes=request.memory_bytes,
         )
+        return measured_profile(request, described, loaded, graph, segments)
 
 
 def _prepare(
@@ -77,10 +61,5 @@ def _prepare(
         name=loaded.name,
         exported=loaded.kind == "export",
     )
-    output_shape = graph.cut_points[-1].shape
-    if output_shape != (num_classes,):
-        raise ModelRefError(
-            f"model {loaded.name!r} outputs shape {output_shape} per sample, "
-            f"expected ({num_classes},) for num_classes={num_classes}"
-        )
+    check_logits(graph.cut_points, loaded.name, num_classes)
     return loaded, graph

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from inferedge.core.profile import DeviceInfo
-from inferedge.dnn.host import describe_host
+from inferedge.dnn import host
 
 
 def describe_device(
@@ -25,20 +25,14 @@ def describe_device(
     CUDA, else the machine's MemTotal). `root` is where /proc is looked up (tests pass a fake).
     """
     on_cuda = device.type == "cuda"
-    host = describe_host(root)
-    if memory_bytes is None:
-        memory_bytes = (
-            torch.cuda.get_device_properties(device).total_memory if on_cuda else host.memory_bytes
-        )
-    return DeviceInfo(
-        name=name,
-        cpu_model=host.cpu_model,
-        cores=host.cores,
-        accelerator=host.jetson_model or (torch.cuda.get_device_name(device) if on_cuda else None),
-        memory_bytes=memory_bytes,
+    return host.describe_device(
+        name,
         framework="torch",
         framework_version=torch.__version__,
-        platform=host.platform,
+        gpu_name=torch.cuda.get_device_name(device) if on_cuda else None,
+        gpu_memory_bytes=torch.cuda.get_device_properties(device).total_memory if on_cuda else None,
         energy_sensor=energy_sensor,
         emulated_slowdown=emulated_slowdown,
+        memory_bytes=memory_bytes,
+        root=root,
     )

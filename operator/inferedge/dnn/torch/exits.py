@@ -26,7 +26,6 @@ from inferedge.core.exits import (
     Conv2d,
     Dropout,
     ExitHeadSpec,
-    ExitSpecError,
     Flatten,
     Layer,
     Linear,
@@ -34,8 +33,9 @@ from inferedge.core.exits import (
     ReLU,
     Shape,
     check_head,
-    preset_layers,
 )
+from inferedge.dnn import heads
+from inferedge.dnn.heads import classifier_spec, square
 from inferedge.dnn.torch.graph import CutGraph
 
 
@@ -174,11 +174,7 @@ def _describe(shape: Shape) -> str:
 
 def resolve_layers(spec: ExitHeadSpec, in_shape: Shape, graph: CutGraph) -> tuple[Layer, ...]:
     """The layers of `spec` for an exit whose activation has shape `in_shape`."""
-    if spec.layers is not None:
-        return spec.layers
-    assert spec.preset is not None  # ExitHeadSpec guarantees exactly one of the two
-    classifier = classifier_layers(graph) if spec.preset == "replicate-classifier" else ()
-    return preset_layers(spec.preset, in_shape, classifier)
+    return heads.resolve_layers(spec, in_shape, lambda: classifier_layers(graph))
 
 
 # --- Running a frozen backbone with exits ---
@@ -216,9 +212,7 @@ class Taps:
     """
 
     def __init__(self, graph: CutGraph, cuts: Sequence[int]) -> None:
-        for cut in cuts:
-            if not 0 <= cut <= graph.num_cuts:
-                raise ExitSpecError(f"exit at cut {cut}: out of range 0..{graph.num_cuts}")
+        graph.check_taps(cuts)
         self.cuts = tuple(cuts)
         self._device = module_device(graph.module)
         self._segments = [graph.segment(i) for i in range(1, max(cuts, default=0) + 1)]
@@ -270,13 +264,7 @@ def classifier_layers(graph: CutGraph) -> tuple[Layer, ...]:
             return ()
         layers += mapped
         previous = node
-    linears = [i for i, layer in enumerate(layers) if isinstance(layer, Linear)]
-    if not linears:
-        return ()
-    final = layers[linears[-1]]
-    assert isinstance(final, Linear)
-    layers[linears[-1]] = Linear(out_features="num_classes", bias=final.bias)
-    return tuple(layers)
+    return classifier_spec(layers)
 
 
 def _output_value(output: fx.Node) -> object:
@@ -345,7 +333,7 @@ def _map_module(module: nn.Module) -> list[Layer] | None:
         return _pool(AvgPool, module.kernel_size, module.stride, module.padding, module.ceil_mode)
     if isinstance(module, nn.Conv2d) and _is_plain_conv(module):
         kernel, stride, padding = (
-            _square(v) for v in (module.kernel_size, module.stride, module.padding)
+            square(v) for v in (module.kernel_size, module.stride, module.padding)
         )
         if kernel is None or stride is None or padding is None:
             return None
@@ -399,17 +387,8 @@ def _flatten(node: fx.Node) -> list[Layer] | None:
     return [Flatten()] if dims == (1, -1) else None
 
 
-def _square(value: object) -> int | None:
-    """An int, or the side of a square (n, n) size; None for anything else."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, tuple | list) and len(value) == 2 and value[0] == value[1]:
-        return _square(value[0])
-    return None
-
-
 def _adaptive(mode: Literal["avg", "max"], output_size: object) -> list[Layer] | None:
-    size = _square(output_size)
+    size = square(output_size)
     return None if size is None else [AdaptivePool(mode=mode, output_size=size)]
 
 
@@ -420,7 +399,7 @@ def _pool(
     padding: object,
     ceil_mode: bool = False,
 ) -> list[Layer] | None:
-    kernel, step, pad = _square(kernel_size), _square(stride), _square(padding)
+    kernel, step, pad = square(kernel_size), square(stride), square(padding)
     if kernel is None or step is None or pad is None:
         return None
     return [kind(kernel_size=kernel, stride=step, padding=pad, ceil_mode=ceil_mode)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import accumulate
 from typing import Any, Literal
 
 import torch
@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from inferedge.core.errors import ModelRefError, one_line
 from inferedge.core.profile import CutPoint
+from inferedge.dnn.cuts import CutSequence, kept_cuts, segment_peaks
 
 Tracing = Literal["fx", "sequential", "export"]
 
@@ -88,12 +89,11 @@ def _storage_ptr(t: torch.Tensor) -> int:
     return int(t.untyped_storage().data_ptr())
 
 
-class CutGraph:
-    """A model's graph with its cut points; builds head, tail and segment sub-models.
+class CutGraph(CutSequence[fx.GraphModule]):
+    """A model's fx graph with its cut points; builds head, tail and segment sub-models.
 
-    Sub-models are `torch.fx.GraphModule`s that share the original model's parameters:
-    `segment(i)` runs from cut i-1 to cut i, `head(k)` from the input to cut k and `tail(k)` from
-    cut k to the output, so `tail(k)(head(k)(x))` computes exactly what the model computes.
+    Sub-models are `torch.fx.GraphModule`s that share the original model's parameters, so
+    `tail(k)(head(k)(x))` computes exactly what the model computes.
     """
 
     def __init__(
@@ -106,43 +106,16 @@ class CutGraph:
         activations: frozenset[fx.Node],
         peak_bytes: tuple[int, ...],
     ) -> None:
+        super().__init__(cut_points, peak_bytes)
         self.module = module
         self.tracing: Tracing = tracing
-        self.cut_points = cut_points
         self._cuts = cuts  # (node holding the cut's tensor, position in the node list)
         self._activations = activations
-        self._peak_bytes = peak_bytes
         self._nodes = list(module.graph.nodes)
-
-    @property
-    def num_cuts(self) -> int:
-        """K: the index of the last cut point (the model output)."""
-        return len(self.cut_points) - 1
-
-    def head(self, k: int) -> fx.GraphModule:
-        """The model from its input up to cut k (0 <= k <= K)."""
-        return self.between(0, k)
-
-    def tail(self, k: int) -> fx.GraphModule:
-        """The model from cut k (0 <= k <= K) to its output."""
-        return self.between(k, self.num_cuts)
-
-    def segment(self, i: int) -> fx.GraphModule:
-        """Segment i (1 <= i <= K): from cut i-1 to cut i."""
-        if not 1 <= i <= self.num_cuts:
-            raise IndexError(f"segment {i} is out of range 1..{self.num_cuts}")
-        return self.between(i - 1, i)
-
-    def segment_peak_bytes(self, i: int) -> int:
-        """Largest activation memory simultaneously held inside segment i, for one sample."""
-        if not 1 <= i <= self.num_cuts:
-            raise IndexError(f"segment {i} is out of range 1..{self.num_cuts}")
-        return self._peak_bytes[i - 1]
 
     def between(self, start: int, end: int) -> fx.GraphModule:
         """The model from cut `start` to cut `end` (0 <= start <= end <= K)."""
-        if not 0 <= start <= end <= self.num_cuts:
-            raise IndexError(f"cuts {start}..{end} are out of range 0..{self.num_cuts}")
+        self.check_range(start, end)
         source, first = self._cuts[start]
         target, last = self._cuts[end]
         graph = fx.Graph()
@@ -185,13 +158,10 @@ def build_cut_graph(
         raise ModelRefError(
             f"model {name!r} must return a single tensor with a leading batch dimension to be cut"
         )
-    cuts = [candidates[k] for k in _drop_equivalent_cuts([graph.costs(*c) for c in candidates])]
+    cuts = kept_cuts(candidates, graph.costs)
     if len(cuts) < 2:
         raise ModelRefError(f"model {name!r} has no layers between its input and its output")
-    peaks = tuple(
-        max([graph.held_bytes([source]), *running[start + 1 : end + 1]])
-        for (source, start), (_, end) in pairwise(cuts)
-    )
+    peaks = segment_peaks(cuts, lambda source: graph.held_bytes([source]), running)
     return CutGraph(
         module,
         tracing,
@@ -344,20 +314,6 @@ class _Liveness:
             cum_flops=self.cum_flops[pos],
             cum_param_bytes=self.cum_params[pos],
         )
-
-
-def _drop_equivalent_cuts(costs: list[tuple[int, int, int]]) -> list[int]:
-    """Indices of the cuts worth keeping, given (cum FLOPs, cum param bytes, bytes) per cut.
-
-    A cut followed only by free work (no FLOPs, no parameters: a ReLU, a flatten) up to a cut of
-    the same size offers nothing the later cut does not, so only the later one is kept. This is
-    what keeps `relu(x + skip)` at the end of a residual block whole. The input is always kept.
-    """
-    kept = [len(costs) - 1]
-    for k in range(len(costs) - 2, -1, -1):
-        if k == 0 or costs[k] != costs[kept[-1]]:
-            kept.append(k)
-    return kept[::-1]
 
 
 def _is_batch_of_one(record: _Record) -> bool:

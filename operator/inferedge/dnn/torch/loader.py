@@ -7,9 +7,6 @@ program ending in `.pt2`. Every failure is a one-line `ModelRefError`.
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +15,7 @@ import torch
 from torch import nn
 
 from inferedge.core.errors import ModelRefError, one_line
+from inferedge.dnn.modelref import call_factory, unknown_model, wrong_type
 from inferedge.dnn.torch import zoo
 
 RefKind = Literal["zoo", "callable", "export"]
@@ -48,10 +46,7 @@ def load_model(ref: str, num_classes: int, input_shape: tuple[int, ...]) -> Load
 
 def _load_zoo(ref: str, num_classes: int, input_shape: tuple[int, ...]) -> LoadedModel:
     if ref not in zoo.ZOO_NAMES:
-        raise ModelRefError(
-            f"unknown model {ref!r}: not a zoo name ({', '.join(zoo.ZOO_NAMES)}), "
-            "a package.module:callable or a .pt2 file"
-        )
+        raise unknown_model(ref, zoo.ZOO_NAMES, ["a .pt2 file"])
     if len(input_shape) != 3 or input_shape[0] != 3 or input_shape[1] != input_shape[2]:
         raise ModelRefError(
             f"zoo model {ref!r} takes square RGB images (3, N, N), got input shape {input_shape}"
@@ -62,41 +57,10 @@ def _load_zoo(ref: str, num_classes: int, input_shape: tuple[int, ...]) -> Loade
 
 
 def _load_callable(ref: str, num_classes: int) -> LoadedModel:
-    module_name, _, attr_path = ref.partition(":")
-    if not module_name or not attr_path:
-        raise ModelRefError(f"model reference {ref!r} must look like package.module:callable")
-    try:
-        target: object = importlib.import_module(module_name)
-    except Exception as exc:  # importing runs arbitrary user code
-        raise ModelRefError(
-            f"cannot import module {module_name!r} for model {ref!r}: {one_line(exc)}"
-        ) from None
-    for part in attr_path.split("."):
-        if not hasattr(target, part):
-            raise ModelRefError(f"module {module_name!r} has no attribute {attr_path!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise ModelRefError(f"{ref!r} is not callable (it is a {type(target).__name__})")
-    kwargs = {"num_classes": num_classes} if _accepts_num_classes(target) else {}
-    try:
-        module = target(**kwargs)
-    except Exception as exc:  # the factory is user code
-        raise ModelRefError(f"calling {ref!r} failed: {one_line(exc)}") from None
+    name, module = call_factory(ref, num_classes)
     if not isinstance(module, nn.Module):
-        raise ModelRefError(
-            f"{ref!r} returned a {type(module).__name__}, expected a torch.nn.Module"
-        )
-    return LoadedModel(name=attr_path, source=ref, kind="callable", module=module.eval())
-
-
-def _accepts_num_classes(factory: Callable[..., object]) -> bool:
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # builtins and some C callables have no signature
-        return False
-    return any(
-        p.name == "num_classes" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
-    )
+        raise wrong_type(ref, module, "torch.nn.Module")
+    return LoadedModel(name=name, source=ref, kind="callable", module=module.eval())
 
 
 def _load_export(ref: str) -> LoadedModel:

@@ -1,53 +1,22 @@
-"""What every exit and the final classifier say about every sample of a labelled split.
+"""What every exit and the final classifier of a torch backbone say about a labelled split.
 
-The result, `core.calibration.Observations`, is all that threshold calibration needs: from here
-on everything is pure arithmetic in `inferedge.core`.
+The bookkeeping is `inferedge.dnn.observing`'s; this runs the backbone and heads in eval mode
+and computes their confidences with torch's `softmax_stats`, the formula the runtime serves with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
-from inferedge.core.calibration import ExitObservations, Observations
-from inferedge.core.errors import InferedgeError
+from inferedge.core.calibration import Observations
 from inferedge.dnn.data import Dataset
+from inferedge.dnn.observing import Confidences, Part, check_exit_path, record_observations
 from inferedge.dnn.torch.confidence import softmax_stats
 from inferedge.dnn.torch.exits import Taps, frozen
 from inferedge.dnn.torch.graph import CutGraph
-
-Part = Literal["edge", "cloud"]
-_PARTS: tuple[Part, ...] = ("edge", "cloud")
-
-
-class _Collector:
-    """Per-sample max softmax, normalised entropy and correctness of one classifier."""
-
-    def __init__(self, part: Part, cut: int) -> None:
-        self.part = part
-        self.cut = cut
-        self.max_softmax: list[float] = []
-        self.entropy: list[float] = []
-        self.correct: list[bool] = []
-
-    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        labels = labels.to(logits.device)
-        top, entropy, prediction = softmax_stats(logits)
-        self.max_softmax += top.tolist()
-        self.entropy += entropy.tolist()
-        self.correct += (prediction == labels).tolist()
-
-    def result(self) -> ExitObservations:
-        return ExitObservations(
-            part=self.part,
-            cut_index=self.cut,
-            max_softmax=tuple(self.max_softmax),
-            entropy=tuple(self.entropy),
-            correct=tuple(self.correct),
-        )
 
 
 def observe(
@@ -67,51 +36,28 @@ def observe(
     `final_cut` must be the last cut point K; `final_part` is where it runs. The backbone and
     heads run in eval mode and are left as they were.
     """
-    _check(graph, heads, final_cut, final_part)
-    if batch_size < 1:
-        raise InferedgeError(f"observe: batch_size must be >= 1, got {batch_size}")
-    taps = Taps(graph, [cut for cut, _, _ in heads] + [final_cut])
-    collectors = [_Collector(part, cut) for cut, part, _ in heads]
-    final = _Collector(final_part, final_cut)
+    exits = [(cut, part) for cut, part, _ in heads]
+    check_exit_path(exits, final_cut, final_part, num_cuts=graph.num_cuts, batch_size=batch_size)
+    taps = Taps(graph, [cut for cut, _ in exits] + [final_cut])
     x = torch.from_numpy(dataset.x)
-    y = torch.from_numpy(dataset.y)
+
+    def classify(batch: slice) -> list[Confidences]:
+        *activations, logits = taps(x[batch])
+        with torch.no_grad():
+            outputs = [head(a) for (_, _, head), a in zip(heads, activations, strict=True)]
+        return [_confidences(output) for output in [*outputs, logits]]
+
     with frozen(graph.module, *(head for _, _, head in heads)):
-        for first in range(0, len(y), batch_size):
-            labels = y[first : first + batch_size]
-            *activations, logits = taps(x[first : first + batch_size])
-            with torch.no_grad():
-                for collector, (_, _, head), a in zip(collectors, heads, activations, strict=True):
-                    collector.add(head(a), labels)
-            final.add(logits, labels)
-    return Observations(
-        split=split_name, exits=tuple(c.result() for c in collectors), final=final.result()
-    )
-
-
-def _check(
-    graph: CutGraph, heads: Sequence[tuple[int, Part, nn.Module]], final_cut: int, final_part: str
-) -> None:
-    if final_cut != graph.num_cuts:
-        raise InferedgeError(
-            f"final classifier at cut {final_cut}: only the backbone's own classifier at its last "
-            f"cut point ({graph.num_cuts}) is supported so far"
+        return record_observations(
+            exits,
+            (final_cut, final_part),
+            dataset.y,
+            classify,
+            split_name=split_name,
+            batch_size=batch_size,
         )
-    previous = 0
-    seen_cloud = False
-    for cut, part, _ in heads:
-        where = f"exit at cut {cut}"
-        if part not in _PARTS:
-            raise InferedgeError(f"{where}: part must be 'edge' or 'cloud', got {part!r}")
-        if not previous < cut < final_cut:
-            raise InferedgeError(
-                f"{where}: exits must be in path order at distinct cuts between 1 and "
-                f"{final_cut - 1}"
-            )
-        if part == "edge" and seen_cloud:
-            raise InferedgeError(f"{where}: an edge exit cannot follow a cloud exit")
-        seen_cloud = seen_cloud or part == "cloud"
-        previous = cut
-    if final_part not in _PARTS:
-        raise InferedgeError(f"final_part must be 'edge' or 'cloud', got {final_part!r}")
-    if final_part == "edge" and seen_cloud:
-        raise InferedgeError("the final classifier cannot run on the edge after a cloud exit")
+
+
+def _confidences(logits: torch.Tensor) -> Confidences:
+    top, entropy, prediction = softmax_stats(logits)
+    return top.cpu().numpy(), entropy.cpu().numpy(), prediction.cpu().numpy()

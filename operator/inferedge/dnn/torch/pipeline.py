@@ -28,13 +28,10 @@ from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.observe import observe
 from inferedge.dnn.torch.weights import WeightsInfo, load_weights, read_weights_info
+from inferedge.dnn.workflow import ExitsFileError
 
 EXITS_FORMAT = "inferedge.exits/v1"
 _LAYERS = TypeAdapter(tuple[Layer, ...])
-
-
-class ExitsFileError(InferedgeError):
-    """An exits file is missing, malformed, or was trained for another plan."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,8 @@ def check_plan(plan: Plan, backbone: Backbone, source: str) -> None:
     model = plan.model
     names = [c.name for c in backbone.graph.cut_points]
     same = (
-        model.source == backbone.info.model_ref
+        model.framework == "torch"
+        and model.source == backbone.info.model_ref
         and model.input_shape == backbone.info.input_shape
         and model.num_classes == backbone.info.num_classes
         and model.num_cuts == backbone.graph.num_cuts
@@ -85,9 +83,10 @@ def check_plan(plan: Plan, backbone: Backbone, source: str) -> None:
     )
     if not same:
         raise InferedgeError(
-            f"{source}: the plan is for {model.source!r} ({model.num_classes} classes, "
+            f"{source}: the plan is for {model.framework} model {model.source!r} "
+            f"({model.num_classes} classes, "
             f"{'x'.join(map(str, model.input_shape))}, {model.num_cuts} cuts), but the weights "
-            f"hold {backbone.info.describe()} with {backbone.graph.num_cuts} cuts"
+            f"hold torch model {backbone.info.describe()} with {backbone.graph.num_cuts} cuts"
         )
 
 

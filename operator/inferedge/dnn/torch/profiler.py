@@ -1,33 +1,20 @@
 """Measure every segment of a cut torch model at every batch size.
 
-Each segment runs on its true input: a seeded random batch passed through the segments before
-it. Latency is wall-clock time of `repeats` runs after `warmup` runs (the GPU synchronised
-around each), and peak memory is the CUDA allocator's peak on a GPU or, on a CPU, the liveness
-analysis's estimate of the bytes held at once. Energy comes only from a real sensor and is what
-the whole sensed device (board or CPU package) drew, idle power included; `emulate_slowdown`
-scales latencies only, since scaling host energy would invent a number.
+The measurement itself is `inferedge.dnn.profiling`'s; torch decides where it runs. On a GPU
+the device is synchronised around each timed run and peak memory is the CUDA allocator's peak;
+on a CPU peak memory is the liveness analysis's estimate of the bytes held at once.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
-import time
-from collections.abc import Callable
-from itertools import pairwise
-
 import torch
 from torch import fx
 
-from inferedge.core.errors import ModelRefError, one_line
-from inferedge.core.profile import Segment, SegmentMeasurement
+from inferedge.core.profile import Segment
 from inferedge.dnn.backend import ProfileRequest, ProgressCallback
 from inferedge.dnn.energy import EnergySensor
+from inferedge.dnn.profiling import SEED, Sync, measure_chain, no_sync
 from inferedge.dnn.torch.graph import CutGraph
-
-SEED = 0
-ENERGY_WINDOW_S = 0.2
-"""Shortest time energy is measured over: sensors update every few milliseconds."""
 
 
 def random_input(
@@ -49,37 +36,23 @@ def measure_segments(
 ) -> tuple[Segment, ...]:
     """Measure segments 1..K of `graph` (already on `device`) as `request` asks."""
     parts = [graph.segment(i) for i in range(1, graph.num_cuts + 1)]
-    measured: dict[int, list[SegmentMeasurement]] = {i: [] for i in range(1, len(parts) + 1)}
-    total = len(parts) * len(request.batch_sizes)
+
+    def first_run(i: int, value: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+        return _first_run(parts[i - 1], value, device)
+
     with torch.inference_mode():
-        for b, batch_size in enumerate(request.batch_sizes):
-            value = random_input(request.input_shape, batch_size, device)
-            for i, part in enumerate(parts, start=1):
-                try:
-                    output, cuda_peak = _first_run(part, value, device)
-                except Exception as exc:  # the model's own code failing at this batch size
-                    raise ModelRefError(
-                        f"model {model_name!r} fails in segment {i} at batch size {batch_size}: "
-                        f"{one_line(exc)}"
-                    ) from None
-                peak_bytes = (
-                    cuda_peak if cuda_peak is not None else graph.segment_peak_bytes(i) * batch_size
-                )
-                measured[i].append(
-                    _measure(part, value, batch_size, peak_bytes, request=request, sensor=sensor)
-                )
-                value = output
-                if progress is not None:
-                    progress(b * len(parts) + i, total)
-    return tuple(
-        Segment(
-            index=i,
-            flops=cut.cum_flops - prev.cum_flops,
-            param_bytes=cut.cum_param_bytes - prev.cum_param_bytes,
-            measurements=tuple(measured[i]),
+        return measure_chain(
+            parts,
+            graph.cut_points,
+            request,
+            first_input=lambda batch_size: random_input(request.input_shape, batch_size, device),
+            peak_bytes_per_sample=graph.segment_peak_bytes,
+            model_name=model_name,
+            first_run=first_run,
+            sync=_synchronizer(device),
+            sensor=sensor,
+            progress=progress,
         )
-        for i, (prev, cut) in enumerate(pairwise(graph.cut_points), start=1)
-    )
 
 
 def _first_run(
@@ -98,61 +71,7 @@ def _first_run(
     return output, torch.cuda.max_memory_allocated(device) - base
 
 
-def _measure(
-    part: fx.GraphModule,
-    value: torch.Tensor,
-    batch_size: int,
-    peak_bytes: int,
-    *,
-    request: ProfileRequest,
-    sensor: EnergySensor | None,
-) -> SegmentMeasurement:
-    sync = _synchronizer(value.device)
-    for _ in range(request.warmup):
-        part(value)
-    sync()
-    times_ms = []
-    for _ in range(request.repeats):
-        start = time.perf_counter_ns()
-        part(value)
-        sync()
-        times_ms.append((time.perf_counter_ns() - start) / 1e6)
-    times_ms.sort()
-    # Nearest-rank percentile: an observed time, never an interpolation between two.
-    p95 = times_ms[math.ceil(0.95 * len(times_ms)) - 1]
-    return SegmentMeasurement(
-        batch_size=batch_size,
-        median_ms=statistics.median(times_ms) * request.emulate_slowdown,
-        p95_ms=p95 * request.emulate_slowdown,
-        samples=request.repeats,
-        peak_memory_bytes=peak_bytes,
-        energy_mj=None if sensor is None else _energy_mj(part, value, request, sensor, sync),
-    )
-
-
-def _energy_mj(
-    part: fx.GraphModule,
-    value: torch.Tensor,
-    request: ProfileRequest,
-    sensor: EnergySensor,
-    sync: Callable[[], None],
-) -> float:
-    """Energy of one batch: a separate pass of at least `repeats` runs and ENERGY_WINDOW_S, so
-    the sampling thread does not disturb the timed runs and the sensor sees enough updates."""
-    runs = 0
-    sensor.start()
-    start = time.perf_counter()
-    try:
-        while runs < request.repeats or time.perf_counter() - start < ENERGY_WINDOW_S:
-            part(value)
-            runs += 1
-        sync()
-    finally:
-        energy = sensor.stop()
-    return energy / runs
-
-
-def _synchronizer(device: torch.device) -> Callable[[], None]:
+def _synchronizer(device: torch.device) -> Sync:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
-    return lambda: None
+    return no_sync

@@ -1,41 +1,34 @@
 """A trained backbone's weights on disk: a state dict plus what model it belongs to.
 
 The file is a `torch.save`d dict of plain values and tensors only, so it loads with
-`weights_only=True` (no pickled code runs). Loading checks the recorded model first, then every
-key and shape, so a file of another model fails with one line saying how it differs.
+`weights_only=True` (no pickled code runs): `inferedge.dnn.weights`' metadata, and the state
+dict under `state_dict`. Loading checks the recorded model first, then every key and shape, so a
+file of another model fails with one line saying how it differs.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from inferedge.core.errors import InferedgeError, one_line
+from inferedge.dnn.weights import (
+    WeightsError,
+    WeightsInfo,
+    check_belongs,
+    malformed,
+    parse_metadata,
+    read_file,
+    write_atomically,
+)
 
-FORMAT = "inferedge.weights/v1"
+# WeightsInfo and WeightsError are the neutral ones; callers of this backend import them here.
+__all__ = ["WeightsError", "WeightsInfo", "load_weights", "read_weights_info", "save_weights"]
 
-
-class WeightsError(InferedgeError):
-    """A weights file is missing, unreadable, or belongs to another model."""
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """The model a weights file belongs to, and the torch version that wrote it."""
-
-    model_ref: str
-    num_classes: int
-    input_shape: tuple[int, ...]
-    torch_version: str
-
-    def describe(self) -> str:
-        """`ref (N classes, CxHxW)`, for messages."""
-        shape = "x".join(str(d) for d in self.input_shape)
-        return f"{self.model_ref!r} ({self.num_classes} classes, {shape})"
+_VERSION_KEY = "torch_version"
+# The torch payload holds the state dict beside the metadata; both are checked in one go.
+_CONTENTS = "metadata or state dict"
 
 
 def save_weights(
@@ -49,18 +42,10 @@ def save_weights(
     """Write `model`'s state dict to `path` with its metadata, atomically; return the metadata."""
     info = WeightsInfo(model_ref, num_classes, tuple(input_shape), str(torch.__version__))
     payload = {
-        "format": FORMAT,
-        "model_ref": info.model_ref,
-        "num_classes": info.num_classes,
-        "input_shape": list(info.input_shape),
-        "torch_version": info.torch_version,
+        **info.metadata(_VERSION_KEY),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(payload, partial)
-    # A reader never sees a half-written file under the final name.
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: torch.save(payload, partial))
     return info
 
 
@@ -84,11 +69,7 @@ def load_weights(
     do not fit `model`; `model` is unchanged then.
     """
     info, state = _read(path)
-    expected = WeightsInfo(model_ref, num_classes, tuple(input_shape), info.torch_version)
-    if info != expected:
-        raise WeightsError(
-            f"{path}: holds weights of model {info.describe()}, not {expected.describe()}"
-        )
+    check_belongs(path, info, model_ref=model_ref, num_classes=num_classes, input_shape=input_shape)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -107,27 +88,10 @@ def load_weights(
 
 
 def _read(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for foreign or corrupt files
-        raise WeightsError(f"{path}: not a readable weights file ({one_line(exc)})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not an inferedge weights file (format {FORMAT!r})")
-    model_ref = payload.get("model_ref")
-    num_classes = payload.get("num_classes")
-    input_shape = payload.get("input_shape")
-    torch_version = payload.get("torch_version")
+    # torch.load raises many types for foreign or corrupt files.
+    payload = read_file(path, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    info = parse_metadata(path, payload, _VERSION_KEY, contents=_CONTENTS)
     state = payload.get("state_dict")
-    if not (
-        isinstance(model_ref, str)
-        and isinstance(num_classes, int)
-        and isinstance(input_shape, list)
-        and all(isinstance(d, int) for d in input_shape)
-        and isinstance(torch_version, str)
-        and isinstance(state, dict)
-        and all(isinstance(v, torch.Tensor) for v in state.values())
-    ):
-        raise WeightsError(f"{path}: malformed inferedge weights file (metadata or state dict)")
-    return WeightsInfo(model_ref, num_classes, tuple(input_shape), torch_version), state
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise malformed(path, _CONTENTS)
+    return info, state

@@ -28,7 +28,14 @@ from inferedge.dnn.torch import train as _train
 from inferedge.dnn.torch.graph import build_cut_graph
 from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.weights import WeightsInfo, save_weights
-from inferedge.dnn.workflow import ArrayFn, ExitHandle, RunnableStep, Schedule, Trained
+from inferedge.dnn.workflow import (
+    ArrayFn,
+    ExitHandle,
+    ExitsTrained,
+    RunnableStep,
+    Schedule,
+    Trained,
+)
 
 _DEFAULT_PATIENCE = 5
 
@@ -51,6 +58,7 @@ class TorchWorkflow:
 
     framework = "torch"
     weights_suffix = ".pt"
+    exits_suffix = ".pt"
 
     def new_backbone(
         self, model_ref: str, num_classes: int, input_shape: tuple[int, ...], seed: int
@@ -82,7 +90,14 @@ class TorchWorkflow:
             patience=schedule.patience or _DEFAULT_PATIENCE,
             progress=progress,
         )
-        return Trained(result.test_accuracy, len(result.history), result.seconds)
+        return Trained(
+            result.test_accuracy,
+            len(result.history),
+            result.seconds,
+            val_accuracy=result.val_accuracy,
+            best_epoch=result.best_epoch,
+            history=result.history,
+        )
 
     def save_backbone(self, backbone: _pipeline.Backbone, path: Path) -> None:
         """Write the state dict with the model reference, classes and input shape."""
@@ -98,6 +113,10 @@ class TorchWorkflow:
     def load_backbone(self, path: Path) -> _pipeline.Backbone:
         """The backbone a weights file belongs to, with those weights and its cut graph."""
         return _pipeline.load_backbone(path)
+
+    def check_plan(self, plan: Plan, backbone: _pipeline.Backbone, source: str) -> None:
+        """Refuse a plan made for another model than the backbone (one line naming both)."""
+        _pipeline.check_plan(plan, backbone, source)
 
     def build_exits(
         self,
@@ -121,11 +140,11 @@ class TorchWorkflow:
         *,
         seed: int,
         progress: ProgressCallback | None = None,
-    ) -> None:
+    ) -> ExitsTrained:
         """Train the heads in place on the frozen backbone (BatchNorm statistics included)."""
         if not exits:
-            return
-        _train.train_exits(
+            return ExitsTrained((), (), 0, 0.0)
+        result = _train.train_exits(
             backbone.graph,
             [(e.cut_index, e.module) for e in _trained(exits)],
             splits,
@@ -136,6 +155,17 @@ class TorchWorkflow:
             patience=schedule.patience or _DEFAULT_PATIENCE,
             progress=progress,
         )
+        return ExitsTrained(
+            result.val_accuracy, result.test_accuracy, result.best_epoch, result.seconds
+        )
+
+    def save_exits(self, path: Path, plan: Plan, exits: Sequence[ExitHandle]) -> None:
+        """Write the heads' layers and state dicts for `plan` (a `torch.save` file), atomically."""
+        _pipeline.save_exits(path, plan, _trained(exits))
+
+    def load_exits(self, path: Path, plan: Plan) -> list[ExitHandle]:
+        """The heads saved for `plan`: layers re-validated, tensors loaded with weights_only."""
+        return [ExitHandle(e.cut_index, e.part, e) for e in _pipeline.load_exits(path, plan)]
 
     def head_costs(self, plan: Plan, exits: Sequence[ExitHandle]) -> list[HeadCost]:
         """FLOPs (one sample) and parameter bytes of every head."""

@@ -1,4 +1,4 @@
-"""How sure a classifier is: the formula of `inferedge.dnn.torch.confidence`, in numpy.
+"""How sure a classifier is, in numpy: the formula of `inferedge.dnn.torch.confidence`.
 
 Calibration chooses a threshold on these numbers and serving compares against it, so both must
 compute them identically, whatever framework produced the logits: in float64, from
