@@ -19,7 +19,9 @@ def _plan() -> Plan:
     return make_plan(edge, cloud, request)
 
 
-def _served(exit_index: int, location: str, ms: float, right: bool = True) -> Served:
+def _served(
+    exit_index: int, location: str, ms: float, right: bool = True, **timings: float
+) -> Served:
     return Served(
         label=1,
         prediction=1 if right else 2,
@@ -30,6 +32,7 @@ def _served(exit_index: int, location: str, ms: float, right: bool = True) -> Se
         reason=None,
         server_ms=ms,
         client_ms=ms + 1,
+        timings={"total_ms": ms, **timings},
     )
 
 
@@ -72,10 +75,42 @@ def test_the_verdict_says_within_or_names_the_exit_that_costs_most() -> None:
     text = verdict(far)
     assert "outside 25%" in text
     assert f"exit {final} (cloud" in text.split("Per request, ")[1].split(";")[0]
-    assert "offloaded requests also pay" in text
+    assert "by component" not in text  # these answers carry no breakdown
     report = MeasuredReport(plan_hash=plan.hash, pipeline="p", calibrated_threshold=0.5,
                             edge_slowdown=8, cloud_slowdown=1, bandwidth_mbps=8, rtt_ms=40,
                             rows=(far,), verdict=text)  # fmt: skip
     markdown = measured_markdown(report)
     assert "| 0.50 * |" in markdown
     assert text in markdown
+
+
+def test_components_split_the_latency_and_the_verdict_names_the_one_that_misses() -> None:
+    plan = _plan()
+    final = len(plan.exits)
+    edge_exit = plan.exits[0]
+    served = (
+        _served(0, "edge", 30.0, edge_compute_ms=25.0, edge_ms=27.0),
+        _served(final, "cloud", 100.0, edge_compute_ms=40.0, edge_ms=42.0, transfer_ms=50.0,
+                cloud_ms=8.0),
+    )  # fmt: skip
+    row = measured_row(plan, 0.5, Replayed(served, 0.0, 1.0), _predicted(20.0))
+    measured = {c.name: c.measured_ms for c in row.components}
+    assert measured == {"edge compute": 32.5, "edge serving": 2.0, "offload": 25.0, "cloud": 4.0}
+    predicted = {c.name: c.predicted_ms for c in row.components}
+    cloud_share = plan.final_latency_ms - plan.edge.compute_ms - plan.transfer_ms
+    assert predicted["edge compute"] == pytest.approx(
+        (edge_exit.latency_ms + plan.edge.compute_ms) / 2
+    )
+    assert predicted["edge serving"] == 0.0
+    assert predicted["offload"] == pytest.approx(plan.transfer_ms / 2)
+    assert predicted["cloud"] == pytest.approx(cloud_share / 2)
+    at_edge = row.exits[0].components
+    assert [c.measured_ms for c in at_edge] == [25.0, 2.0, 0.0, 0.0]
+    text = verdict(row)
+    worst = max(row.components, key=lambda c: abs(c.measured_ms - c.predicted_ms))
+    assert f"by component: {worst.name} {worst.measured_ms:.1f} ms per request" in text
+    report = MeasuredReport(plan_hash=plan.hash, pipeline="p", calibrated_threshold=0.5,
+                            edge_slowdown=8, cloud_slowdown=1, bandwidth_mbps=8, rtt_ms=40,
+                            rows=(row,), verdict=text)  # fmt: skip
+    assert "| edge compute | edge serving | offload | cloud |" in measured_markdown(report)
+    assert "| 25.0 (" in measured_markdown(report)

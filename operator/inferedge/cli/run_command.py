@@ -75,6 +75,13 @@ def _interrupt_on_sigterm() -> None:
     help="Requests in flight during the replay; 1 measures latency as the planner models it.",
 )
 @click.option(
+    "--server-threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Compute threads of each server process (OpenMP/MKL, TensorFlow pools).",
+)
+@click.option(
     "--serve/--no-serve",
     default=True,
     show_default=True,
@@ -87,6 +94,7 @@ def run(
     out: Path,
     thresholds: tuple[float, ...] | None,
     concurrency: int,
+    server_threads: int,
     serve: bool,
 ) -> None:
     """Run an InferencePipeline manifest on this machine, with no cluster.
@@ -135,7 +143,7 @@ def run(
         prepared,
         prepared.splits.test,
         reporter,
-        ServeSettings(thresholds=replayed, concurrency=concurrency),
+        ServeSettings(thresholds=replayed, concurrency=concurrency, threads=server_threads),
     )
     print_renderable(measured_table(report))
     click.echo(report.verdict)

@@ -41,6 +41,8 @@ class Served:
     reason: str | None
     server_ms: float
     client_ms: float
+    timings: dict[str, float]
+    """The server's own breakdown (`Answer.timings`): edge_ms, edge_compute_ms, transfer_ms..."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def parse_answer(body: Any, label: int, client_ms: float) -> Served:
             reason=params["reason"][0],
             server_ms=float(params["timings_ms"][0]["total_ms"]),
             client_ms=client_ms,
+            timings={str(k): float(v) for k, v in params["timings_ms"][0].items()},
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ReplayError(f"the edge answered an unexpected body ({one_line(exc)})") from None

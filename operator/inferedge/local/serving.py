@@ -34,6 +34,21 @@ class ServeSettings:
     concurrency: int = 1
     max_payload: int = 8 * MIB
     start_timeout_s: float = 180.0
+    threads: int = 1
+    """Compute threads per server. Two servers and the replay share this machine, and a
+    thread team woken for every small batch-1 call costs more than it computes."""
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that caps the math libraries of a child process at `threads` threads
+    (OpenMP and MKL for torch, TensorFlow's own pools), read when the framework starts."""
+    n = str(threads)
+    return {
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": n,
+    }
 
 
 def server_args(prepared: Prepared, role: str, nats_url: str, cache: Path) -> list[str]:
@@ -74,6 +89,7 @@ def serve_and_measure(
                 role,
                 server_args(prepared, role, nats.url, out / "cache"),
                 out / "logs" / f"{role}.log",
+                env=thread_env(settings.threads),
                 start_timeout_s=settings.start_timeout_s,
             )
             for role in ("cloud", "edge")
