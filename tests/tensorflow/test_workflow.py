@@ -172,7 +172,7 @@ def test_a_plan_of_another_model_is_refused(
     refused = rf"^plan: the plan is for {planned_for}"
     with pytest.raises(InferedgeError, match=refused):
         workflow.build_exits(plan, planned.backbone, ExitHeadSpec(preset="sdn"), seed=0)
-    with pytest.raises(InferedgeError, match=r"the backbone is tensorflow model 'small_resnet'"):
+    with pytest.raises(InferedgeError, match=r"the weights hold tensorflow model 'small_resnet'"):
         workflow.observe(plan, planned.backbone, planned.exits, small_splits.val, "val")
     with pytest.raises(InferedgeError, match=refused):
         workflow.export(plan, planned.backbone, planned.exits, None, tmp_path)

@@ -10,12 +10,13 @@ so a file of another model fails with the same one line in every framework.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from inferedge.core.errors import InferedgeError, one_line
+from inferedge.core.plan import Plan
 
 _Read = TypeVar("_Read")
 
@@ -119,3 +120,26 @@ def write_atomically(path: Path, write: Callable[[Path], None], suffix: str = ""
     write(partial)
     # A reader never sees a half-written file under the final name.
     os.replace(partial, path)
+
+
+def check_plan_matches(
+    plan: Plan, framework: str, info: WeightsInfo, cut_names: Sequence[str], source: str
+) -> None:
+    """Refuse a plan made for another model than the weights `info` describe (one line naming
+    both): another framework, model, shape, class count, cut count or exit cut name."""
+    model = plan.model
+    same = (
+        model.framework == framework
+        and model.source == info.model_ref
+        and model.input_shape == info.input_shape
+        and model.num_classes == info.num_classes
+        and model.num_cuts == len(cut_names) - 1
+        and all(cut_names[e.cut_index] == e.name for e in plan.exits)
+    )
+    if not same:
+        shape = "x".join(map(str, model.input_shape))
+        raise InferedgeError(
+            f"{source}: the plan is for {model.framework} model {model.source!r} "
+            f"({model.num_classes} classes, {shape}, {model.num_cuts} cuts), but the weights "
+            f"hold {framework} model {info.describe()} with {len(cut_names) - 1} cuts"
+        )

@@ -23,7 +23,7 @@ from inferedge.core.plan import Part, Plan
 from inferedge.core.sweep import HeadCost
 from inferedge.dnn.backend import FRAMEWORKS, ProgressCallback, quiet_native_import
 from inferedge.dnn.data import Dataset, Splits
-from inferedge.dnn.training import EpochStats
+from inferedge.dnn.training import EpochStats, TrainResult
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 """A segment or exit head, loaded: a float32 batch in, a float32 batch out."""
@@ -57,6 +57,18 @@ class Trained:
     val_accuracy: float | None = None
     best_epoch: int | None = None
     history: tuple[EpochStats, ...] = ()
+
+    @classmethod
+    def of(cls, result: TrainResult) -> Trained:
+        """The report of a finished training loop."""
+        return cls(
+            result.test_accuracy,
+            len(result.history),
+            result.seconds,
+            val_accuracy=result.val_accuracy,
+            best_epoch=result.best_epoch,
+            history=result.history,
+        )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from inferedge.dnn.tensorflow.weights import (
     read_weights_info,
     save_weights,
 )
+from inferedge.dnn.weights import check_plan_matches
 from inferedge.dnn.workflow import (
     ExitHandle,
     ExitsFileError,
@@ -118,14 +119,7 @@ class KerasWorkflow:
             patience=schedule.patience or _DEFAULT_PATIENCE,
             progress=progress,
         )
-        return Trained(
-            result.test_accuracy,
-            len(result.history),
-            result.seconds,
-            val_accuracy=result.val_accuracy,
-            best_epoch=result.best_epoch,
-            history=result.history,
-        )
+        return Trained.of(result)
 
     def save_backbone(self, backbone: KerasBackbone, path: Path) -> None:
         """Write the weights (`.weights.h5`) with the model reference, classes and input shape."""
@@ -377,20 +371,5 @@ def _check_data(backbone: KerasBackbone, data: Dataset) -> None:
 
 def check_plan(plan: Plan, backbone: KerasBackbone, source: str) -> None:
     """Refuse a plan made for another model than the backbone (one line naming both)."""
-    model = plan.model
     names = [c.name for c in backbone.graph.cut_points]
-    same = (
-        model.framework == "tensorflow"
-        and model.source == backbone.info.model_ref
-        and model.input_shape == backbone.info.input_shape
-        and model.num_classes == backbone.info.num_classes
-        and model.num_cuts == backbone.graph.num_cuts
-        and all(names[e.cut_index] == e.name for e in plan.exits)
-    )
-    if not same:
-        raise InferedgeError(
-            f"{source}: the plan is for {model.framework} model {model.source!r} "
-            f"({model.num_classes} classes, {describe(model.input_shape)}, {model.num_cuts} cuts), "
-            f"but the backbone is tensorflow model {backbone.info.describe()} with "
-            f"{backbone.graph.num_cuts} cuts"
-        )
+    check_plan_matches(plan, "tensorflow", backbone.info, names, source)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from inferedge.core.calibration import Observations
-from inferedge.core.errors import InferedgeError, one_line
+from inferedge.core.errors import one_line
 from inferedge.core.exits import ExitHeadSpec, Layer
 from inferedge.core.plan import Part, Plan
 from inferedge.core.sweep import HeadCost
@@ -28,6 +28,7 @@ from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.observe import observe
 from inferedge.dnn.torch.weights import WeightsInfo, load_weights, read_weights_info
+from inferedge.dnn.weights import check_plan_matches
 from inferedge.dnn.workflow import ExitsFileError
 
 EXITS_FORMAT = "inferedge.exits/v1"
@@ -71,23 +72,8 @@ def load_backbone(weights: Path) -> Backbone:
 
 def check_plan(plan: Plan, backbone: Backbone, source: str) -> None:
     """Refuse a plan made for another model than the backbone (one line naming both)."""
-    model = plan.model
     names = [c.name for c in backbone.graph.cut_points]
-    same = (
-        model.framework == "torch"
-        and model.source == backbone.info.model_ref
-        and model.input_shape == backbone.info.input_shape
-        and model.num_classes == backbone.info.num_classes
-        and model.num_cuts == backbone.graph.num_cuts
-        and all(names[e.cut_index] == e.name for e in plan.exits)
-    )
-    if not same:
-        raise InferedgeError(
-            f"{source}: the plan is for {model.framework} model {model.source!r} "
-            f"({model.num_classes} classes, "
-            f"{'x'.join(map(str, model.input_shape))}, {model.num_cuts} cuts), but the weights "
-            f"hold torch model {backbone.info.describe()} with {backbone.graph.num_cuts} cuts"
-        )
+    check_plan_matches(plan, "torch", backbone.info, names, source)
 
 
 def build_exits(

@@ -90,14 +90,7 @@ class TorchWorkflow:
             patience=schedule.patience or _DEFAULT_PATIENCE,
             progress=progress,
         )
-        return Trained(
-            result.test_accuracy,
-            len(result.history),
-            result.seconds,
-            val_accuracy=result.val_accuracy,
-            best_epoch=result.best_epoch,
-            history=result.history,
-        )
+        return Trained.of(result)
 
     def save_backbone(self, backbone: _pipeline.Backbone, path: Path) -> None:
         """Write the state dict with the model reference, classes and input shape."""
