@@ -52,10 +52,12 @@ def main() -> None:
     batching = _run("cloud_batching.py", "--batch-sizes", args.batch_sizes)
     raw = [r for r in transport if r["case"] == "messenger" and r["encoding"] == "raw"]
     worst_overhead = max(r["ratio"] for r in raw)
+    headers = {r["size_bytes"]: r["ratio"] for r in transport if r["case"] == "nats-py+hdrs"}
     worst_throughput = min(r["ratio"] for r in batching)
     summary = {
         "overhead_ratio_max": worst_overhead,
         "overhead_by_size": {r["size_bytes"]: r["ratio"] for r in raw if r["server"] == "8MiB"},
+        "nats_headers_ratio_by_size": headers,
         "overhead_target": OVERHEAD_TARGET,
         "overhead_met": worst_overhead <= OVERHEAD_TARGET,
         "throughput_ratio_min": worst_throughput,

@@ -21,6 +21,7 @@ def test_transport_benchmark_prints_a_table_and_json() -> None:
     rows = json.loads("[" + payload)
     assert {(r["case"], r["server"], r["encoding"]) for r in rows if r["size_bytes"] == 10240} == {
         ("raw nats-py", "8MiB", "-"),
+        ("nats-py+hdrs", "8MiB", "-"),
         *{("messenger", s, e) for s in ("8MiB", "1MiB") for e in ("raw", "fp16", "int8")},
     }
     assert all(r["median_ms"] > 0 for r in rows)

@@ -241,9 +241,10 @@ def verdict(row: MeasuredRow, tolerance: float = TOLERANCE) -> str:
 
 
 _WHY = {
-    "edge compute": "the profile times each segment warm and back to back; served, a request "
-    "runs its segments and exit heads once, each stretched by the slowdown, and heads are "
-    "predicted from their FLOPs, which leaves out their fixed cost per call",
+    "edge compute": "the profile times each segment warm, back to back; served, a request "
+    "runs its segments and exit heads once after an idle gap, with cold caches and clock, and "
+    "the slowdown multiplies that; heads are predicted from their FLOPs, which leaves out "
+    "their fixed cost per call",
     "edge serving": "decoding, exit tests and copies between the model calls, which the "
     "planner does not model",
     "offload": "the emulated link plus NATS, chunking and (de)serialisation on this machine",
