@@ -125,6 +125,8 @@ def test_invalid_spec_fails_clearly_and_the_operator_goes_on(
     assert ready["reason"] == "InvalidSpec"
     assert ready["message"].startswith("spec: exits.edge: ")
     assert "not retried" in ready["message"]
+    stalled = next(c for c in failed["status"]["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")  # Flux: Failed
     warning = next(e for e in cluster.events("broken") if e["type"] == "Warning")
     assert warning["reason"] == "InvalidSpec"
     assert "exits.edge" in warning["message"]

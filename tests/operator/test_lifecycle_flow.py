@@ -51,7 +51,7 @@ def test_create_to_ready(
             "Ready",
         ],
         "True",
-    )
+    ) | {"Stalled": "False"}
     assert all(
         c["observedGeneration"] == body["metadata"]["generation"] for c in conditions.values()
     )

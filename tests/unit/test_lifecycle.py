@@ -72,7 +72,8 @@ def serving(**changes: object) -> PipelineFacts:
 
 
 def statuses(decision: Decision) -> dict[str, str]:
-    return {c.type: c.status for c in decision.conditions}
+    """The status of every positive-polarity condition (all but Stalled)."""
+    return {c.type: c.status for c in decision.conditions if c.type != "Stalled"}
 
 
 def settle(facts: PipelineFacts) -> Decision:
@@ -457,6 +458,8 @@ def test_every_decision_is_well_formed(previous: Previous, facts: PipelineFacts)
         assert condition.last_transition_time == T0
     ready = decision.condition("Ready").status == "True"
     assert ready == (decision.phase == "Ready")
+    # kstatus: Stalled is True exactly when the pipeline failed and will not be retried.
+    assert (decision.condition("Stalled").status == "True") == (decision.phase == "Failed")
     if ready:  # Ready means every step is done and both parts serve
         assert set(statuses(decision).values()) == {"True"}
     assert decision.retry == (

@@ -2,7 +2,7 @@
 
 The operator gathers facts about one pipeline (is its spec valid, are its two profiles in the
 store, what plan do they give, how are its Jobs and Deployments doing) and calls `decide`. The
-decision says which phase the pipeline is in, the seven conditions in the metav1.Condition shape,
+decision says which phase the pipeline is in, the eight conditions in the metav1.Condition shape,
 the Events to post and which actions to take next. Nothing here does I/O, so every transition is
 unit-tested without a cluster.
 
@@ -33,7 +33,14 @@ Phase = Literal[
 PHASES: Final[tuple[str, ...]] = get_args(Phase)
 ConditionStatus = Literal["True", "False", "Unknown"]
 ConditionType = Literal[
-    "Profiled", "Planned", "ExitsTrained", "ArtifactsStored", "EdgeReady", "CloudReady", "Ready"
+    "Profiled",
+    "Planned",
+    "ExitsTrained",
+    "ArtifactsStored",
+    "EdgeReady",
+    "CloudReady",
+    "Ready",
+    "Stalled",
 ]
 CONDITION_TYPES: Final[tuple[ConditionType, ...]] = get_args(ConditionType)
 EventType = Literal["Normal", "Warning"]
@@ -262,7 +269,7 @@ class Decision:
     retry: bool = False  # a retried failure: reconcile again after a backoff
 
     def condition(self, kind: str) -> Condition:
-        """The condition of type `kind` (all seven are always present)."""
+        """The condition of type `kind` (all eight are always present)."""
         return next(c for c in self.conditions if c.type == kind)
 
 
@@ -322,6 +329,10 @@ def decide(previous: Previous, facts: PipelineFacts, now: str) -> Decision:
     else:
         reason = walk.failure.reason if walk.failure is not None else walk.phase
         walk.wait("Ready", reason, walk.message)
+    if walk.phase == "Failed" and walk.failure is not None:
+        # kstatus (Flux) reports Failed only through a True Stalled condition: set it for
+        # failures the operator will not retry, which need a spec change.
+        walk.states["Stalled"] = ("True", walk.failure.reason, walk.message)
     conditions = tuple(
         merge_condition(
             previous.conditions,
@@ -347,6 +358,7 @@ _WAITING: Final[dict[str, tuple[str, str]]] = {
     "ArtifactsStored": ("WaitingForTraining", "waiting for trained exits"),
     "EdgeReady": ("WaitingForArtifacts", "nothing deployed yet"),
     "CloudReady": ("WaitingForArtifacts", "nothing deployed yet"),
+    "Stalled": ("Progressing", "no failure that needs a spec change"),
 }
 
 
