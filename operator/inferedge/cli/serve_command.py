@@ -45,8 +45,8 @@ from inferedge.cli.artifact_commands import store_option
     type=click.FloatRange(min=1),
     default=1.0,
     show_default=True,
-    help="Stretch every forward by this factor (a slower device, as in a DeviceProfile's "
-    "emulation).",
+    help="Stretch every model call (segment or exit head) by this factor, holding the "
+    "compute thread busy: a slower device, as in a DeviceProfile's emulation.",
 )
 @click.option(
     "--emulate-bandwidth-mbps",
