@@ -28,7 +28,7 @@ import torch
 
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.dnn.backend import ProfileRequest
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.export import export_partitions, load_part, make_manifest
 from inferedge.dnn.torch.graph import build_cut_graph

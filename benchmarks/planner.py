@@ -23,7 +23,8 @@ TARGET_MS = {"resnet50": 1.0, "synthetic-1000": 10.0}
 
 def resnet50_profiles() -> tuple[DeviceProfile, DeviceProfile]:
     """Profile resnet50 (3x224x224) once on this machine; the edge is an emulated 6x slower copy."""
-    from inferedge.dnn.backend import ProfileRequest, get_backend
+    from inferedge.dnn.frameworks import get_backend
+    from inferedge.dnn.protocols import ProfileRequest
 
     backend = get_backend("torch")
     base = {

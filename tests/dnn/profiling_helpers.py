@@ -11,7 +11,7 @@ import pytest
 
 from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
 from inferedge.dnn import energy, profiling
-from inferedge.dnn.backend import Backend, ProfileRequest
+from inferedge.dnn.protocols import Backend, ProfileRequest
 
 
 def profile_request(

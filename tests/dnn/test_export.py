@@ -17,7 +17,7 @@ from inferedge.core.manifest import (
 )
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.dnn.backend import ProfileRequest
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.export import (
     ArtifactLoadError,

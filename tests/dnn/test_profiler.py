@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from inferedge.core.errors import InferedgeError, ModelRefError
-from inferedge.dnn.backend import ProfileRequest, get_backend
+from inferedge.dnn.frameworks import get_backend
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch import profiler
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.device import describe_device

@@ -10,9 +10,9 @@ import torch
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.plan import PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.dnn.backend import ProfileRequest, get_backend
 from inferedge.dnn.data import load_dataset, split_dataset
-from inferedge.dnn.workflow import Schedule, get_workflow
+from inferedge.dnn.frameworks import get_backend, get_workflow
+from inferedge.dnn.protocols import ProfileRequest, Schedule
 
 MODEL = "tests.models:small_resnet"
 SHAPE = (3, 16, 16)

@@ -20,7 +20,7 @@ from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.plan import Part, Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile
-from inferedge.dnn.backend import ProfileRequest
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.graph import build_cut_graph
 from inferedge.dnn.torch.loader import load_model

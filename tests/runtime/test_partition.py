@@ -12,7 +12,7 @@ import pytest
 
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.manifest import Calibration
-from inferedge.dnn.workflow import get_workflow
+from inferedge.dnn.frameworks import get_workflow
 from inferedge.runtime.partition import Partition, PartitionError, exit_confidence, load_partition
 from inferedge.runtime.policy import degraded_choice
 from inferedge.storage.base import IntegrityError

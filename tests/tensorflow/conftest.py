@@ -15,11 +15,10 @@ from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile
-from inferedge.dnn.backend import ProfileRequest
 from inferedge.dnn.data import Splits, load_dataset, split_dataset
+from inferedge.dnn.protocols import ExitHandle, ProfileRequest, Schedule
 from inferedge.dnn.tensorflow.backend import KerasBackend
 from inferedge.dnn.tensorflow.workflow import KerasBackbone, KerasWorkflow
-from inferedge.dnn.workflow import ExitHandle, Schedule
 
 SHAPE = (3, 16, 16)
 MODEL = "small_resnet"

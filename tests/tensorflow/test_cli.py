@@ -20,8 +20,12 @@ from inferedge.cli import cli
 from inferedge.core.manifest import parse_manifest
 from inferedge.core.plan import parse_plan
 from inferedge.core.profile import parse_profile
-from inferedge.dnn.backend import quiet_native_import
-from inferedge.dnn.workflow import WEIGHTS_SUFFIXES, get_workflow, weights_framework
+from inferedge.dnn.frameworks import (
+    WEIGHTS_SUFFIXES,
+    get_workflow,
+    quiet_native_import,
+    weights_framework,
+)
 from inferedge.storage import LocalStore
 from inferedge.storage.artifacts import read_manifest
 from tests.clitools import RunCli, assert_one_line_error
@@ -172,7 +176,7 @@ def test_a_tensorflow_only_cli_path_never_imports_torch() -> None:
         "import sys\n"
         "import inferedge.cli, inferedge.local.runner, inferedge.local.evaluation\n"
         "import inferedge.local.export, inferedge.cli.cluster_commands\n"
-        "from inferedge.dnn.workflow import get_workflow\n"
+        "from inferedge.dnn.protocols import get_workflow\n"
         "get_workflow('tensorflow')\n"
         "assert 'torch' not in sys.modules, 'a Keras pipeline must not need torch'\n"
     )

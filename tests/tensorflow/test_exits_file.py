@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inferedge.dnn.protocols import ExitsFileError
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.workflow import KerasHead, KerasWorkflow
-from inferedge.dnn.workflow import ExitsFileError
 from tests.tensorflow.conftest import Planned
 
 

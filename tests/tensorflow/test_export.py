@@ -12,10 +12,10 @@ from inferedge.core.digest import sha256_file
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Manifest, dump_manifest, parse_manifest, part_steps
 from inferedge.dnn.data import Splits
+from inferedge.dnn.protocols import RunnableStep
 from inferedge.dnn.tensorflow.export import ArtifactLoadError
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.workflow import KerasWorkflow
-from inferedge.dnn.workflow import RunnableStep
 from tests.tensorflow.conftest import Planned
 
 

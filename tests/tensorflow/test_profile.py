@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from inferedge.core.errors import ModelRefError
-from inferedge.dnn.backend import ProfileRequest, get_backend
+from inferedge.dnn.frameworks import get_backend
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.tensorflow import profiler
 from inferedge.dnn.tensorflow.backend import KerasBackend, prepare
 from tests.dnn import profiling_helpers as helpers

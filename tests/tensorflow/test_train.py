@@ -13,6 +13,7 @@ import pytest
 from inferedge.core.errors import InferedgeError
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.dnn.data import Splits
+from inferedge.dnn.protocols import Schedule
 from inferedge.dnn.tensorflow.backend import prepare
 from inferedge.dnn.tensorflow.compat import quiet_variable_export
 from inferedge.dnn.tensorflow.exits import render_head, resolve_layers
@@ -26,7 +27,6 @@ from inferedge.dnn.tensorflow.weights import (
     save_weights,
 )
 from inferedge.dnn.tensorflow.workflow import KerasWorkflow
-from inferedge.dnn.workflow import Schedule
 from tests.dnn.backend_cases import BAD_SCHEDULES
 
 SHAPE = (3, 16, 16)

@@ -14,12 +14,12 @@ from inferedge.api.documents import parse_documents
 from inferedge.core.errors import InferedgeError, ModelRefError
 from inferedge.core.exits import ExitHeadSpec, ExitSpecError
 from inferedge.core.planner import make_plan
-from inferedge.dnn.backend import ProfileRequest, get_backend
 from inferedge.dnn.data import Splits
+from inferedge.dnn.frameworks import get_backend, get_workflow
+from inferedge.dnn.protocols import ProfileRequest, Schedule
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.loader import load_model
 from inferedge.dnn.tensorflow.workflow import KerasBackbone, KerasWorkflow
-from inferedge.dnn.workflow import Schedule, get_workflow
 from tests.tensorflow.conftest import Planned
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,7 +208,7 @@ def test_a_user_keras_file_keeps_its_weights_through_save_and_load(
 def test_only_the_tensorflow_package_imports_tensorflow() -> None:
     code = (
         "import sys\n"
-        "import inferedge.dnn.backend, inferedge.dnn.workflow, inferedge.dnn.data\n"
+        "import inferedge.dnn.frameworks, inferedge.dnn.protocols, inferedge.dnn.data\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
         "import inferedge.dnn.tensorflow.workflow, inferedge.dnn.tensorflow.backend\n"
         "assert 'tensorflow' in sys.modules\n"

@@ -100,7 +100,7 @@ def export(
 def verify(*, store: str, prefix: str) -> None:
     """Fetch an artifact set, check every sha256 against its manifest and load both parts
     (with the manifest's framework)."""
-    from inferedge.dnn.workflow import get_workflow
+    from inferedge.dnn.frameworks import get_workflow
     from inferedge.storage import open_store
     from inferedge.storage.artifacts import fetch, read_manifest
 

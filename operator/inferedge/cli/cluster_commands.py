@@ -18,12 +18,12 @@ import click
 from inferedge.cli.artifact_commands import store_option
 from inferedge.cli.params import SHAPE, IntList
 from inferedge.core.errors import InferedgeError, describe_validation_error
-from inferedge.dnn.backend import FRAMEWORKS
+from inferedge.dnn.frameworks import FRAMEWORKS
 
 if TYPE_CHECKING:
     from inferedge.api.pipeline import InferencePipelineSpec
     from inferedge.dnn.data import Dataset, Splits
-    from inferedge.dnn.workflow import Workflow
+    from inferedge.dnn.protocols import Workflow
     from inferedge.storage import ArtifactStore
 
 MIB = 1024 * 1024
@@ -103,7 +103,8 @@ def profile(
 ) -> None:
     """Measure MODEL segment by segment on this node and write the profile to the store."""
     from inferedge.core.profile import dump_profile
-    from inferedge.dnn.backend import ProfileRequest, get_backend
+    from inferedge.dnn.frameworks import get_backend
+    from inferedge.dnn.protocols import ProfileRequest
     from inferedge.storage import open_store
 
     if num_classes is None:
@@ -177,7 +178,7 @@ def train(
     from inferedge.core.profile import parse_profile
     from inferedge.core.sweep import DEFAULT_THRESHOLDS
     from inferedge.dnn.data import split_dataset
-    from inferedge.dnn.workflow import get_workflow
+    from inferedge.dnn.frameworks import get_workflow
     from inferedge.local.evaluation import Criteria, evaluate_plan, write_evaluation
     from inferedge.local.runner import training_schedule
     from inferedge.storage import open_store
@@ -287,7 +288,7 @@ def export(
     """Export both partitions with their exits and publish them, manifest last (replacing an
     older set of the same plan: retraining keeps the plan's hash)."""
     from inferedge.core.plan import parse_plan
-    from inferedge.dnn.workflow import get_workflow
+    from inferedge.dnn.frameworks import get_workflow
     from inferedge.local.evaluation import EVALUATION_FILE, load_evaluation
     from inferedge.local.export import export_to_store
     from inferedge.storage import open_store

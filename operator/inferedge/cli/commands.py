@@ -21,7 +21,7 @@ from inferedge.core.link import Link
 from inferedge.core.plan import MAX_EXITS_PER_PART, Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
-from inferedge.dnn.backend import FRAMEWORKS
+from inferedge.dnn.frameworks import FRAMEWORKS
 
 MIB = 1024 * 1024
 STRATEGIES = ("latency", "memory", "min-latency", "deadline")
@@ -107,7 +107,8 @@ def profile(
     file. Energy is recorded where a real sensor exists (Jetson INA3221, Intel RAPL) and is
     null otherwise.
     """
-    from inferedge.dnn.backend import ProfileRequest, get_backend
+    from inferedge.dnn.frameworks import get_backend
+    from inferedge.dnn.protocols import ProfileRequest
 
     request = ProfileRequest(
         model_ref=model,
@@ -135,7 +136,7 @@ def profile(
 @framework_option
 def cuts(model: str, input_shape: tuple[int, ...] | None, num_classes: int, framework: str) -> None:
     """List MODEL's cut points: places where exactly one tensor crosses, with their costs."""
-    from inferedge.dnn.backend import get_backend
+    from inferedge.dnn.frameworks import get_backend
 
     shape = _default_shape(model, input_shape, framework)
     points = get_backend(framework).cut_points(model, num_classes, shape)
@@ -147,7 +148,7 @@ def cuts(model: str, input_shape: tuple[int, ...] | None, num_classes: int, fram
 def zoo(framework: str) -> None:
     """List the built-in models and their default input shapes."""
     if framework == "tensorflow":
-        from inferedge.dnn.workflow import get_workflow
+        from inferedge.dnn.frameworks import get_workflow
 
         get_workflow(framework)  # without TensorFlow: one line saying what to install
         from inferedge.dnn.tensorflow.zoo import ZOO_NAMES as KERAS_NAMES

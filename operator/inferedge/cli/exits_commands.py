@@ -17,11 +17,11 @@ from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.plan import Plan, parse_plan
 from inferedge.core.profile import parse_profile
 from inferedge.core.sweep import DEFAULT_THRESHOLDS
-from inferedge.dnn.backend import FRAMEWORKS
+from inferedge.dnn.frameworks import FRAMEWORKS
 
 if TYPE_CHECKING:
     from inferedge.dnn.data import Dataset, Splits
-    from inferedge.dnn.workflow import Schedule, Workflow
+    from inferedge.dnn.protocols import Schedule, Workflow
 
 Model = TypeVar("Model", bound=BaseModel)
 EVALUATION_FILE = "evaluation.json"
@@ -117,7 +117,7 @@ def schedule_options(epochs: int) -> Callable[[Callable[..., Any]], Callable[...
 
 def _schedule(kw: dict[str, Any]) -> Schedule:
     """The training-schedule flags, as the workflows take them (the seed goes separately)."""
-    from inferedge.dnn.workflow import Schedule
+    from inferedge.dnn.protocols import Schedule
 
     return Schedule(
         epochs=kw["epochs"],
@@ -164,7 +164,7 @@ def train_backbone(
     **kw: Any,
 ) -> None:
     """Train MODEL itself on a dataset (zoo models have no pretrained weights here)."""
-    from inferedge.dnn.workflow import get_workflow
+    from inferedge.dnn.frameworks import get_workflow
 
     workflow = get_workflow(framework)
     data, splits = _splits(dataset, input_shape, num_classes, kw)
@@ -196,7 +196,7 @@ def _head_spec(head: str, head_spec: Path | None) -> ExitHeadSpec:
 def plan_and_backbone(plan_path: Path, weights: Path) -> tuple[Plan, Workflow, Any]:
     """The plan, the workflow of its model's framework, and the backbone `weights` hold,
     checked to be the model the plan was made for."""
-    from inferedge.dnn.workflow import get_workflow, weights_framework
+    from inferedge.dnn.frameworks import get_workflow, weights_framework
 
     plan = parse_plan(plan_path.read_text(encoding="utf-8"), str(plan_path))
     framework = plan.model.framework

@@ -21,7 +21,7 @@ from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import ArtifactFile, Calibration, Manifest, Step, part_steps
 from inferedge.core.plan import Plan
 from inferedge.core.profile import CutPoint
-from inferedge.dnn.workflow import ArtifactLoadError
+from inferedge.dnn.protocols import ArtifactLoadError
 
 Kind = Literal["segment", "head"]
 Shape = tuple[int, ...]

@@ -29,8 +29,9 @@ from inferedge.core.profile import (
     Segment,
     SegmentMeasurement,
 )
-from inferedge.dnn.backend import ProfileRequest, ProgressCallback
+from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import EnergySensor
+from inferedge.dnn.protocols import ProfileRequest
 
 SEED = 0
 """Seed of the random input batches, so profiles are reproducible."""

@@ -15,7 +15,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from inferedge.core.errors import InferedgeError
 from inferedge.core.profile import CutPoint
-from inferedge.dnn.backend import ProgressCallback
+from inferedge.core.progress import ProgressCallback
 
 _State = TypeVar("_State")
 _Index = TypeVar("_Index", bound=Sized)

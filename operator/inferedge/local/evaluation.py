@@ -21,7 +21,7 @@ from inferedge.core.sweep import (
     sweep,
 )
 from inferedge.dnn.data import Splits
-from inferedge.dnn.workflow import ExitHandle, Workflow
+from inferedge.dnn.protocols import ExitHandle, Workflow
 from inferedge.report.markdown import sweep_markdown
 from inferedge.report.plots import plot_sweeps
 

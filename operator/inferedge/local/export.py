@@ -9,7 +9,7 @@ from pathlib import Path
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Calibration, Manifest, artifact_prefix, dump_manifest
 from inferedge.core.plan import Plan
-from inferedge.dnn.workflow import ExitHandle, Workflow
+from inferedge.dnn.protocols import ExitHandle, Workflow
 from inferedge.storage.artifacts import discard, is_committed, publish
 from inferedge.storage.base import ArtifactStore
 

@@ -23,9 +23,9 @@ from inferedge.core.plan import Plan
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import DeviceProfile, dump_profile
 from inferedge.core.sweep import DEFAULT_THRESHOLDS
-from inferedge.dnn.backend import ProfileRequest, get_backend
 from inferedge.dnn.data import Splits, split_dataset
-from inferedge.dnn.workflow import Schedule, get_workflow
+from inferedge.dnn.frameworks import get_backend, get_workflow
+from inferedge.dnn.protocols import ProfileRequest, Schedule
 from inferedge.local.data import resolve_dataset
 from inferedge.local.evaluation import Criteria, Evaluation, evaluate_plan, write_evaluation
 from inferedge.local.export import export_to_store

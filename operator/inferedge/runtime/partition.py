@@ -5,7 +5,7 @@ only the rest run on, so one hard sample never makes its batch-mates pay for the
 The thresholds come from the caller, so a live threshold change needs no reload.
 
 The steps are numpy-in, numpy-out callables from the framework's workflow
-(`inferedge.dnn.workflow`), so this module serves torch and TensorFlow parts alike.
+(`inferedge.dnn.protocols`), so this module serves torch and TensorFlow parts alike.
 
 Emulation: a slowdown above 1 stretches each segment and head call by that factor, holding the
 compute thread as a slower device would. Only the model's own calls are stretched, exactly what
@@ -32,7 +32,8 @@ from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from inferedge.core.plan import Part
 from inferedge.dnn.confidence import softmax_stats
-from inferedge.dnn.workflow import ArrayFn, ArtifactLoadError, RunnableStep, get_workflow
+from inferedge.dnn.frameworks import get_workflow
+from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
 from inferedge.runtime.policy import Candidate, should_exit
 from inferedge.storage.artifacts import fetch, read_manifest
 from inferedge.storage.base import ArtifactStore

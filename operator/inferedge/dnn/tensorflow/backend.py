@@ -1,11 +1,12 @@
-"""The Keras implementation of `inferedge.dnn.backend.Backend`."""
+"""The Keras implementation of `inferedge.dnn.protocols.Backend`."""
 
 from __future__ import annotations
 
 from inferedge.core.profile import CutPoint, DeviceProfile
-from inferedge.dnn.backend import ProfileRequest, ProgressCallback
+from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import detect_energy_sensor
 from inferedge.dnn.profiling import check_logits, measured_profile
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.tensorflow.device import describe_device
 from inferedge.dnn.tensorflow.graph import CutGraph, build_cut_graph
 from inferedge.dnn.tensorflow.loader import LoadedModel, load_model

@@ -31,6 +31,7 @@ from inferedge.dnn.artifacts import (
     load_steps,
     verified_path,
 )
+from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
 from inferedge.dnn.tensorflow import exits as _exits  # registers the custom head layers
 from inferedge.dnn.tensorflow.compat import quiet_variable_export
 from inferedge.dnn.tensorflow.graph import CutGraph
@@ -42,7 +43,6 @@ from inferedge.dnn.tensorflow.layout import (
     is_image,
 )
 from inferedge.dnn.tensorflow.run import compiled
-from inferedge.dnn.workflow import ArrayFn, ArtifactLoadError, RunnableStep
 
 FORMAT = "keras"
 SUFFIX = ".keras"

@@ -12,9 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from inferedge.core.profile import Segment
-from inferedge.dnn.backend import ProfileRequest, ProgressCallback
+from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import EnergySensor
 from inferedge.dnn.profiling import SEED, Sync, measure_chain, no_sync
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.tensorflow.device import has_gpu
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import to_internal

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from inferedge.core.errors import InferedgeError
-from inferedge.dnn.backend import ProgressCallback
+from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import batch_to_internal

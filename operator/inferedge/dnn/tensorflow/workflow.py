@@ -1,4 +1,4 @@
-"""`KerasWorkflow`: the `inferedge.dnn.workflow.Workflow` steps for Keras models.
+"""`KerasWorkflow`: the `inferedge.dnn.protocols.Workflow` steps for Keras models.
 
 Backbones are `KerasBackbone`s (the user's model, its cut graph and what identifies it) and
 exits carry `KerasHead`s (the declarative layers and the rendered model); both stay inside this
@@ -26,9 +26,17 @@ from inferedge.core.errors import InferedgeError, ModelRefError, one_line
 from inferedge.core.exits import ExitHeadSpec, Layer
 from inferedge.core.manifest import Calibration, Manifest
 from inferedge.core.plan import Part, Plan
+from inferedge.core.progress import ProgressCallback
 from inferedge.core.sweep import HeadCost
-from inferedge.dnn.backend import ProgressCallback
 from inferedge.dnn.data import Dataset, Splits
+from inferedge.dnn.protocols import (
+    ExitHandle,
+    ExitsFileError,
+    ExitsTrained,
+    RunnableStep,
+    Schedule,
+    Trained,
+)
 from inferedge.dnn.tensorflow import export as _export
 from inferedge.dnn.tensorflow import train as _train
 from inferedge.dnn.tensorflow.exits import render_head, resolve_layers
@@ -45,14 +53,6 @@ from inferedge.dnn.tensorflow.weights import (
     save_weights,
 )
 from inferedge.dnn.weights import check_plan_matches
-from inferedge.dnn.workflow import (
-    ExitHandle,
-    ExitsFileError,
-    ExitsTrained,
-    RunnableStep,
-    Schedule,
-    Trained,
-)
 
 _DEFAULT_PATIENCE = 5
 EXITS_FORMAT = "inferedge.keras-exits/v1"

@@ -1,13 +1,14 @@
-"""The torch implementation of `inferedge.dnn.backend.Backend`."""
+"""The torch implementation of `inferedge.dnn.protocols.Backend`."""
 
 from __future__ import annotations
 
 import torch
 
 from inferedge.core.profile import CutPoint, DeviceProfile
-from inferedge.dnn.backend import ProfileRequest, ProgressCallback
+from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import detect_energy_sensor
 from inferedge.dnn.profiling import check_logits, measured_profile
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.device import describe_device
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import LoadedModel, load_model

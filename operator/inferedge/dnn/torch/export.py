@@ -28,8 +28,8 @@ from inferedge.dnn.artifacts import (
     load_steps,
     verified_path,
 )
+from inferedge.dnn.protocols import ArtifactLoadError
 from inferedge.dnn.torch.graph import CutGraph
-from inferedge.dnn.workflow import ArtifactLoadError
 
 # The runtime imports the load error from here, beside `load_part` that raises it.
 __all__ = [

@@ -23,13 +23,13 @@ from inferedge.core.exits import ExitHeadSpec, Layer
 from inferedge.core.plan import Part, Plan
 from inferedge.core.sweep import HeadCost
 from inferedge.dnn.data import Dataset
+from inferedge.dnn.protocols import ExitsFileError
 from inferedge.dnn.torch.exits import render_head, resolve_layers
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.observe import observe
 from inferedge.dnn.torch.weights import WeightsInfo, load_weights, read_weights_info
 from inferedge.dnn.weights import check_plan_matches
-from inferedge.dnn.workflow import ExitsFileError
 
 EXITS_FORMAT = "inferedge.exits/v1"
 _LAYERS = TypeAdapter(tuple[Layer, ...])

@@ -11,9 +11,10 @@ import torch
 from torch import fx
 
 from inferedge.core.profile import Segment
-from inferedge.dnn.backend import ProfileRequest, ProgressCallback
+from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import EnergySensor
 from inferedge.dnn.profiling import SEED, Sync, measure_chain, no_sync
+from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.graph import CutGraph
 
 

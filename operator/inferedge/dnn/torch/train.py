@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from inferedge.core.errors import InferedgeError
-from inferedge.dnn.backend import ProgressCallback
+from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.torch.exits import Taps, frozen, module_device
 from inferedge.dnn.torch.graph import CutGraph

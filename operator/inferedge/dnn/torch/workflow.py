@@ -1,4 +1,4 @@
-"""`TorchWorkflow`: the `inferedge.dnn.workflow.Workflow` steps for PyTorch models.
+"""`TorchWorkflow`: the `inferedge.dnn.protocols.Workflow` steps for PyTorch models.
 
 A thin adapter over the torch modules the CLI already uses (`pipeline`, `train`, `export`):
 backbones are `pipeline.Backbone`s and exits carry `pipeline.TrainedExit`s, and loaded steps
@@ -19,16 +19,10 @@ from inferedge.core.calibration import Observations
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.manifest import Calibration, Manifest
 from inferedge.core.plan import Plan
+from inferedge.core.progress import ProgressCallback
 from inferedge.core.sweep import HeadCost
-from inferedge.dnn.backend import ProgressCallback
 from inferedge.dnn.data import Dataset, Splits
-from inferedge.dnn.torch import export as _export
-from inferedge.dnn.torch import pipeline as _pipeline
-from inferedge.dnn.torch import train as _train
-from inferedge.dnn.torch.graph import build_cut_graph
-from inferedge.dnn.torch.loader import load_model
-from inferedge.dnn.torch.weights import WeightsInfo, save_weights
-from inferedge.dnn.workflow import (
+from inferedge.dnn.protocols import (
     ArrayFn,
     ExitHandle,
     ExitsTrained,
@@ -36,6 +30,12 @@ from inferedge.dnn.workflow import (
     Schedule,
     Trained,
 )
+from inferedge.dnn.torch import export as _export
+from inferedge.dnn.torch import pipeline as _pipeline
+from inferedge.dnn.torch import train as _train
+from inferedge.dnn.torch.graph import build_cut_graph
+from inferedge.dnn.torch.loader import load_model
+from inferedge.dnn.torch.weights import WeightsInfo, save_weights
 
 _DEFAULT_PATIENCE = 5
 

@@ -1,8 +1,8 @@
-"""The framework-neutral face of a DNN backend: what the CLI and the runners call.
+"""The framework table: which backend and workflow serve each framework, imported on demand.
 
-A backend loads a model reference (zoo name, `package.module:callable` or a saved-model path),
-finds its cut points and measures its segments. Nothing here names a framework type, so a
-TensorFlow backend can implement the same protocol next to the torch one.
+The interfaces and value types live in `inferedge.dnn.protocols`, which imports no framework;
+this module is the only place that names the framework packages, and imports them only when a
+caller asks for one, so the CLI starts fast and the operator image needs neither.
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
 
 from inferedge.core.errors import InferedgeError, one_line
-from inferedge.core.profile import CutPoint, DeviceProfile
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as `progress(done, total)` each time one (segment, batch size) pair is measured."""
+from inferedge.dnn.protocols import Backend, Workflow
 
 FRAMEWORKS = ("torch", "tensorflow")
 
@@ -66,59 +62,6 @@ def quiet_native_import() -> Iterator[None]:
                 sys.stderr.flush()
 
 
-@dataclass(frozen=True)
-class ProfileRequest:
-    """What to profile and how; the backend adds what it measures about the device."""
-
-    model_ref: str
-    num_classes: int
-    input_shape: tuple[int, ...]
-    batch_sizes: tuple[int, ...]
-    warmup: int
-    repeats: int
-    device_name: str
-    emulate_slowdown: float = 1.0
-    memory_bytes: int | None = None
-
-    def __post_init__(self) -> None:
-        checks = (
-            ("num_classes", self.num_classes >= 1, ">= 1"),
-            ("input_shape", _all_positive(self.input_shape), "positive sizes"),
-            (
-                "batch_sizes",
-                _all_positive(self.batch_sizes)
-                and len(set(self.batch_sizes)) == len(self.batch_sizes),
-                "distinct positive sizes",
-            ),
-            ("warmup", self.warmup >= 0, ">= 0"),
-            ("repeats", self.repeats >= 1, ">= 1"),
-            ("emulate_slowdown", self.emulate_slowdown >= 1.0, ">= 1"),
-            ("memory_bytes", self.memory_bytes is None or self.memory_bytes >= 1, ">= 1"),
-        )
-        for field, ok, expected in checks:
-            if not ok:
-                raise InferedgeError(
-                    f"invalid profile request: {field} must be {expected}, "
-                    f"got {getattr(self, field)!r}"
-                )
-
-
-class Backend(Protocol):
-    """One DNN framework's implementation of cut-point discovery and profiling."""
-
-    def cut_points(
-        self, model_ref: str, num_classes: int, input_shape: tuple[int, ...]
-    ) -> tuple[CutPoint, ...]:
-        """The model's cut points, from the input (index 0) to the output (index K)."""
-        ...
-
-    def profile(
-        self, request: ProfileRequest, progress: ProgressCallback | None = None
-    ) -> DeviceProfile:
-        """Measure every segment at every batch size and return a validated profile."""
-        ...
-
-
 def get_backend(framework: str) -> Backend:
     """The backend for `framework`; its framework is imported only now, so the CLI starts fast.
 
@@ -148,5 +91,42 @@ def get_backend(framework: str) -> Backend:
     )
 
 
-def _all_positive(sizes: tuple[int, ...]) -> bool:
-    return len(sizes) > 0 and all(size >= 1 for size in sizes)
+WEIGHTS_SUFFIXES = {"torch": ".pt", "tensorflow": ".weights.h5"}
+"""Each framework's backbone-weights suffix (its workflow's `weights_suffix`)."""
+
+
+def weights_framework(path: Path) -> str | None:
+    """The framework whose weights suffix `path` has, or None for another name."""
+    # Longest first: a name ending in `.weights.h5` must not be taken for another suffix.
+    for framework, suffix in sorted(WEIGHTS_SUFFIXES.items(), key=lambda kv: -len(kv[1])):
+        if path.name.endswith(suffix):
+            return framework
+    return None
+
+
+def get_workflow(framework: str) -> Workflow:
+    """The workflow of `framework`, importing the framework only now."""
+    if framework == "torch":
+        try:
+            from inferedge.dnn.torch.workflow import TorchWorkflow
+        except ImportError as exc:
+            raise InferedgeError(
+                f"the torch backend needs PyTorch ({one_line(exc)}); "
+                "install it with: pip install 'inferedge[torch]'"
+            ) from None
+        workflow: Workflow = TorchWorkflow()
+        return workflow
+    if framework == "tensorflow":
+        try:
+            with quiet_native_import():
+                from inferedge.dnn.tensorflow.workflow import KerasWorkflow
+        except ImportError as exc:
+            raise InferedgeError(
+                f"the tensorflow backend needs TensorFlow ({one_line(exc)}); "
+                "install it with: pip install 'inferedge[tensorflow]'"
+            ) from None
+        keras_workflow: Workflow = KerasWorkflow()
+        return keras_workflow
+    raise InferedgeError(
+        f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}"
+    )

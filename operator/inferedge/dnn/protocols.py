@@ -1,9 +1,11 @@
-"""The framework-neutral steps a pipeline runs: train, attach exits, observe, export, load.
+"""The interfaces a DNN framework implements, and the value types that cross them.
 
-`inferedge run`, the CLI and the runtime call a `Workflow`; each framework (torch, tensorflow)
-provides one. Backbones and exits are opaque handles owned by their workflow, and a loaded
-partition step is a pair of numpy-in, numpy-out callables, so nothing above `inferedge.dnn`
-ever touches a framework type.
+A `Backend` loads a model reference (zoo name or saved-model path), finds its cut points and
+measures its segments; a `Workflow` does everything between a model name and served parts:
+train, attach exits, observe, export, load. Backbones and exits are opaque handles owned by
+their workflow, and a loaded partition step is a pair of numpy-in, numpy-out callables, so
+nothing above `inferedge.dnn` ever touches a framework type. This module imports no framework;
+`inferedge.dnn.frameworks` maps framework names to implementations.
 """
 
 from __future__ import annotations
@@ -16,14 +18,73 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from inferedge.core.calibration import Observations
-from inferedge.core.errors import InferedgeError, one_line
+from inferedge.core.errors import InferedgeError
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.manifest import Calibration, Manifest, Step
 from inferedge.core.plan import Part, Plan
+from inferedge.core.profile import CutPoint, DeviceProfile
+from inferedge.core.progress import ProgressCallback
 from inferedge.core.sweep import HeadCost
-from inferedge.dnn.backend import FRAMEWORKS, ProgressCallback, quiet_native_import
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.training import EpochStats, TrainResult
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What to profile and how; the backend adds what it measures about the device."""
+
+    model_ref: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    warmup: int
+    repeats: int
+    device_name: str
+    emulate_slowdown: float = 1.0
+    memory_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("num_classes", self.num_classes >= 1, ">= 1"),
+            ("input_shape", _all_positive(self.input_shape), "positive sizes"),
+            (
+                "batch_sizes",
+                _all_positive(self.batch_sizes)
+                and len(set(self.batch_sizes)) == len(self.batch_sizes),
+                "distinct positive sizes",
+            ),
+            ("warmup", self.warmup >= 0, ">= 0"),
+            ("repeats", self.repeats >= 1, ">= 1"),
+            ("emulate_slowdown", self.emulate_slowdown >= 1.0, ">= 1"),
+            ("memory_bytes", self.memory_bytes is None or self.memory_bytes >= 1, ">= 1"),
+        )
+        for field, ok, expected in checks:
+            if not ok:
+                raise InferedgeError(
+                    f"invalid profile request: {field} must be {expected}, "
+                    f"got {getattr(self, field)!r}"
+                )
+
+
+class Backend(Protocol):
+    """One DNN framework's implementation of cut-point discovery and profiling."""
+
+    def cut_points(
+        self, model_ref: str, num_classes: int, input_shape: tuple[int, ...]
+    ) -> tuple[CutPoint, ...]:
+        """The model's cut points, from the input (index 0) to the output (index K)."""
+        ...
+
+    def profile(
+        self, request: ProfileRequest, progress: ProgressCallback | None = None
+    ) -> DeviceProfile:
+        """Measure every segment at every batch size and return a validated profile."""
+        ...
+
+
+def _all_positive(sizes: tuple[int, ...]) -> bool:
+    return len(sizes) > 0 and all(size >= 1 for size in sizes)
+
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 """A segment or exit head, loaded: a float32 batch in, a float32 batch out."""
@@ -200,44 +261,3 @@ class Workflow(Protocol):
     ) -> list[RunnableStep]:
         """Load a part's files from `root`, refusing any file whose sha256 differs."""
         ...
-
-
-WEIGHTS_SUFFIXES = {"torch": ".pt", "tensorflow": ".weights.h5"}
-"""Each framework's backbone-weights suffix (its workflow's `weights_suffix`)."""
-
-
-def weights_framework(path: Path) -> str | None:
-    """The framework whose weights suffix `path` has, or None for another name."""
-    # Longest first: a name ending in `.weights.h5` must not be taken for another suffix.
-    for framework, suffix in sorted(WEIGHTS_SUFFIXES.items(), key=lambda kv: -len(kv[1])):
-        if path.name.endswith(suffix):
-            return framework
-    return None
-
-
-def get_workflow(framework: str) -> Workflow:
-    """The workflow of `framework`, importing the framework only now."""
-    if framework == "torch":
-        try:
-            from inferedge.dnn.torch.workflow import TorchWorkflow
-        except ImportError as exc:
-            raise InferedgeError(
-                f"the torch backend needs PyTorch ({one_line(exc)}); "
-                "install it with: pip install 'inferedge[torch]'"
-            ) from None
-        workflow: Workflow = TorchWorkflow()
-        return workflow
-    if framework == "tensorflow":
-        try:
-            with quiet_native_import():
-                from inferedge.dnn.tensorflow.workflow import KerasWorkflow
-        except ImportError as exc:
-            raise InferedgeError(
-                f"the tensorflow backend needs TensorFlow ({one_line(exc)}); "
-                "install it with: pip install 'inferedge[tensorflow]'"
-            ) from None
-        keras_workflow: Workflow = KerasWorkflow()
-        return keras_workflow
-    raise InferedgeError(
-        f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}"
-    )
