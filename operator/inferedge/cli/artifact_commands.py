@@ -40,9 +40,6 @@ store_option = click.option(
 @store_option
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--pipeline", required=True, help="Pipeline name (a DNS-1123 label).")
-@click.option(
-    "--replace", is_flag=True, help="Discard an artifact set already committed for this plan."
-)
 def export(
     *,
     plan_path: Path,
@@ -52,20 +49,23 @@ def export(
     store: str,
     namespace: str,
     pipeline: str,
-    replace: bool,
 ) -> None:
     """Export both partitions and publish them, manifest last, to the store.
 
     The files are in the plan's framework: torch.export `.pt2` programs or `.keras` models.
+    The set is named by the plan, the weights, the exits and the calibration, so exporting the
+    same files again keeps the committed set, and anything retrained publishes a new one.
     """
-    from inferedge.local.export import export_to_store
+    from inferedge.api.keys import artifact_set_id
+    from inferedge.core.digest import json_digest, sha256_file
+    from inferedge.steps.export import export_to_store
     from inferedge.storage import open_store
 
     plan, workflow, backbone = plan_and_backbone(plan_path, weights)
     exits = workflow.load_exits(exits_path, plan)
     calibration = None
     if evaluation is not None:
-        from inferedge.local.evaluation import load_evaluation
+        from inferedge.steps.evaluation import load_evaluation
 
         loaded = load_evaluation(evaluation)
         if loaded.plan.hash != plan.hash:
@@ -74,7 +74,13 @@ def export(
             )
         calibration = loaded.calibration
     target = open_store(store)
-    prefix, manifest = export_to_store(
+    inputs = json_digest(
+        {
+            "exits": sha256_file(exits_path),
+            "calibration": calibration.model_dump(mode="json") if calibration else None,
+        }
+    )
+    published = export_to_store(
         plan,
         workflow,
         backbone,
@@ -83,12 +89,14 @@ def export(
         calibration=calibration,
         namespace=namespace,
         pipeline=pipeline,
-        replace=replace,
+        set_id=artifact_set_id(inputs, sha256_file(weights)),
     )
-    size = sum(f.size for f in manifest.files)
+    files = published.manifest.files
+    size = sum(f.size for f in files) / 1024 / 1024
+    verb = "published" if published.created else "already published (the same set)"
     click.echo(
-        f"published {len(manifest.files)} files ({size / 1024 / 1024:.1f} MiB) and the manifest "
-        f"to {target.uri} under {prefix}/"
+        f"{verb}: {len(files)} files ({size:.1f} MiB) and the manifest to {target.uri} "
+        f"under {published.prefix}/"
     )
     if calibration is not None:
         click.echo(f"c_thr {calibration.threshold:.2f} ({calibration.confidence})")
@@ -96,7 +104,7 @@ def export(
 
 @click.command()
 @store_option
-@click.option("--prefix", required=True, help="<namespace>/<pipeline>/<plan-hash>")
+@click.option("--prefix", required=True, help="<namespace>/<pipeline>/<plan-hash>/<set-id>")
 def verify(*, store: str, prefix: str) -> None:
     """Fetch an artifact set, check every sha256 against its manifest and load both parts
     (with the manifest's framework)."""

@@ -187,7 +187,7 @@ def _measured_accuracy(
     path: Path, num_cuts: int, given: dict[int, float]
 ) -> tuple[dict[int, float], float]:
     """Exit accuracies measured by `evaluate` (test split), overridden by `given` entries."""
-    from inferedge.local.evaluation import load_evaluation
+    from inferedge.steps.evaluation import load_evaluation
 
     measured = load_evaluation(path).calibration.exit_accuracy
     final = measured.get(num_cuts)

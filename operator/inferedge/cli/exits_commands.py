@@ -131,7 +131,7 @@ def _splits(
     dataset: str, shape: tuple[int, ...], num_classes: int | None, kw: dict[str, Any]
 ) -> tuple[Dataset, Splits]:
     from inferedge.dnn.data import split_dataset
-    from inferedge.local.data import resolve_dataset
+    from inferedge.steps.data import resolve_dataset
 
     if len(shape) != 3:
         raise click.BadParameter("expected C,H,W", param_hint="'--input-shape'")
@@ -367,7 +367,7 @@ def evaluate(
     edge-only, cloud-only, split-without-exits and the oracle. Writes evaluation.json,
     report.md and PNG plots to --report-dir.
     """
-    from inferedge.local.evaluation import Criteria, evaluate_plan, write_evaluation
+    from inferedge.steps.evaluation import Criteria, evaluate_plan, write_evaluation
 
     plan, workflow, backbone = plan_and_backbone(plan_path, weights)
     edge, cloud = (
@@ -406,7 +406,7 @@ def evaluate(
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 def report(*, evaluations: tuple[Path, ...], output: Path) -> None:
     """Compare several evaluations (e.g. linear against pareto placement) in one table and plots."""
-    from inferedge.local.evaluation import load_evaluation
+    from inferedge.steps.evaluation import load_evaluation
     from inferedge.report.markdown import comparison_markdown
     from inferedge.report.plots import plot_sweeps
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
 from inferedge.core.plan import Plan
+from inferedge.core.roles import Role
 from inferedge.core.versioned import parse_versioned
 
 MANIFEST_SCHEMA_VERSION: Final = "inferedge.io/artifacts/v1"
@@ -107,17 +108,20 @@ class Manifest(_Frozen):
         return {f.name: f.sha256 for f in self.files}
 
 
-def artifact_prefix(namespace: str, pipeline: str, plan_hash: str) -> str:
-    """`<namespace>/<pipeline>/<plan-hash>`: names are checked so a key never escapes its place."""
+def artifact_prefix(namespace: str, pipeline: str, plan_hash: str, set_id: str) -> str:
+    """`<namespace>/<pipeline>/<plan-hash>/<set-id>`: names are checked so a key never escapes
+    its place. `set_id` names everything else that decides the set's bytes (trained weights,
+    heads, calibration), so a retrained set never collides with a committed one."""
     for field, value in (("namespace", namespace), ("pipeline", pipeline)):
         if not _DNS_LABEL.match(value):
             raise ManifestError(
                 f"{field} {value!r} must be a DNS-1123 label (lowercase letters, digits and '-', "
                 "at most 63 characters, starting and ending alphanumeric)"
             )
-    if not re.fullmatch(r"[0-9a-f]{16}", plan_hash):
-        raise ManifestError(f"plan hash {plan_hash!r} must be 16 lowercase hex digits")
-    return f"{namespace}/{pipeline}/{plan_hash}"
+    for field, value in (("plan hash", plan_hash), ("artifact set id", set_id)):
+        if not re.fullmatch(r"[0-9a-f]{16}", value):
+            raise ManifestError(f"{field} {value!r} must be 16 lowercase hex digits")
+    return f"{namespace}/{pipeline}/{plan_hash}/{set_id}"
 
 
 def dump_manifest(manifest: Manifest) -> bytes:
@@ -138,7 +142,7 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
     )
 
 
-def part_steps(plan: Plan, part: Literal["edge", "cloud"]) -> list[tuple[int, int, bool, bool]]:
+def part_steps(plan: Plan, part: Role) -> list[tuple[int, int, bool, bool]]:
     """(start, end, ends at an exit, ends at the final classifier) for each step of a part."""
     if part == "edge":
         start, end = 0, min(plan.split, plan.final_cut)

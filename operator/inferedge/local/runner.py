@@ -1,48 +1,50 @@
 """`inferedge run`: one InferencePipeline manifest, every step, on this machine.
 
-This module holds the steps up to published artifacts: data, backbone, the two device profiles
-(emulated as each DeviceProfile's `emulation` says), the plan, exit training, calibration and
-export into a local store. Each step writes its output under the run directory, so a run can be
-inspected (and its files fed to the individual `inferedge` commands) afterwards.
+The steps are the operator's: each runs as the same `inferedge cluster profile|train|export`
+command a Job runs, built from the same typed arguments (`inferedge.api.jobs`) and store keys
+(`inferedge.api.keys`), against a local store under the run directory. What differs is only
+what a cluster cannot do: the DeviceProfiles' emulation settings are applied while profiling,
+and the plan is made here instead of by the operator (with the same function). Afterwards the
+run directory holds each step's output for inspection and for the individual commands.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import os
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from inferedge.api.convert import plan_request
 from inferedge.api.device_profile import DeviceProfile as DeviceProfileResource
 from inferedge.api.documents import Documents, ManifestFileError
-from inferedge.api.pipeline import InferencePipeline, TrainingSpec
-from inferedge.core.manifest import Manifest
+from inferedge.api.jobs import ExportJob, JobArgs, ProfileJob, TrainJob
+from inferedge.api.keys import (
+    plan_store_key,
+    profile_store_key,
+    profiling_key,
+    training_key,
+    training_prefix,
+)
+from inferedge.api.pipeline import InferencePipeline, StorageSpec
+from inferedge.core.errors import InferedgeError
+from inferedge.core.manifest import Manifest, artifact_prefix, parse_manifest
 from inferedge.core.plan import Plan
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import DeviceProfile, dump_profile
-from inferedge.core.sweep import DEFAULT_THRESHOLDS
-from inferedge.dnn.data import Splits, split_dataset
-from inferedge.dnn.frameworks import get_backend, get_workflow
-from inferedge.dnn.protocols import ProfileRequest, Schedule
-from inferedge.local.data import resolve_dataset
-from inferedge.local.evaluation import Criteria, Evaluation, evaluate_plan, write_evaluation
-from inferedge.local.export import export_to_store
-from inferedge.storage import open_store
-
-MIB = 1024 * 1024
-Progress = Callable[[int, int], None]
-
-
-class Reporter(Protocol):
-    """Where a run tells the user what it is doing."""
-
-    def info(self, text: str) -> None:
-        """One line of news."""
-
-    def progress(self, title: str) -> AbstractContextManager[Progress]:
-        """A progress bar for one long step; yields its `progress(done, total)` callback."""
+from inferedge.core.profile import DeviceProfile, parse_profile
+from inferedge.core.progress import ProgressCallback
+from inferedge.core.roles import ROLES, Role
+from inferedge.dnn.data import Splits
+from inferedge.dnn.frameworks import get_workflow
+from inferedge.steps.data import pipeline_splits
+from inferedge.steps.evaluation import EVALUATION_FILE, Evaluation, load_evaluation
+from inferedge.steps.export import read_identity
+from inferedge.steps.reporting import Reporter, parse_progress
+from inferedge.steps.training import EVALUATION_DIR, exits_name, weights_name
+from inferedge.storage import ArtifactStore, open_store, read_manifest
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,12 @@ class Prepared:
     """What the preparation steps produced."""
 
     pipeline: InferencePipeline
-    devices: dict[str, DeviceProfileResource]
+    devices: dict[Role, DeviceProfileResource]
     edge: DeviceProfile
     cloud: DeviceProfile
     plan: Plan
     evaluation: Evaluation
+    """The evaluation with the threshold in effect: the spec's fixed one, else the calibrated."""
     splits: Splits
     store_uri: str
     prefix: str
@@ -63,7 +66,7 @@ class Prepared:
 
 
 def _device(
-    docs: Documents, pipeline: InferencePipeline, role: str, source: str
+    docs: Documents, pipeline: InferencePipeline, role: Role, source: str
 ) -> DeviceProfileResource:
     ref = pipeline.spec.edge if role == "edge" else pipeline.spec.cloud
     found = docs.profile(ref.profile, pipeline.metadata.namespace, source)
@@ -75,14 +78,40 @@ def _device(
     return found
 
 
-def training_schedule(training: TrainingSpec) -> Schedule:
-    """A spec's training schedule, as the workflows take it."""
-    return Schedule(
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        learning_rate=training.learning_rate,
-        patience=training.patience,
-    )
+def run_step(job: JobArgs, reporter: Reporter) -> None:
+    """Run one step as its own `inferedge` process, as a Job would, relaying its news lines
+    and drawing its progress lines as bars; a failed step raises its own last line."""
+    command = [sys.executable, "-m", "inferedge", *job.argv()]
+    env = {**os.environ, **job.env()}
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as errors, ExitStack() as bars:
+        child = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=errors, text=True, bufsize=1
+        )
+        assert child.stdout is not None
+        title, bar = "", None
+        with child:
+            for line in child.stdout:
+                progress = parse_progress(line)
+                if progress is None:
+                    reporter.info(line.rstrip("\n"))
+                    continue
+                if progress.title != title or bar is None:
+                    bars.close()
+                    title, bar = progress.title, _open_bar(bars, reporter, progress.title)
+                bar(progress.done, progress.total)
+        errors.seek(0)
+        lines = [line.strip() for line in errors if line.strip()]
+    if child.returncode != 0:
+        last = lines[-1].removeprefix("error: ") if lines else f"exit code {child.returncode}"
+        raise InferedgeError(f"inferedge {' '.join(job.command)}: {last}")
+
+
+def _open_bar(bars: ExitStack, reporter: Reporter, title: str) -> ProgressCallback:
+    return bars.enter_context(reporter.progress(title))
+
+
+def _text(store: ArtifactStore, key: str) -> str:
+    return store.get_bytes(key).decode("utf-8")
 
 
 def prepare(
@@ -94,127 +123,68 @@ def prepare(
     *,
     thresholds: tuple[float, ...] = (),
 ) -> Prepared:
-    """Run every step up to committed artifacts, writing each step's output under `out`.
-
-    The evaluation sweeps the default thresholds, the pipeline's fixed one and `thresholds`.
-    """
-    spec = pipeline.spec
-    devices = {role: _device(docs, pipeline, role, source) for role in ("edge", "cloud")}
-    shape = spec.model.input_shape
-    if len(shape) != 3:
-        raise ManifestFileError(f"{source}: spec.model.inputShape must be [C, H, W], got {shape}")
+    """Run every step up to a committed artifact set in a store under `out/store`, and copy
+    each step's output under `out`. `thresholds` are swept for the reports besides the
+    calibration grid and the pipeline's fixed threshold."""
+    devices = {role: _device(docs, pipeline, role, source) for role in ROLES}
     out.mkdir(parents=True, exist_ok=True)
-    data_ref = spec.dataset.uri or spec.dataset.name
-    data = resolve_dataset(data_ref, (shape[0], shape[1], shape[2]), spec.model.num_classes)
-    splits = split_dataset(
-        data, spec.dataset.val_fraction, spec.dataset.test_fraction, spec.dataset.seed
-    )
-    reporter.info(
-        f"data: {data.name}, {len(splits.train)} train / {len(splits.val)} val / "
-        f"{len(splits.test)} test samples, {data.num_classes} classes"
-    )
-    seed = spec.dataset.seed
-    workflow = get_workflow(spec.model.framework)
-    weights = out / f"backbone{workflow.weights_suffix}"
-    model = workflow.new_backbone(spec.model.name, data.num_classes, shape, seed)
-    with reporter.progress(f"training {spec.model.name} on {data.name}") as progress:
-        trained = workflow.train_backbone(
-            model,
-            splits,
-            training_schedule(spec.dataset.backbone_training),
-            seed=seed,
-            progress=progress,
-        )
-    workflow.save_backbone(model, weights)
-    reporter.info(
-        f"backbone: test accuracy {trained.test_accuracy:.2%} after {trained.epochs} "
-        f"epochs ({trained.seconds:.0f} s)"
-    )
-    backbone = workflow.load_backbone(weights)
+    store = open_store(str((out / "store").resolve()))
+    spec = pipeline.spec.model_copy(update={"storage": StorageSpec(uri=store.uri)})
+    namespace, name = pipeline.metadata.namespace, pipeline.metadata.name
+    splits = pipeline_splits(spec)
 
-    profiles: dict[str, DeviceProfile] = {}
-    backend = get_backend(spec.model.framework)
+    profiles: dict[Role, DeviceProfile] = {}
+    profile_keys: dict[Role, str] = {}
     for role, device in devices.items():
-        settings = device.spec.profiling
-        emulation = device.spec.emulation
-        request = ProfileRequest(
-            model_ref=spec.model.name,
-            num_classes=data.num_classes,
-            input_shape=shape,
-            batch_sizes=settings.batch_sizes,
-            warmup=settings.warmup,
-            repeats=settings.repeats,
-            device_name=device.metadata.name,
-            emulate_slowdown=emulation.slowdown,
-            memory_bytes=emulation.memory_mib * MIB if emulation.memory_mib else None,
+        key = profile_store_key(namespace, device.metadata.name, profiling_key(spec, device.spec))
+        run_step(
+            ProfileJob.of(spec, device.metadata.name, device.spec, key, emulated=True), reporter
         )
-        with reporter.progress(f"profiling {role} ({device.metadata.name})") as progress:
-            profiles[role] = backend.profile(request, progress)
-        (out / f"{role}-profile.json").write_text(dump_profile(profiles[role]))
+        profiles[role], profile_keys[role] = parse_profile(_text(store, key), key), key
+        (out / f"{role}-profile.json").write_text(_text(store, key), encoding="utf-8")
 
     plan = make_plan(profiles["edge"], profiles["cloud"], plan_request(spec, devices["edge"].spec))
-    (out / "plan.json").write_text(plan.model_dump_json(indent=2) + "\n")
+    plan_key = plan_store_key(namespace, name, plan.hash)
+    store.put_bytes(plan_key, (plan.model_dump_json(indent=2) + "\n").encode())
+    (out / "plan.json").write_text(_text(store, plan_key), encoding="utf-8")
     reporter.info(
         f"plan {plan.hash}: split after cut {plan.split} ({plan.split_name}), exits at "
         f"{[e.cut_index for e in plan.exits]}, predicted {plan.final_latency_ms:.1f} ms full path"
     )
 
-    exits = workflow.build_exits(plan, backbone, spec.exits.head, seed)
-    if exits:
-        with reporter.progress(f"training {len(exits)} exits") as progress:
-            workflow.train_exits(
-                backbone,
-                exits,
-                splits,
-                training_schedule(spec.exits.training),
-                seed=seed,
-                progress=progress,
-            )
-    workflow.save_exits(out / f"exits{workflow.exits_suffix}", plan, exits)
+    trained = training_prefix(namespace, name, training_key(spec, plan.hash))
+    train = TrainJob(
+        spec=spec,
+        store=store.uri,
+        plan_key=plan_key,
+        edge_profile_key=profile_keys["edge"],
+        cloud_profile_key=profile_keys["cloud"],
+        output_prefix=trained,
+        report_thresholds=tuple(sorted(set(thresholds))),
+    )
+    run_step(train, reporter)
+    export = ExportJob(
+        store=store.uri,
+        plan_key=plan_key,
+        training_prefix=trained,
+        namespace=namespace,
+        pipeline=name,
+    )
+    run_step(export, reporter)
 
-    inference = spec.inference
-    fixed = inference.threshold
-    criteria = Criteria(
-        confidence=inference.confidence,
-        thresholds=tuple(
-            sorted({*DEFAULT_THRESHOLDS, *thresholds, *((fixed,) if fixed is not None else ())})
-        ),
-        target_accuracy=inference.target_accuracy,
-        max_accuracy_drop=inference.max_accuracy_drop,
-        objective=inference.objective,
-    )
-    evaluation = evaluate_plan(
-        plan,
-        workflow,
-        backbone,
-        exits,
-        profiles=(profiles["edge"], profiles["cloud"]),
-        splits=splits,
-        criteria=criteria,
-        label=spec.exits.placement,
-    )
+    identity = read_identity(store, trained)
+    prefix = artifact_prefix(namespace, name, plan.hash, identity.set_id)
+    manifest = parse_manifest(read_manifest(store, prefix), f"{store.uri}/{prefix}")
+    workflow = get_workflow(spec.model.framework)
+    for file in (weights_name(workflow), exits_name(workflow)):
+        store.get_file(f"{trained}/{file}", out / file)
+    report = out / "report"
+    for key in store.list(f"{trained}/{EVALUATION_DIR}/"):
+        store.get_file(key, report / key.rsplit("/", 1)[-1])
+    evaluation = load_evaluation(report / EVALUATION_FILE)
+    fixed = spec.inference.threshold
     if fixed is not None:
         evaluation = evaluation.with_threshold(fixed)
-    write_evaluation(evaluation, out / "report")
-    chosen = evaluation.chosen("test")
-    reporter.info(
-        f"calibration: c_thr {evaluation.calibration.threshold:.2f} gives {chosen.accuracy:.2%} "
-        f"test accuracy, {chosen.offload_rate:.0%} offloaded, {chosen.latency_ms:.1f} ms expected"
-    )
-
-    store = open_store(str(out / "store"))
-    prefix, manifest = export_to_store(
-        plan,
-        workflow,
-        backbone,
-        exits,
-        store,
-        calibration=evaluation.calibration,
-        namespace=pipeline.metadata.namespace,
-        pipeline=pipeline.metadata.name,
-        replace=True,
-    )
-    reporter.info(f"artifacts: {len(manifest.files)} files under {store.uri}/{prefix}")
     return Prepared(
         pipeline=pipeline,
         devices=devices,

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferedge.api.convert import link_for
+from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.data import Dataset
 from inferedge.local.measured import MeasuredReport, MeasuredRow, measured_row, verdict
 from inferedge.local.processes import ServerProcess, running
 from inferedge.local.replay import replay
-from inferedge.local.runner import Prepared, Reporter
+from inferedge.local.runner import Prepared
+from inferedge.steps.reporting import Reporter
 from inferedge.transport.client import Messenger
 from inferedge.transport.control import reload_pipeline
 from inferedge.transport.server import EmbeddedNats
@@ -51,7 +53,7 @@ def thread_env(threads: int) -> dict[str, str]:
     }
 
 
-def server_args(prepared: Prepared, role: str, nats_url: str, cache: Path) -> list[str]:
+def server_args(prepared: Prepared, role: Role, nats_url: str, cache: Path) -> list[str]:
     """The `inferedge serve <role>` flags for one server of this run."""
     spec = prepared.pipeline.spec
     device = prepared.devices[role].spec
@@ -92,7 +94,7 @@ def serve_and_measure(
                 env=thread_env(settings.threads),
                 start_timeout_s=settings.start_timeout_s,
             )
-            for role in ("cloud", "edge")
+            for role in reversed(ROLES)
         ]
         with running(servers) as started:
             for s in started:

@@ -32,6 +32,7 @@ __all__ = [
     "check_key",
     "discard",
     "fetch",
+    "fetch_object",
     "is_committed",
     "open_store",
     "publish",
@@ -78,3 +79,23 @@ def _s3_store(uri: str, bucket: str, prefix: str, env: Mapping[str, str]) -> Art
             f"artifact store {uri!r} needs the minio client: pip install 'inferedge[s3]'"
         ) from exc
     return S3Store.from_env(bucket, prefix, env=env)
+
+
+def fetch_object(uri: str, dest: Path) -> Path:
+    """The local file behind `uri`: `s3://bucket/key` is downloaded to `dest` (credentials from
+    the environment, as for every store); a path or `file://` URI is used where it is.
+
+    The one place an object URI is split into a store and a key.
+    """
+    text = uri.strip()
+    if not text.startswith("s3://"):
+        local = Path(unquote(urlsplit(text).path)) if text.startswith("file://") else Path(text)
+        if not local.is_file():
+            raise StoreError(f"{uri!r}: no such file")
+        return local
+    bucket, _, key = text.removeprefix("s3://").partition("/")
+    if not bucket or not key or key.endswith("/"):
+        raise StoreError(f"{uri!r}: expected s3://bucket/key")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    open_store(f"s3://{bucket}").get_file(key, dest)
+    return dest

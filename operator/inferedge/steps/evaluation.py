@@ -1,4 +1,4 @@
-"""Evaluate a plan's trained exits: observe, sweep c_thr, choose it, and write the reports."""
+"""The evaluation step: observe a plan's trained exits, sweep c_thr, choose it, write reports."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from inferedge.api.pipeline import InferenceSpec
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Calibration
@@ -72,6 +73,22 @@ class Criteria:
     target_accuracy: float | None = None
     max_accuracy_drop: float = 0.01
     objective: str = "latency"
+    report: tuple[float, ...] = ()
+    """More thresholds to sweep for the reports; c_thr is only ever chosen from `thresholds`,
+    so what a user asks to see never changes what is calibrated."""
+
+    @classmethod
+    def of(cls, inference: InferenceSpec, report: tuple[float, ...] = ()) -> Criteria:
+        """The criteria a pipeline's `spec.inference` asks for; its fixed threshold, if any,
+        is swept for the reports."""
+        fixed = () if inference.threshold is None else (inference.threshold,)
+        return cls(
+            confidence=inference.confidence,
+            target_accuracy=inference.target_accuracy,
+            max_accuracy_drop=inference.max_accuracy_drop,
+            objective=inference.objective,
+            report=tuple(sorted({*report, *fixed})),
+        )
 
 
 def evaluate_plan(
@@ -99,7 +116,7 @@ def evaluate_plan(
             cloud,
             workflow.observe(plan, backbone, exits, data, name),
             costs,
-            thresholds=criteria.thresholds,
+            thresholds=tuple(sorted({*criteria.thresholds, *criteria.report})),
             confidence=criteria.confidence,
         )
         for name, data in (("val", splits.val), ("test", splits.test))
@@ -110,7 +127,10 @@ def evaluate_plan(
         if criteria.target_accuracy is not None
         else val.split_no_exits.accuracy - criteria.max_accuracy_drop
     )
-    on_val, missed = choose_or_most_accurate(val, target, criteria.objective)
+    grid = val.model_copy(
+        update={"rows": tuple(r for r in val.rows if r.threshold in criteria.thresholds)}
+    )
+    on_val, missed = choose_or_most_accurate(grid, target, criteria.objective)
     on_test = next(r for r in test.rows if r.threshold == on_val.threshold)
     calibration = Calibration(
         confidence=criteria.confidence,
