@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 from inferedge.core.plan import PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.profile import MeasuredProfile
 from inferedge.core.synthetic import synthetic_profile
 
 TARGET_MS = {"resnet50": 1.0, "synthetic-1000": 10.0}
 
 
-def resnet50_profiles() -> tuple[DeviceProfile, DeviceProfile]:
+def resnet50_profiles() -> tuple[MeasuredProfile, MeasuredProfile]:
     """Profile resnet50 (3x224x224) once on this machine; the edge is an emulated 6x slower copy."""
     from inferedge.dnn.frameworks import get_backend
     from inferedge.dnn.protocols import ProfileRequest
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--skip-resnet50", action="store_true", help="Synthetic profiles only.")
     args = parser.parse_args()
 
-    pairs: dict[str, tuple[DeviceProfile, DeviceProfile]] = {}
+    pairs: dict[str, tuple[MeasuredProfile, MeasuredProfile]] = {}
     if not args.skip_resnet50:
         pairs["resnet50"] = resnet50_profiles()
     for n in (100, 1000):

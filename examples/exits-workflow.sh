@@ -38,10 +38,9 @@ done
 $inferedge report "$out/report-linear" "$out/report-pareto" -o "$out/compare"
 
 for store in "$out/store" ${S3_STORE:+"$S3_STORE"}; do
-    $inferedge export --plan "$out/plan-pareto.json" --weights "$out/backbone.pt" \
+    # The set is named by the plan and by what was trained; export prints where it went.
+    prefix=$($inferedge export --plan "$out/plan-pareto.json" --weights "$out/backbone.pt" \
         --exits "$out/exits-pareto.pt" --evaluation "$out/report-pareto" \
-        --store "$store" --pipeline digits --replace
-    hash=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hash"])' \
-        "$out/plan-pareto.json")
-    $inferedge verify --store "$store" --prefix "default/digits/$hash"
+        --store "$store" --pipeline digits | sed -n 's#.* under \(.*\)/$#\1#p')
+    $inferedge verify --store "$store" --prefix "$prefix"
 done

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inferedge.core.profile import CutPoint, DeviceProfile, Segment, SegmentMeasurement
+from inferedge.core.profile import CutPoint, MeasuredProfile, Segment, SegmentMeasurement
 from inferedge.core.synthetic import assemble_profile
 
 
@@ -18,7 +18,7 @@ def profile(
     name: str = "dev",
     memory: int = 10**12,
     energy: Sequence[float] | None = None,
-) -> DeviceProfile:
+) -> MeasuredProfile:
     """A hand-made profile: `ms[i]` is segment i+1's latency; acts has one entry per cut."""
     k = len(ms)
     acts = acts or [1000] * (k + 1)

@@ -11,8 +11,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from inferedge.api import crd as gen
 from inferedge.api.base import API_GROUP, GROUP_VERSION
+from inferedge.api.crd import main
+from inferedge.api.crd_kinds import KINDS, Kind
+from inferedge.api.crd_reference import reference_markdown
+from inferedge.api.crd_schema import crd_files, structural_schema
 from tests.api.apiserver import ROOT
 
 CHART_CRDS = ROOT / "charts" / "inferedge" / "crds"
@@ -44,7 +47,7 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
 
 
 def test_committed_crds_match_the_models() -> None:
-    files = gen.crd_files()
+    files = crd_files()
     assert sorted(files) == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
     for name, text in files.items():
         assert (ROOT / "crds" / name).read_text() == text, (
@@ -61,18 +64,18 @@ def test_the_chart_ships_byte_identical_crds() -> None:
 
 def test_check_mode_reports_drift_in_one_line(tmp_path: Path) -> None:
     lines: list[str] = []
-    assert gen.main(["--out", str(tmp_path)], echo=lines.append) == 0
-    assert gen.main(["--check", "--out", str(tmp_path)], echo=lines.append) == 0
+    assert main(["--out", str(tmp_path)], echo=lines.append) == 0
+    assert main(["--check", "--out", str(tmp_path)], echo=lines.append) == 0
     stale = tmp_path / "inferedge.io_deviceprofiles.yaml"
     stale.write_text(stale.read_text().replace("dprof", "dp"))
-    assert gen.main(["--check", "--out", str(tmp_path)], echo=lines.append) == 1
+    assert main(["--check", "--out", str(tmp_path)], echo=lines.append) == 1
     assert lines[-1].startswith("stale generated files: ")
     assert str(stale) in lines[-1]
     assert "\n" not in lines[-1]
 
 
-@pytest.mark.parametrize("kind", gen.KINDS, ids=lambda k: k.kind)
-def test_crd_is_a_valid_kubernetes_object(kind: gen.Kind) -> None:
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_crd_is_a_valid_kubernetes_object(kind: Kind) -> None:
     document = committed(kind.filename)
     kubernetes_validate.validate(document, "1.37.0", strict=True)
     assert document["metadata"]["name"] == kind.crd_name
@@ -86,23 +89,23 @@ def test_crd_is_a_valid_kubernetes_object(kind: gen.Kind) -> None:
 
 
 def test_names_users_rely_on() -> None:
-    names = {k.kind: committed(k.filename)["spec"]["names"] for k in gen.KINDS}
+    names = {k.kind: committed(k.filename)["spec"]["names"] for k in KINDS}
     assert names["InferencePipeline"]["shortNames"] == ["ipl"]
     assert names["DeviceProfile"]["shortNames"] == ["dprof"]
     ipl_columns = [
         c["name"]
-        for c in committed(gen.KINDS[0].filename)["spec"]["versions"][0]["additionalPrinterColumns"]
+        for c in committed(KINDS[0].filename)["spec"]["versions"][0]["additionalPrinterColumns"]
         if not c.get("priority")
     ]
     assert ipl_columns == ["Phase", "Split", "Exits", "Threshold", "Offload", "Ready", "Age"]
-    dprof = committed(gen.KINDS[1].filename)["spec"]["versions"][0]["additionalPrinterColumns"]
+    dprof = committed(KINDS[1].filename)["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in dprof if not c.get("priority")] == [
         "Role", "Node", "Profiled", "Age",
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", gen.KINDS, ids=lambda k: k.kind)
-def test_schema_is_structural_and_fully_described(kind: gen.Kind) -> None:
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_schema_is_structural_and_fully_described(kind: Kind) -> None:
     schema = committed(kind.filename)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     text = yaml.safe_dump(schema)
     assert "$ref" not in text
@@ -137,7 +140,7 @@ def test_schema_is_structural_and_fully_described(kind: gen.Kind) -> None:
 def test_rules_bound_the_strings_and_lists_they_touch() -> None:
     # The API server estimates a rule's cost from maxLength/maxItems and refuses a CRD whose
     # rules could be too expensive; every node a rule iterates must therefore be bounded.
-    for kind in gen.KINDS:
+    for kind in KINDS:
         schema = committed(kind.filename)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         for path, node in nodes(schema):
             for rule in node.get("x-kubernetes-validations", []):
@@ -147,8 +150,8 @@ def test_rules_bound_the_strings_and_lists_they_touch() -> None:
                     assert "maxItems" in node["properties"][field], f"{path}.{field}"
 
 
-@pytest.mark.parametrize("kind", gen.KINDS, ids=lambda k: k.kind)
-def test_printer_columns_point_at_schema_fields(kind: gen.Kind) -> None:
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_printer_columns_point_at_schema_fields(kind: Kind) -> None:
     version = committed(kind.filename)["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
     for column in version["additionalPrinterColumns"]:
@@ -165,7 +168,7 @@ def test_printer_columns_point_at_schema_fields(kind: gen.Kind) -> None:
 
 
 def test_ready_column_reads_the_conditions_list_map() -> None:
-    version = committed(gen.KINDS[0].filename)["spec"]["versions"][0]
+    version = committed(KINDS[0].filename)["spec"]["versions"][0]
     conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
         "conditions"
     ]
@@ -176,16 +179,16 @@ def test_ready_column_reads_the_conditions_list_map() -> None:
 
 
 def test_reference_doc_matches_the_models() -> None:
-    assert (ROOT / "docs" / "crd-reference.md").read_text() == gen.reference_markdown(), (
+    assert (ROOT / "docs" / "crd-reference.md").read_text() == reference_markdown(), (
         "docs/crd-reference.md drifted: run `python -m inferedge.api.crd --docs "
         "docs/crd-reference.md`"
     )
 
 
 def test_reference_doc_names_every_spec_field_and_rule() -> None:
-    text = gen.reference_markdown()
-    for kind in gen.KINDS:
-        schema = gen.structural_schema(kind.model)
+    text = reference_markdown()
+    for kind in KINDS:
+        schema = structural_schema(kind.model)
         for path, node in nodes(schema["properties"]["spec"], "spec"):
             if node.get("properties"):
                 assert f"#### `{path.replace('.[]', '[]')}`" in text, path

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inferedge.api.documents import ManifestFileError, parse_documents
+from inferedge.api.documents import DocumentError, parse_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "examples" / "digits-pipeline.yaml").read_text()
@@ -63,7 +63,7 @@ def test_the_example_parses_with_camel_case_fields() -> None:
     ],
 )
 def test_bad_pipelines_name_the_field(path: list[str], value: object, fragment: str) -> None:
-    with pytest.raises(ManifestFileError) as err:
+    with pytest.raises(DocumentError) as err:
         parse_documents(edited(path, value), "p.yaml")
     message = str(err.value)
     assert message.startswith("p.yaml document 3 InferencePipeline")
@@ -72,27 +72,25 @@ def test_bad_pipelines_name_the_field(path: list[str], value: object, fragment: 
 
 
 def test_wrong_api_version_and_kind_are_named() -> None:
-    with pytest.raises(ManifestFileError, match=r"apiVersion is 'inferedge\.io/v2'"):
+    with pytest.raises(DocumentError, match=r"apiVersion is 'inferedge\.io/v2'"):
         parse_documents(edited(["apiVersion"], "inferedge.io/v2"), "p.yaml")
-    with pytest.raises(ManifestFileError, match="kind is 'Pipeline', expected one of"):
+    with pytest.raises(DocumentError, match="kind is 'Pipeline', expected one of"):
         parse_documents(edited(["kind"], "Pipeline"), "p.yaml")
 
 
 def test_invalid_yaml_names_the_line() -> None:
-    with pytest.raises(ManifestFileError, match=r"p\.yaml: not valid YAML at line 3"):
+    with pytest.raises(DocumentError, match=r"p\.yaml: not valid YAML at line 3"):
         parse_documents("a: 1\nb: [\n", "p.yaml")
 
 
 def test_missing_profile_lists_what_exists() -> None:
     docs = parse_documents(EXAMPLE, "p.yaml")
-    with pytest.raises(
-        ManifestFileError, match=r"no DeviceProfile 'orin' .*found: jetson-orin-nano"
-    ):
+    with pytest.raises(DocumentError, match=r"no DeviceProfile 'orin' .*found: jetson-orin-nano"):
         docs.profile("orin", "default", "p.yaml")
 
 
 def test_device_profile_checks_batch_sizes() -> None:
-    with pytest.raises(ManifestFileError, match="batchSizes must be distinct"):
+    with pytest.raises(DocumentError, match="batchSizes must be distinct"):
         parse_documents(edited(["spec", "profiling", "batchSizes"], [1, 1], doc=0), "p.yaml")
 
 

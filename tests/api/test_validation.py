@@ -18,7 +18,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from inferedge.api import crd as gen
+from inferedge.api import crd_kinds, crd_schema
 from inferedge.api.documents import KINDS
 from tests.api.apiserver import CEL_KEY, ROOT, admit, cel_errors, compile_rule, load_crd_schema
 
@@ -207,8 +207,8 @@ def _mirrors(schema: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(schema, dict):
         for rule in schema.get(CEL_KEY, []):
-            if gen.MIRRORS_KEY in rule:
-                found.add(rule[gen.MIRRORS_KEY])
+            if crd_schema.MIRRORS_KEY in rule:
+                found.add(rule[crd_schema.MIRRORS_KEY])
         for value in schema.values():
             found |= _mirrors(value)
     elif isinstance(schema, list):
@@ -217,18 +217,21 @@ def _mirrors(schema: Any) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("kind", gen.KINDS, ids=lambda k: k.kind)
-def test_every_cross_field_validator_has_a_cel_rule(kind: gen.Kind) -> None:
+@pytest.mark.parametrize("kind", crd_kinds.KINDS, ids=lambda k: k.kind)
+def test_every_cross_field_validator_has_a_cel_rule(kind: crd_kinds.Kind) -> None:
     validators = set().union(*(_after_validators(m) for m in _models(kind.model)))
     assert validators, "expected cross-field validators to mirror"
-    mirrored = _mirrors(gen.structural_schema(kind.model))
+    mirrored = _mirrors(crd_schema.structural_schema(kind.model))
     assert validators <= mirrored, f"no CEL rule mirrors {sorted(validators - mirrored)}"
 
 
 def test_every_mirrored_message_is_exercised() -> None:
-    schemas = [gen.structural_schema(k.model) for k in gen.KINDS]
+    schemas = [crd_schema.structural_schema(k.model) for k in crd_kinds.KINDS]
     messages = {
-        rule["message"] for schema in schemas for rule in _rules(schema) if gen.MIRRORS_KEY in rule
+        rule["message"]
+        for schema in schemas
+        for rule in _rules(schema)
+        if crd_schema.MIRRORS_KEY in rule
     }
     exercised = {message for _, _, message in BAD}
     assert messages <= exercised, f"no refused sample for {sorted(messages - exercised)}"
@@ -244,7 +247,7 @@ def _rules(schema: Any) -> list[dict[str, Any]]:
 
 def test_every_rule_in_the_crds_compiles() -> None:
     pytest.importorskip("celpy")
-    rules = [r["rule"] for k in gen.KINDS for r in _rules(load_crd_schema(k.kind))]
+    rules = [r["rule"] for k in crd_kinds.KINDS for r in _rules(load_crd_schema(k.kind))]
     assert len(rules) >= 10
     for rule in rules:
         compile_rule(rule)
@@ -278,7 +281,7 @@ def test_rules_hold_for_the_defaults_themselves() -> None:
     # The API server validates a CRD's defaults when the CRD is created; a rule that needs a
     # nested default to be filled in first would make the whole CRD invalid.
     pytest.importorskip("celpy")
-    for kind in gen.KINDS:
+    for kind in crd_kinds.KINDS:
         for path, node in _nodes(load_crd_schema(kind.kind), kind.kind):
             if "default" in node and node.get(CEL_KEY):
                 assert cel_errors(node, node["default"]) == [], path

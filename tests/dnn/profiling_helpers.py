@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
+from inferedge.core.profile import MeasuredProfile, dump_profile, parse_profile
 from inferedge.dnn import energy, profiling
 from inferedge.dnn.protocols import Backend, ProfileRequest
 
@@ -73,7 +73,10 @@ def fake_sensor(monkeypatch: pytest.MonkeyPatch) -> FakeSensor:
 
 
 def check_small_profile(
-    backend: Backend, profile: DeviceProfile, request: ProfileRequest, calls: list[tuple[int, int]]
+    backend: Backend,
+    profile: MeasuredProfile,
+    request: ProfileRequest,
+    calls: list[tuple[int, int]],
 ) -> None:
     """What every backend's profile of `request` (batch sizes 1 and 2, 3 repeats, no slowdown)
     must be: valid JSON, the backend's own cut points, every segment measured, progress
@@ -99,7 +102,7 @@ def check_small_profile(
         assert two.peak_memory_bytes == 2 * one.peak_memory_bytes > 0
 
 
-def check_doubled_latencies(profile: DeviceProfile) -> None:
+def check_doubled_latencies(profile: MeasuredProfile) -> None:
     """A profile timed by `fake_clock(range(1, 21))` with 20 repeats and slowdown 2, memory
     overridden to 1234 bytes."""
     assert profile.device.emulated_slowdown == 2.0
@@ -110,7 +113,7 @@ def check_doubled_latencies(profile: DeviceProfile) -> None:
             assert (m.median_ms, m.p95_ms) == pytest.approx((21.0, 38.0))
 
 
-def check_energy_follows_the_sensor(profile: DeviceProfile) -> None:
+def check_energy_follows_the_sensor(profile: MeasuredProfile) -> None:
     """Energies are measured where this machine has a sensor, and null everywhere else."""
     sensor = energy.detect_energy_sensor()
     energies = [m.energy_mj for s in profile.segments for m in s.measurements]

@@ -11,8 +11,8 @@ from torch import nn
 
 from inferedge.core.calibration import Observations
 from inferedge.core.errors import InferedgeError
+from inferedge.core.roles import Role
 from inferedge.dnn.data import Dataset
-from inferedge.dnn.observing import Part
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.observe import observe
 
@@ -90,7 +90,7 @@ def test_confidence_entropy_and_correctness_per_sample(graph: CutGraph, dataset:
 
 
 def test_batching_does_not_change_observations(graph: CutGraph, dataset: Dataset) -> None:
-    heads: list[tuple[int, Part, nn.Module]] = [
+    heads: list[tuple[int, Role, nn.Module]] = [
         (2, "edge", nn.Sequential(nn.Flatten(), nn.Linear(36, CLASSES)))
     ]
     whole = observe(graph, heads, graph.num_cuts, dataset, split_name="test", batch_size=256)

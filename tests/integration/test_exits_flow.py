@@ -49,6 +49,14 @@ def s3_env(moto_endpoint: str) -> dict[str, str]:
     }
 
 
+def committed_set(store: LocalStore, plan_hash: str) -> str:
+    """The prefix of the one set committed for `plan_hash` in `store`."""
+    (manifest,) = [
+        k for k in store.list(f"default/digits/{plan_hash}/") if k.endswith("/manifest.json")
+    ]
+    return manifest.removesuffix("/manifest.json")
+
+
 @pytest.fixture(scope="module")
 def flow(workdir: Path, s3_env: dict[str, str]) -> Path:
     """Run examples/exits-workflow.sh once for the module, on a small model; return its output."""
@@ -121,9 +129,9 @@ def test_export_committed_to_local_and_s3(
 ) -> None:
     d = flow
     plan_hash = json.loads((d / "plan-pareto.json").read_text())["hash"]
-    prefix = f"default/digits/{plan_hash}"
     local = LocalStore(d / "store")
     s3 = make_s3_store(moto_endpoint, bucket=BUCKET)
+    prefix = committed_set(local, plan_hash)
     for store in (local, s3):
         assert is_committed(store, prefix)
         manifest = parse_manifest(read_manifest(store, prefix), "manifest")
@@ -131,13 +139,18 @@ def test_export_committed_to_local_and_s3(
         assert manifest.calibration is not None
         heads = {s.end for s in (*manifest.edge, *manifest.cloud) if s.head}
         assert heads == {e.cut_index for e in manifest.plan.exits}
-    # a committed set is immutable: exporting again needs --replace, never overwrites silently
-    again = run_cli_module(
-        "export", "--plan", str(d / "plan-pareto.json"), "--weights", str(d / "backbone.pt"),
-        "--exits", str(d / "exits-pareto.pt"), "--store", str(d / "store"), "--pipeline",
-        "digits",
-    )  # fmt: skip
-    assert_one_line_error(again, prefix, "--replace")
+    # A committed set is immutable and named by what decides its bytes: exporting the same
+    # files again keeps it as it is.
+    export = (
+        *("export", "--plan", str(d / "plan-pareto.json"), "--weights", str(d / "backbone.pt")),
+        *("--store", str(d / "store"), "--pipeline", "digits", "--evaluation"),
+        str(d / "report-pareto"),
+    )
+    manifest_bytes = read_manifest(local, prefix)
+    again = ok(run_cli_module(*export, "--exits", str(d / "exits-pareto.pt")))
+    assert "already published (the same set)" in again
+    assert prefix in again
+    assert read_manifest(local, prefix) == manifest_bytes
 
 
 def test_a_corrupted_artifact_is_refused(flow: Path, run_cli_module: RunCli) -> None:
@@ -159,13 +172,12 @@ def test_a_corrupted_artifact_is_refused(flow: Path, run_cli_module: RunCli) -> 
             "digits",
         )
     )
-    segment = next((store / "default" / "digits" / plan_hash / "cloud").glob("segment_*.pt2"))
+    prefix = committed_set(LocalStore(store), plan_hash)
+    segment = next((store / prefix / "cloud").glob("segment_*.pt2"))
     data = bytearray(segment.read_bytes())
     data[100] ^= 0xFF
     segment.write_bytes(bytes(data))
-    result = run_cli_module(
-        "verify", "--store", str(store), "--prefix", f"default/digits/{plan_hash}"
-    )
+    result = run_cli_module("verify", "--store", str(store), "--prefix", prefix)
     assert_one_line_error(result, "sha256 mismatch", segment.name)
 
 

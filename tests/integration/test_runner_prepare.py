@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inferedge.api.documents import ManifestFileError, parse_documents
+from inferedge.api.documents import DocumentError, parse_documents
 from inferedge.core.manifest import parse_manifest
-from inferedge.local.runner import Progress, prepare
+from inferedge.core.progress import ProgressCallback
+from inferedge.local.runner import prepare
 from inferedge.storage import LocalStore
 from inferedge.storage.artifacts import is_committed, read_manifest
 
@@ -29,7 +30,7 @@ class Quiet:
         self.lines.append(text)
 
     @contextlib.contextmanager
-    def progress(self, title: str) -> Iterator[Progress]:
+    def progress(self, title: str) -> Iterator[ProgressCallback]:
         self.bars.append(title)
         yield lambda done, total: None
 
@@ -67,21 +68,56 @@ def test_prepare_commits_verified_artifacts(tmp_path: Path) -> None:
     assert manifest.plan.hash == prepared.plan.hash
     assert manifest.calibration == prepared.evaluation.calibration
     assert prepared.edge.device.emulated_slowdown == 8
-    assert prepared.prefix == f"default/digits/{prepared.plan.hash}"
+    plan_dir, set_id = prepared.prefix.rsplit("/", 1)
+    assert plan_dir == f"default/digits/{prepared.plan.hash}"
+    assert len(set_id) == 16
     assert any(line.startswith("plan ") for line in reporter.lines)
-    assert len(reporter.bars) == 4  # backbone, two profiles, exits
+    # The steps ran as child processes; their news and progress came back as lines and bars.
+    assert any(line.startswith("backbone: test accuracy") for line in reporter.lines)
+    assert len(reporter.bars) == 4, reporter.bars  # two profiles, backbone, exits
+
+
+def test_given_weights_are_not_trained_and_name_the_same_set_again(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    docs = parse_documents(small_manifest(), "m.yaml")
+    trained = prepare(docs, docs.pipelines[0], first, Quiet(), "m.yaml")
+    model = {
+        "name": "tests.models:small_resnet",
+        "inputShape": [3, 16, 16],
+        "weightsUri": str(first / "backbone.pt"),
+    }
+    docs = parse_documents(small_manifest(model=model), "m.yaml")
+    reporter = Quiet()
+    again = prepare(docs, docs.pipelines[0], tmp_path / "second", reporter, "m.yaml")
+    assert not any(bar.startswith("training tests.models") for bar in reporter.bars)
+    assert any("not trained" in line for line in reporter.lines)
+    assert again.plan.hash == trained.plan.hash
+    # The same weights name the same set; the training inputs (weightsUri) differ, so the id
+    # differs from the first run's, and the set's weights are byte for byte the given ones.
+    assert again.prefix != trained.prefix
+    assert (tmp_path / "second" / "backbone.pt").read_bytes() == (
+        first / "backbone.pt"
+    ).read_bytes()
+    repeat = Quiet()
+    prepare(docs, docs.pipelines[0], tmp_path / "second", repeat, "m.yaml")
+    assert any(line.startswith("already published") for line in repeat.lines)
 
 
 def test_a_fixed_threshold_is_used_as_given(tmp_path: Path) -> None:
     docs = parse_documents(small_manifest(inference={"threshold": 0.42}), "m.yaml")
     prepared = prepare(docs, docs.pipelines[0], tmp_path, Quiet(), "m.yaml")
+    # In effect: the fixed threshold, with its predicted figures from the test sweep.
     assert prepared.evaluation.calibration.threshold == 0.42
+    assert 0.42 in {row.threshold for row in prepared.evaluation.test.rows}
+    # The set keeps what calibration chose, as in a cluster: a fixed threshold is served
+    # from the runtime config, so changing it never re-exports.
     assert prepared.manifest.calibration is not None
-    assert prepared.manifest.calibration.threshold == 0.42
+    chosen = prepared.manifest.calibration.threshold
+    assert chosen in {row.threshold for row in prepared.evaluation.val.rows}
 
 
 def test_a_profile_of_the_wrong_role_is_refused(tmp_path: Path) -> None:
     text = small_manifest(cloud={"profile": "jetson-orin-nano"}, edge={"profile": "cloud-cpu"})
     docs = parse_documents(text, "m.yaml")
-    with pytest.raises(ManifestFileError, match=r"spec\.edge\.profile 'cloud-cpu' is a"):
+    with pytest.raises(DocumentError, match=r"spec\.edge\.profile 'cloud-cpu' is a"):
         prepare(docs, docs.pipelines[0], tmp_path, Quiet(), "m.yaml")

@@ -80,11 +80,17 @@ class Cluster:
         return self.api.items(ns_path("jobs"), selector)
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        """Events about the object `name`, oldest first."""
+        """Events about the object `name`, oldest first (in the order they were created:
+        resourceVersion is opaque to clients, so it is not used to order them)."""
+        created = {
+            obj["metadata"]["uid"]: i
+            for i, (_, _, kind, obj) in enumerate(list(self.emulator._log))
+            if kind == "ADDED"
+        }
         found = [
             e for e in self.api.items(ns_path("events")) if e["involvedObject"].get("name") == name
         ]
-        return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))
+        return sorted(found, key=lambda e: created[e["metadata"]["uid"]])
 
     def created(self, plural: str, name_part: str) -> int:
         """How many objects whose name contains `name_part` were ever created (ADDED)."""

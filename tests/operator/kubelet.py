@@ -1,21 +1,28 @@
-"""A stand-in for the kubelet and the Job/Deployment controllers, so no torch runs in these tests.
+"""A stand-in for the kubelet and the Job/Deployment controllers.
 
-It polls the emulated API and does what the real cluster would, through the same API: a Job's
-"pod" writes what the real `inferedge cluster ...` command would write to the store (a synthetic
-profile, a committed artifact set built from the stored plan) and the Job is marked Complete; a
-Deployment's pods become ready. Jobs can be held (kept running) or failed on demand.
+It polls the emulated API and does what the real cluster would, through the same API. By
+default no torch runs: a Job's "pod" writes what the real `inferedge cluster ...` command would
+write to the store (a synthetic profile, an identity record, a committed artifact set built from
+the stored plan) and the Job is marked Complete. With `execute=True` it runs the Job's container
+for real: the same `inferedge` command with the container's args and env, as a process on this
+machine. A Deployment's pods become ready. Jobs can be held (kept running) or failed on demand.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inferedge.api.jobs import ExportJob, JobArgs, ProfileJob, TrainJob
+from inferedge.api.keys import ArtifactIdentity, identity_key, training_key
 from inferedge.core.manifest import (
     ArtifactFile,
     Calibration,
@@ -39,8 +46,21 @@ def now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _arg(args: list[str], flag: str) -> str:
-    return args[args.index(flag) + 1]
+def step_args(container: dict[str, Any]) -> JobArgs:
+    """The typed arguments a Job's container passes its step, parsed as the CLI parses them."""
+    args: list[str] = container["args"]
+    steps = {t.command: t for t in (ProfileJob, TrainJob, ExportJob)}
+    step = steps[(args[0], args[1])]
+    values: dict[str, object] = {
+        flag.removeprefix("--").replace("-", "_"): value
+        for flag, value in zip(args[2::2], args[3::2], strict=True)
+    }
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    for name in step.model_fields:
+        var = step.env_name(name)
+        if var is not None and var in env:
+            values[name] = env[var]
+    return step.parse(values)
 
 
 def model_seed(model: str) -> int:
@@ -58,15 +78,18 @@ class Kubelet:
         *,
         speeds: dict[str, float],
         namespace: str = "default",
+        execute: bool = False,
     ) -> None:
         self.api = api
         self.open_store = open_store
         self.speeds = speeds  # ms per GFLOP by DeviceProfile name
         self.namespace = namespace
+        self.execute = execute
         self.hold: set[str] = set()  # Job components (profile, train, export) kept running
         self.fail: set[str] = set()  # Job components that fail
         self.ready_deployments = True
         self.ran: list[str] = []  # names of the Jobs that ran, in order
+        self.logs: list[str] = []  # output of the Jobs run for real
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -113,12 +136,28 @@ class Kubelet:
             }
             self._patch_job(name, {"failed": 1, "conditions": [condition]})
             return
-        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-        store = self.open_store()
-        if args[:2] == ["cluster", "profile"]:
-            self._profile(store, args)
-        elif args[:2] == ["cluster", "export"]:
-            self._export(store, args)
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        if self.execute:
+            failure = self._run(container)
+            if failure is not None:
+                condition = {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": failure,
+                    "lastTransitionTime": now(),
+                }
+                self._patch_job(name, {"failed": 1, "conditions": [condition]})
+                return
+        else:
+            args = step_args(container)
+            store = self.open_store()
+            if isinstance(args, ProfileJob):
+                self._profile(store, args)
+            elif isinstance(args, TrainJob):
+                self._train(store, args)
+            elif isinstance(args, ExportJob):
+                self._export(store, args)
         self._pod(name)
         self.ran.append(name)
         condition = {"type": "Complete", "status": "True", "lastTransitionTime": now()}
@@ -139,17 +178,46 @@ class Kubelet:
         }
         self.api.create(ns_path("pods", self.namespace), pod)
 
-    def _profile(self, store: ArtifactStore, args: list[str]) -> None:
-        model, device = args[2], _arg(args, "--device-name")
-        profile = synthetic_profile(
-            12, seed=model_seed(model), ms_per_gflop=self.speeds[device], device_name=device
+    def _run(self, container: dict[str, Any]) -> str | None:
+        """Run the container's command here; None when it succeeded, else its last line."""
+        env = {**os.environ}
+        env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
+        env.pop("HOME")  # the pod's emptyDir; this machine's HOME serves the same purpose
+        env.pop("MPLCONFIGDIR")
+        done = subprocess.run(
+            [sys.executable, "-m", container["command"][0], *container["args"]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
-        store.put_bytes(_arg(args, "--key"), dump_profile(profile).encode())
+        self.logs.append(done.stdout + done.stderr)
+        if done.returncode == 0:
+            return None
+        lines = done.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit code {done.returncode}"
 
-    def _export(self, store: ArtifactStore, args: list[str]) -> None:
-        plan_key = _arg(args, "--plan-key")
-        plan = parse_plan(store.get_bytes(plan_key).decode(), plan_key)
-        prefix = artifact_prefix(_arg(args, "--namespace"), _arg(args, "--pipeline"), plan.hash)
+    def _profile(self, store: ArtifactStore, args: ProfileJob) -> None:
+        profile = synthetic_profile(
+            12,
+            seed=model_seed(args.model),
+            ms_per_gflop=self.speeds[args.device_name],
+            device_name=args.device_name,
+        )
+        store.put_bytes(args.key, dump_profile(profile).encode())
+
+    def _train(self, store: ArtifactStore, args: TrainJob) -> None:
+        plan = parse_plan(store.get_bytes(args.plan_key).decode(), args.plan_key)
+        weights = hashlib.sha256(f"weights of {args.output_prefix}".encode()).hexdigest()
+        identity = ArtifactIdentity.of(plan.hash, training_key(args.spec, plan.hash), weights)
+        store.put_bytes(identity_key(args.output_prefix), identity.model_dump_json().encode())
+
+    def _export(self, store: ArtifactStore, args: ExportJob) -> None:
+        plan = parse_plan(store.get_bytes(args.plan_key).decode(), args.plan_key)
+        record = store.get_bytes(identity_key(args.training_prefix))
+        identity = ArtifactIdentity.model_validate_json(record)
+        prefix = artifact_prefix(args.namespace, args.pipeline, plan.hash, identity.set_id)
         publish_fake_set(store, prefix, plan, Path(f"/tmp/kubelet-{threading.get_ident()}"))
 
     def _deployment(self, deployment: dict[str, Any]) -> None:

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from inferedge.api.device_profile import DeviceProfileSpec
+from inferedge.api.jobs import ExportJob, ProfileJob, TrainJob
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.cli import cli
-from inferedge.controller import builders, naming
+from inferedge.controller import builders, jobs, naming, pods
 from tests.operator.conftest import EXAMPLE
 
 OWNER = {
@@ -19,13 +20,13 @@ OWNER = {
     "kind": "InferencePipeline",
     "metadata": {"name": "digits", "namespace": "team-a", "uid": "uid-1"},
 }
-IMAGES = builders.Images(
+IMAGES = pods.Images(
     runtime="registry/runtime:1",
     edge="registry/jetson:1",
     runtime_tensorflow="registry/tf:1",
     edge_tensorflow="registry/tf-arm64:1",
 )
-INPUTS = builders.TrainingInputs(
+INPUTS = jobs.TrainingInputs(
     training_key="0123456789abcdef",
     plan_key="team-a/digits/plans/p.json",
     edge_profile_key="team-a/_profiles/jetson/e.json",
@@ -56,15 +57,11 @@ def all_manifests(framework: str = "torch") -> list[dict[str, Any]]:
         "metadata": {**OWNER["metadata"], "name": "jetson"},
     }
     return [
-        builders.build_profiling_job(
+        jobs.build_profiling_job(
             owner=dprof_owner, device=edge, spec=spec, key="abcdef012345", images=IMAGES
         ),
-        builders.build_training_job(
-            owner=OWNER, spec=spec, cloud=cloud, inputs=INPUTS, images=IMAGES
-        ),
-        builders.build_export_job(
-            owner=OWNER, spec=spec, cloud=cloud, inputs=INPUTS, images=IMAGES
-        ),
+        jobs.build_training_job(owner=OWNER, spec=spec, cloud=cloud, inputs=INPUTS, images=IMAGES),
+        jobs.build_export_job(owner=OWNER, spec=spec, cloud=cloud, inputs=INPUTS, images=IMAGES),
         builders.build_deployment(
             owner=OWNER, role="edge", spec=spec, device=edge, config_hash=config_hash, images=IMAGES
         ),
@@ -171,15 +168,15 @@ def test_each_pod_gets_the_image_of_its_models_framework() -> None:
         if torch_pod["kind"] == "Deployment":
             assert builders.template_hash(torch_pod) != builders.template_hash(keras_pod)
     # The defaults: the TensorFlow runtime image, built for both architectures.
-    defaults = builders.Images()
+    defaults = pods.Images()
     assert defaults.for_role("edge", "tensorflow") == defaults.for_role("cloud", "tensorflow")
     assert "runtime-tensorflow" in defaults.runtime_tensorflow
 
 
 def test_an_edge_profile_without_labels_still_defaults_to_arm64() -> None:
     device = DeviceProfileSpec(role="edge")
-    assert builders.scheduling(device) == {"nodeSelector": {"kubernetes.io/arch": "arm64"}}
-    assert builders.scheduling(DeviceProfileSpec(role="cloud")) == {}
+    assert pods.scheduling(device) == {"nodeSelector": {"kubernetes.io/arch": "arm64"}}
+    assert pods.scheduling(DeviceProfileSpec(role="cloud")) == {}
 
 
 def test_a_config_change_changes_the_pod_template() -> None:
@@ -263,5 +260,10 @@ def test_every_container_runs_a_real_cli_command(
     # click parses the arguments and environment exactly as in the pod (types, required
     # options, choices), without running the command.
     ctx = command.make_context("inferedge", list(rest), auto_envvar_prefix=prefix)
-    if "spec_json" in ctx.params:
-        InferencePipelineSpec.model_validate_json(ctx.params["spec_json"])
+    # A step's command then turns the texts into its typed arguments, as the pod would.
+    steps = {" ".join(t.command): t for t in (ProfileJob, TrainJob, ExportJob)}
+    step = steps.get(" ".join(container["args"][:2]))
+    if step is not None:
+        parsed = step.parse(ctx.params)
+        if isinstance(parsed, TrainJob):
+            assert parsed.spec == example(framework)[2]

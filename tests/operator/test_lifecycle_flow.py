@@ -38,7 +38,9 @@ def test_create_to_ready(
     assert status["offloadRatio"] == CALIBRATED_OFFLOAD
     plan = status["plan"]
     assert plan["exits"] == f"{len(plan['edgeExits'])}+{len(plan['cloudExits'])}"
-    assert status["artifacts"]["uri"].endswith(f"default/digits/{plan['hash']}")
+    plan_dir, set_id = status["artifacts"]["uri"].rsplit("/", 1)
+    assert plan_dir.endswith(f"default/digits/{plan['hash']}")
+    assert len(set_id) == 16
     conditions = {c["type"]: c for c in status["conditions"]}
     assert {k: c["status"] for k, c in conditions.items()} == dict.fromkeys(
         [

@@ -1,4 +1,5 @@
-"""DeviceProfile decisions (pure) and the reconcile loop's coalescing and backoff."""
+"""DeviceProfile decisions (pure), reading API bodies, and the reconcile loop's coalescing and
+backoff."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from inferedge.controller import naming
+from inferedge.controller.cache import Indices, ObjectCache
 from inferedge.controller.observe import job_snapshot, rollout_facts
 from inferedge.controller.profiling import JobSnapshot, Need, Recorded, plan_profiling
-from inferedge.controller.reconciler import Reconciler
+from inferedge.controller.reconciler import Outcome, Reconciler
+from inferedge.controller.views import DeploymentView, JobView
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 NEED = Need(key="k1", label="resnet18@k1", job_name="jetson-profile-k1", pipeline="digits")
@@ -58,18 +62,20 @@ def test_failures_and_unused_profiles_are_reported() -> None:
 
 def test_job_and_deployment_observations() -> None:
     assert job_snapshot(None).state == "Absent"
-    assert job_snapshot({"status": {"active": 1}}).state == "Active"
+    assert job_snapshot(JobView.from_body({"status": {"active": 1}})).state == "Active"
     done = {
         "status": {"completionTime": DONE, "conditions": [{"type": "Complete", "status": "True"}]}
     }
-    assert job_snapshot(done) == JobSnapshot("Succeeded", completed_at=DONE)
+    assert job_snapshot(JobView.from_body(done)) == JobSnapshot("Succeeded", completed_at=DONE)
     failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "message": "boom"}]}}
-    assert job_snapshot(failed) == JobSnapshot("Failed", message="boom")
-    deployment = {
-        "metadata": {"generation": 3, "annotations": {"inferedge.io/template-hash": "h1"}},
-        "spec": {"replicas": 2},
-        "status": {"observedGeneration": 2, "updatedReplicas": 2, "readyReplicas": 2},
-    }
+    assert job_snapshot(JobView.from_body(failed)) == JobSnapshot("Failed", message="boom")
+    deployment = DeploymentView.from_body(
+        {
+            "metadata": {"generation": 3, "annotations": {"inferedge.io/template-hash": "h1"}},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "updatedReplicas": 2, "readyReplicas": 2},
+        }
+    )
     facts = rollout_facts("p-edge", deployment, "h1")
     assert facts.pods_ready
     assert not facts.rolled_out  # the controller has not seen generation 3 yet
@@ -81,9 +87,9 @@ def test_job_and_deployment_observations() -> None:
 async def test_nudges_coalesce_and_failures_back_off() -> None:
     calls: list[str] = []
     gate = asyncio.Event()
-    results = iter([False, True, False])
+    results = iter([Outcome.DONE, Outcome.RETRY, Outcome.DONE])
 
-    async def reconcile(key: str) -> bool:
+    async def reconcile(key: str) -> Outcome:
         calls.append(key)
         await gate.wait()
         return next(results)
@@ -109,12 +115,12 @@ async def test_nudges_coalesce_and_failures_back_off() -> None:
 async def test_an_exception_is_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:
     attempts = 0
 
-    async def reconcile(key: str) -> bool:
+    async def reconcile(key: str) -> Outcome:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
             raise RuntimeError("API down")
-        return False
+        return Outcome.DONE
 
     reconciler: Reconciler[str] = Reconciler(
         "test", reconcile, logging.getLogger("test"), base_delay=0.01
@@ -127,3 +133,61 @@ async def test_an_exception_is_logged_and_retried(caplog: pytest.LogCaptureFixtu
     assert attempts == 2
     assert "reconcile failed; retrying with backoff" in caplog.text
     await reconciler.close()
+
+
+@pytest.mark.asyncio
+async def test_again_runs_at_once_and_gone_forgets_the_backoff() -> None:
+    outcomes = iter([Outcome.RETRY, Outcome.AGAIN, Outcome.GONE])
+    calls = 0
+
+    async def reconcile(key: str) -> Outcome:
+        nonlocal calls
+        calls += 1
+        return next(outcomes)
+
+    reconciler: Reconciler[str] = Reconciler(
+        "test", reconcile, logging.getLogger("test"), base_delay=0.01
+    )
+    reconciler.nudge("a")
+    for _ in range(200):
+        if calls == 3 and "a" not in reconciler._states:
+            break
+        await asyncio.sleep(0.01)
+    # retry after the backoff -> again right away -> gone: nothing is kept for the key
+    assert calls == 3
+    assert "a" not in reconciler._states
+    await reconciler.close()
+
+
+def _pipeline(version: str, phase: str) -> dict[str, object]:
+    return {
+        "metadata": {"namespace": "ns", "name": "p", "resourceVersion": version},
+        "status": {"phase": phase},
+    }
+
+
+def _phase(cache: ObjectCache) -> object:
+    view = cache.pipeline(("ns", "p"))
+    assert view is not None
+    return view.status.get("phase")
+
+
+def test_resource_versions_are_compared_for_equality_only() -> None:
+    # Opaque versions that order the wrong way as numbers and do not parse as numbers at all:
+    # the written copy stands in only while the index holds what it held at the write.
+    store: dict[tuple[str, str], list[dict[str, object]]] = {
+        ("ns", "p"): [_pipeline("9", "Pending")]
+    }
+    cache = ObjectCache(Indices(pipelines=store, device_profiles={}, jobs={}, deployments={}))
+    cache.remember(naming.PIPELINES, _pipeline("10", "Profiling"))
+    assert _phase(cache) == "Profiling"  # the watch has not delivered the write yet
+    store[("ns", "p")] = [_pipeline("10", "Profiling")]
+    assert _phase(cache) == "Profiling"  # it has: the index serves from now on
+    store[("ns", "p")] = [_pipeline("a7", "Planning")]
+    assert _phase(cache) == "Planning"
+    cache.remember(naming.PIPELINES, _pipeline("b3", "Training"))
+    assert _phase(cache) == "Training"
+    store[("ns", "p")] = [_pipeline("0", "Failed")]  # a later change, whatever its spelling
+    assert _phase(cache) == "Failed"
+    store[("ns", "p")] = [_pipeline("a7", "Planning")]  # the written copy is not used again
+    assert _phase(cache) == "Planning"

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from inferedge.core.exits import ExitHeadSpec
-from inferedge.core.plan import Part, Plan, PlanRequest
+from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.profile import MeasuredProfile
+from inferedge.core.roles import Role
 from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.graph import build_cut_graph
@@ -27,8 +28,8 @@ from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.pipeline import Backbone
 from inferedge.dnn.torch.weights import WeightsInfo
 from inferedge.dnn.torch.workflow import TorchWorkflow
-from inferedge.local.export import export_to_store
 from inferedge.runtime.partition import Partition, load_partition
+from inferedge.steps.export import export_to_store
 from inferedge.storage.local import LocalStore
 
 MODEL = "tests.models:small_resnet"
@@ -53,7 +54,7 @@ class Exported:
     model: nn.Module
     cache: Path
 
-    def load(self, plan: str, part: Part) -> Partition:
+    def load(self, plan: str, part: Role) -> Partition:
         """Load one part of one plan through the shared download cache."""
         return load_partition(self.store, self.prefixes[plan], part, self.cache)
 
@@ -64,7 +65,7 @@ class Exported:
         return predictions
 
 
-def _profiles() -> tuple[DeviceProfile, DeviceProfile]:
+def _profiles() -> tuple[MeasuredProfile, MeasuredProfile]:
     base = {"model_ref": MODEL, "num_classes": CLASSES, "input_shape": SHAPE,
             "batch_sizes": (1,), "warmup": 0, "repeats": 1}  # fmt: skip
     backend = TorchBackend()
@@ -92,7 +93,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
         plan = make_plan(edge, cloud, request)
         assert 0 < plan.split < plan.final_cut, "every test plan must offload"
         exits = workflow.build_exits(plan, backbone, ExitHeadSpec(preset="minimal"), seed=1)
-        prefixes[name], _ = export_to_store(
+        prefixes[name] = export_to_store(
             plan,
             workflow,
             backbone,
@@ -101,7 +102,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
             calibration=None,
             namespace="default",
             pipeline=name,
-        )
+            set_id=plan.hash,
+        ).prefix
         plans[name] = plan
     assert len({p.hash for p in plans.values()}) == len(PLANS)
     return Exported(store, prefixes, plans, module, root / "cache")

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from inferedge.runtime.dataplane import CloudAnswer, CloudDataplane, Offload, OffloadContext
+from inferedge.runtime.dataplane import CloudDataplane
+from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 
 WAIT_LIMIT_S = 10.0
 

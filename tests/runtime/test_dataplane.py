@@ -1,4 +1,7 @@
-"""The edge and cloud dataplanes wired directly: exits, offloads, batching, failures, swaps."""
+"""The edge and cloud dataplanes wired directly: exits, offloads, failures, swaps.
+
+The cloud's batcher on its own is tested in test_batching.py.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +12,11 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from inferedge.runtime.dataplane import (
-    CloudAnswer,
-    CloudDataplane,
-    EdgeDataplane,
-    Offload,
-    OffloadContext,
-)
+from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import NotReady, OffloadFailed, PlanMismatch
+from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.partition import Partition, PartitionError, RowResult
+from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.policy import BatchPolicy, PolicyError, degraded_choice
 from tests.runtime.conftest import Exported
 from tests.runtime.helpers import direct_offload, eventually
@@ -107,96 +105,6 @@ async def test_cloud_exits_answer_early(
     assert {(a.location, a.exit_index, a.cut_index) for a in answers} == {
         ("cloud", 2, first_cloud_cut)
     }
-
-
-@pytest.mark.asyncio
-async def test_concurrent_offloads_are_batched(cloud_part: Partition, edge_part: Partition,
-                                               images: Images) -> None:  # fmt: skip
-    activation = edge_part.run_edge(images(16), NEVER).activation
-    cloud = CloudDataplane(cloud_part, batch_policy=BatchPolicy(8, 1000.0), threshold=NEVER)
-    try:
-        answers = await asyncio.gather(
-            *(cloud.handle(activation[i], cloud_part.plan_hash) for i in range(16))
-        )
-    finally:
-        await cloud.aclose()
-    # all sixteen arrive before the worker runs: two full batches, without waiting the 1 s
-    assert [a.batch_size for a in answers] == [8] * 16
-    assert value(cloud.metrics, "inferedge_batch_size_count") == 2
-    assert all(a.queue_ms < 1000.0 for a in answers)
-    batched = [a.rows[0] for a in answers]
-    assert batched == cloud_part.run_cloud(activation, [NEVER] * 16)
-
-
-@pytest.mark.asyncio
-async def test_a_lone_offload_waits_max_wait_then_runs(
-    cloud_part: Partition, edge_part: Partition, images: Images
-) -> None:
-    activation = edge_part.run_edge(images(1), NEVER).activation
-    cloud = CloudDataplane(cloud_part, batch_policy=BatchPolicy(8, 40.0), threshold=NEVER)
-    try:
-        answer = await asyncio.wait_for(cloud.handle(activation, cloud_part.plan_hash), 5.0)
-    finally:
-        await cloud.aclose()
-    assert answer.batch_size == 1
-    assert 40.0 <= answer.queue_ms < 2000.0
-
-
-@pytest.mark.asyncio
-async def test_requests_are_never_split_and_batches_stay_within_the_limit(
-    cloud_part: Partition, edge_part: Partition, images: Images
-) -> None:
-    activation = edge_part.run_edge(images(9), NEVER).activation
-    cloud = CloudDataplane(cloud_part, batch_policy=BatchPolicy(4, 20.0), threshold=NEVER)
-    try:
-        answers = await asyncio.gather(
-            cloud.handle(activation[0:3], cloud_part.plan_hash),
-            cloud.handle(activation[3:6], cloud_part.plan_hash),
-            cloud.handle(activation[6:9], cloud_part.plan_hash),
-        )
-    finally:
-        await cloud.aclose()
-    assert [len(a.rows) for a in answers] == [3, 3, 3]
-    assert [a.batch_size for a in answers] == [3, 3, 3]
-
-
-@pytest.mark.asyncio
-async def test_a_failing_batch_fails_each_of_its_requests(
-    cloud_part: Partition, edge_part: Partition, images: Images, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    activation = edge_part.run_edge(images(3), NEVER).activation
-    cloud = CloudDataplane(cloud_part, batch_policy=BatchPolicy(8, 20.0), threshold=NEVER)
-
-    def broken(x: np.ndarray, thresholds: list[float], *, slowdown: float) -> list[RowResult]:
-        raise RuntimeError("out of memory")
-
-    monkeypatch.setattr(cloud_part, "run_cloud", broken)
-    try:
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                *(cloud.handle(activation[i], cloud_part.plan_hash) for i in range(3)),
-                return_exceptions=True,
-            ),
-            5.0,
-        )
-        assert all(isinstance(r, RuntimeError) for r in results)
-        monkeypatch.undo()
-        healthy = await asyncio.wait_for(cloud.handle(activation, cloud_part.plan_hash), 5.0)
-        assert len(healthy.rows) == 3  # the batcher lives on
-    finally:
-        await cloud.aclose()
-
-
-@pytest.mark.asyncio
-async def test_closing_fails_waiting_offloads(cloud_part: Partition, edge_part: Partition,
-                                              images: Images) -> None:  # fmt: skip
-    activation = edge_part.run_edge(images(1), NEVER).activation
-    cloud = CloudDataplane(cloud_part, batch_policy=BatchPolicy(8, 60_000.0), threshold=NEVER)
-    waiting = asyncio.create_task(cloud.handle(activation, cloud_part.plan_hash))
-    await eventually(lambda: cloud.queued_samples == 1, "the offload to queue")
-    await cloud.aclose()
-    with pytest.raises(NotReady, match="shutting down"):
-        await asyncio.wait_for(waiting, 5.0)
 
 
 @pytest.mark.asyncio

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from inferedge.core.link import Link
-from inferedge.runtime.dataplane import CloudAnswer, OffloadContext
 from inferedge.runtime.emulation import emulated_link
+from inferedge.runtime.messages import CloudAnswer, OffloadContext
 from inferedge.runtime.policy import PolicyError
 
 CONTEXT = OffloadContext(plan_hash="0" * 16, threshold=0.5, timeout_s=5.0)

@@ -12,8 +12,9 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from inferedge.runtime.dataplane import CloudAnswer, CloudDataplane, EdgeDataplane, OffloadContext
+from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.http import make_app
+from inferedge.runtime.messages import CloudAnswer, OffloadContext
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import BatchPolicy
 from tests.runtime.conftest import SHAPE, Exported

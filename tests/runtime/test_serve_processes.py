@@ -57,7 +57,7 @@ def nats_server() -> Iterator[EmbeddedNats]:
 def second_plan(exported: Exported) -> str:
     """The 'other' plan published as a second plan of pipeline 'main'."""
     source = exported.prefixes["other"]
-    prefix = f"default/main/{source.rsplit('/', 1)[1]}"
+    prefix = "default/main/" + source.split("/", 2)[2]
     shutil.copytree(exported.store.root / source, exported.store.root / prefix, dirs_exist_ok=True)
     return prefix
 
@@ -139,7 +139,7 @@ def test_live_threshold_and_refused_reloads_keep_the_servers_serving(
             acks = await reload_pipeline(
                 messenger, "default", "main", threshold=0.0, replicas={"cloud": 1, "edge": 1}
             )
-            with pytest.raises(ReloadError, match="expected default/main/<plan-hash>"):
+            with pytest.raises(ReloadError, match="expected default/main/<plan-hash>/<set-id>"):
                 await reload_pipeline(
                     messenger,
                     "default",

@@ -14,7 +14,7 @@ import pytest
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.profile import MeasuredProfile
 from inferedge.dnn.data import Splits, load_dataset, split_dataset
 from inferedge.dnn.protocols import ExitHandle, ProfileRequest, Schedule
 from inferedge.dnn.tensorflow.backend import KerasBackend
@@ -29,8 +29,8 @@ class Planned:
     """A trained small_resnet, its two profiles, a plan with exits, and the trained exits."""
 
     backbone: KerasBackbone
-    edge: DeviceProfile
-    cloud: DeviceProfile
+    edge: MeasuredProfile
+    cloud: MeasuredProfile
     plan: Plan
     exits: list[ExitHandle]
     backbone_accuracy: float

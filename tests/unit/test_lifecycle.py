@@ -8,24 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inferedge.core.lifecycle import (
-    CONDITION_TYPES,
-    Action,
+from inferedge.core.conditions import Condition, ConditionStatus, merge_condition
+from inferedge.core.facts import (
     ArtifactFacts,
-    Condition,
-    Decision,
     Failure,
     JobFacts,
     PipelineFacts,
     PlanFacts,
-    Previous,
     ProfileFacts,
     RolloutFacts,
-    decide,
-    merge_condition,
     retried,
     waits,
 )
+from inferedge.core.lifecycle import CONDITION_TYPES, Action, Decision, Phase, Previous, decide
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 READY_PROFILES = (ProfileFacts("edge", "jetson", "Ready"), ProfileFacts("cloud", "cpu", "Ready"))
@@ -295,7 +290,7 @@ def test_failures_that_wait_for_a_change_fail_the_pipeline(
     ],
 )
 def test_retried_failures_keep_the_phase_and_ask_for_a_retry(
-    facts: PipelineFacts, phase: str
+    facts: PipelineFacts, phase: Phase
 ) -> None:
     decision = decide(Previous(phase), facts, T0)
     assert decision.phase == phase
@@ -352,12 +347,25 @@ def test_a_model_edit_plans_and_trains_again_while_the_old_pods_serve() -> None:
 # -- conditions -----------------------------------------------------------------------------------
 
 
+def ready(
+    status: ConditionStatus, reason: str, message: str, generation: int, at: str
+) -> Condition:
+    return Condition(
+        type="Ready",
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=at,
+    )
+
+
 def test_merge_condition_keeps_the_transition_time_while_the_status_holds() -> None:
-    old = Condition("Ready", "False", "Training", "a", 1, T0)
-    same = merge_condition([old], Condition("Ready", "False", "Exporting", "b", 2, ""), T1)
+    old = ready("False", "Training", "a", 1, T0)
+    same = merge_condition([old], ready("False", "Exporting", "b", 2, ""), T1)
     assert same.last_transition_time == T0
     assert (same.reason, same.observed_generation) == ("Exporting", 2)
-    flipped = merge_condition([old], Condition("Ready", "True", "Ready", "c", 2, ""), T1)
+    flipped = merge_condition([old], ready("True", "Ready", "c", 2, ""), T1)
     assert flipped.last_transition_time == T1
 
 

@@ -10,7 +10,7 @@ from inferedge.core.errors import InfeasibleError, PlanningError
 from inferedge.core.link import Link
 from inferedge.core.plan import PlanRequest
 from inferedge.core.planner import build_tables, make_plan
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.profile import MeasuredProfile
 from inferedge.core.synthetic import synthetic_profile
 from tests.factories import profile
 
@@ -85,7 +85,9 @@ def test_min_latency_may_choose_cloud_only_or_edge_only() -> None:
     assert plan.cloud_usd_per_million == 0.0
 
 
-def brute_force_latency(edge: DeviceProfile, cloud: DeviceProfile, link: Link, end: int) -> float:
+def brute_force_latency(
+    edge: MeasuredProfile, cloud: MeasuredProfile, link: Link, end: int
+) -> float:
     """min over p of E(p) + T(p) + C(p, end), written the slow, obvious way."""
     best = float("inf")
     for p in range(end + 1):

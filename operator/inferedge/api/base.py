@@ -1,4 +1,4 @@
-"""Shared pieces of the custom resources: camelCase fields, object metadata, conditions, CEL rules.
+"""Shared pieces of the custom resources: camelCase fields, object metadata, CEL rules.
 
 The models here are the single source of the CRDs (`inferedge.api.crd` turns them into
 OpenAPI v3 schemas), so every field carries a description and its bounds, and every cross-field
@@ -19,11 +19,6 @@ API_GROUP = "inferedge.io"
 API_VERSION = "v1alpha1"
 GROUP_VERSION: Final = "inferedge.io/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-# metav1.Condition's type: an optional DNS-subdomain prefix, then a CamelCase-ish name.
-CONDITION_TYPE = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
-)
 # resource.Quantity's serialised form (e.g. 500m, 2, 1.5Gi, 1e3).
 _DECIMAL = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
 QUANTITY = rf"^(\+|-)?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL}))?$"
@@ -31,7 +26,6 @@ QUANTITY = rf"^(\+|-)?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL})
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 LABEL_KEY = rf"^({_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
-RFC3339 = "date-time"
 
 
 @dataclass(frozen=True)
@@ -115,38 +109,6 @@ class ObjectMeta(Spec):
     generation: int | None = Field(default=None, ge=0, description="Set by the API server.")
     labels: dict[str, str] = Field(default_factory=dict, description="Object labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Object annotations.")
-
-
-class Condition(Spec):
-    """A status condition in the metav1.Condition shape, so `kubectl wait` and GitOps tools work."""
-
-    type: str = Field(
-        pattern=CONDITION_TYPE,
-        max_length=316,
-        description="Condition type: Profiled, Planned, ExitsTrained, ArtifactsStored, "
-        "EdgeReady, CloudReady, Ready.",
-    )
-    status: Literal["True", "False", "Unknown"] = Field(
-        description="Whether the condition holds: True, False or Unknown."
-    )
-    observed_generation: int | None = Field(
-        default=None,
-        ge=0,
-        description="metadata.generation the condition was computed from; older means stale.",
-    )
-    last_transition_time: str = Field(
-        description="RFC 3339 time of the last status change.",
-        json_schema_extra={"format": RFC3339},
-    )
-    reason: str = Field(
-        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
-        min_length=1,
-        max_length=1024,
-        description="CamelCase reason for the last transition, for machines.",
-    )
-    message: str = Field(
-        default="", max_length=32768, description="Human-readable details of the transition."
-    )
 
 
 class SecretKeyRef(Spec):

@@ -12,15 +12,14 @@ from inferedge.api.base import (
     GROUP_VERSION,
     LABEL_KEY,
     LABEL_VALUE,
-    RFC3339,
     CelRule,
-    Condition,
     LinkSpec,
     ObjectMeta,
     Quantity,
     Spec,
     cel,
 )
+from inferedge.core.conditions import RFC3339, Condition
 
 LabelKey = Annotated[str, Field(pattern=LABEL_KEY, max_length=317)]
 LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]

@@ -1,4 +1,5 @@
-"""Reading manifests: multi-document YAML holding InferencePipelines and DeviceProfiles."""
+"""Reading YAML files: multi-document YAML holding InferencePipelines and DeviceProfiles
+(what a user would `kubectl apply`)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ KINDS: dict[str, type[InferencePipeline] | type[DeviceProfile]] = {
 }
 
 
-class ManifestFileError(InferedgeError):
-    """A manifest file is not valid YAML, or holds an object inferedge cannot use."""
+class DocumentError(InferedgeError):
+    """A YAML file is not valid YAML, or holds an object inferedge cannot use."""
 
 
 @dataclass(frozen=True)
 class Documents:
-    """The inferedge objects of one manifest file, in file order."""
+    """The inferedge objects of one YAML file, in file order."""
 
     pipelines: tuple[InferencePipeline, ...]
     profiles: tuple[DeviceProfile, ...]
@@ -36,31 +37,27 @@ class Documents:
             if p.metadata.name == name and p.metadata.namespace == namespace:
                 return p
         have = ", ".join(p.metadata.name for p in self.profiles) or "none"
-        raise ManifestFileError(
+        raise DocumentError(
             f"{source}: no DeviceProfile {name!r} in namespace {namespace!r} (found: {have})"
         )
 
 
 def _document(raw: Any, where: str) -> InferencePipeline | DeviceProfile:
     if not isinstance(raw, dict):
-        raise ManifestFileError(f"{where}: expected a mapping, got {type(raw).__name__}")
+        raise DocumentError(f"{where}: expected a mapping, got {type(raw).__name__}")
     api_version, kind = raw.get("apiVersion"), raw.get("kind")
     if api_version != GROUP_VERSION:
-        raise ManifestFileError(
-            f"{where}: apiVersion is {api_version!r}, expected {GROUP_VERSION!r}"
-        )
+        raise DocumentError(f"{where}: apiVersion is {api_version!r}, expected {GROUP_VERSION!r}")
     model = KINDS.get(str(kind))
     if model is None:
-        raise ManifestFileError(
+        raise DocumentError(
             f"{where}: kind is {kind!r}, expected one of {', '.join(sorted(KINDS))}"
         )
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         name = (raw.get("metadata") or {}).get("name", "?")
-        raise ManifestFileError(
-            describe_validation_error(exc, f"{where} {kind} {name!r}")
-        ) from None
+        raise DocumentError(describe_validation_error(exc, f"{where} {kind} {name!r}")) from None
 
 
 def parse_documents(text: str, source: str) -> Documents:
@@ -70,7 +67,7 @@ def parse_documents(text: str, source: str) -> Documents:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ManifestFileError(f"{source}: not valid YAML{at}") from None
+        raise DocumentError(f"{source}: not valid YAML{at}") from None
     objects = [_document(raw, f"{source} document {i + 1}") for i, raw in enumerate(raws)]
     return Documents(
         pipelines=tuple(o for o in objects if isinstance(o, InferencePipeline)),

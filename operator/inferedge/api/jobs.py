@@ -8,6 +8,7 @@ parses it back into the same value (`JobArgs.parse`), so the two lists cannot dr
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args, get_origin
@@ -106,10 +107,9 @@ class JobArgs(BaseModel):
             if _is_tuple(kind):
                 out[name] = tuple(p.strip() for p in value.split(",") if p.strip())
             elif isinstance(kind, type) and issubclass(kind, BaseModel):
-                try:
+                # Text that is not JSON is left as is: validation then names the field.
+                with contextlib.suppress(json.JSONDecodeError):
                     out[name] = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"not JSON ({exc.msg} at {exc.pos})") from None
         return out
 
 

@@ -51,7 +51,8 @@ def profiling_key(spec: InferencePipelineSpec, device: DeviceProfileSpec) -> str
 
 
 def profile_store_key(namespace: str, device_profile: str, key: str) -> str:
-    """Where a device class's profile of one model is stored."""
+    """Where a device class's profile of one model is stored: beside the pipelines' prefixes,
+    under `_profiles`, which no pipeline (a DNS label) can be named."""
     return f"{namespace}/_profiles/{device_profile}/{key}.json"
 
 
@@ -84,6 +85,11 @@ def plan_store_key(namespace: str, pipeline: str, plan_hash: str) -> str:
 def training_prefix(namespace: str, pipeline: str, key: str) -> str:
     """Where the training step writes weights, exits, evaluation and the set's identity."""
     return f"{namespace}/{pipeline}/training/{key}"
+
+
+def identity_key(training: str) -> str:
+    """Where the training step records the identity of the set it trained (written last)."""
+    return f"{training}/identity.json"
 
 
 def pipeline_prefix(namespace: str, pipeline: str) -> str:

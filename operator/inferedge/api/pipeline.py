@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -11,20 +11,17 @@ from inferedge.api.base import (
     DNS_LABEL,
     GROUP_VERSION,
     CelRule,
-    Condition,
     LinkSpec,
     ObjectMeta,
     SecretKeyRef,
     Spec,
     cel,
 )
+from inferedge.core.conditions import Condition
 from inferedge.core.exits import ExitHeadSpec
+from inferedge.core.lifecycle import Phase
 from inferedge.core.placement import PARETO_80_20_ALPHA
 
-Phase = Literal[
-    "Pending", "Profiling", "Planning", "Training", "Exporting", "Deploying", "Ready", "Failed"
-]
-PHASES: tuple[str, ...] = get_args(Phase)
 # One input dimension: 8192 covers any image side or sequence length we can profile.
 InputDim = Annotated[int, Field(ge=1, le=8192)]
 URI_MAX = 2048
@@ -63,7 +60,8 @@ class ModelSpec(Spec):
     weights_uri: str | None = Field(
         default=None,
         max_length=URI_MAX,
-        description="Trained backbone weights; trained on the dataset when unset.",
+        description="Trained backbone weights (s3://... or a path); when unset, the weights "
+        "stored with `uri`, else a zoo model trained on the dataset.",
     )
 
 
@@ -102,7 +100,7 @@ class DatasetSpec(Spec):
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the split and training.")
     backbone_training: TrainingSpec = Field(
         default_factory=lambda: TrainingSpec(epochs=8),
-        description="Schedule for training the backbone when no weightsUri is given.",
+        description="Schedule for training a zoo backbone (neither weightsUri nor uri given).",
     )
 
 

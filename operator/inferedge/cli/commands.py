@@ -20,7 +20,7 @@ from inferedge.core.errors import InfeasibleError, InferedgeError, describe_vali
 from inferedge.core.link import Link
 from inferedge.core.plan import MAX_EXITS_PER_PART, Plan, PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import DeviceProfile, dump_profile, parse_profile
+from inferedge.core.profile import MeasuredProfile, dump_profile, parse_profile
 from inferedge.dnn.frameworks import FRAMEWORKS
 
 MIB = 1024 * 1024
@@ -28,7 +28,7 @@ STRATEGIES = ("latency", "memory", "min-latency", "deadline")
 exit_count = click.IntRange(0, MAX_EXITS_PER_PART)
 
 
-def _read_profile(path: Path) -> DeviceProfile:
+def _read_profile(path: Path) -> MeasuredProfile:
     return parse_profile(path.read_text(encoding="utf-8"), str(path))
 
 
@@ -168,7 +168,7 @@ def zoo(framework: str) -> None:
 
 
 def _compare(
-    edge: DeviceProfile, cloud: DeviceProfile, request: PlanRequest
+    edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanRequest
 ) -> list[tuple[str, str, Plan | str]]:
     rows: list[tuple[str, str, Plan | str]] = []
     for strategy in STRATEGIES:

@@ -406,9 +406,9 @@ def evaluate(
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 def report(*, evaluations: tuple[Path, ...], output: Path) -> None:
     """Compare several evaluations (e.g. linear against pareto placement) in one table and plots."""
-    from inferedge.steps.evaluation import load_evaluation
     from inferedge.report.markdown import comparison_markdown
     from inferedge.report.plots import plot_sweeps
+    from inferedge.steps.evaluation import load_evaluation
 
     loaded = [load_evaluation(p) for p in evaluations]
     entries = [(e.label, e.test, e.chosen("test")) for e in loaded]

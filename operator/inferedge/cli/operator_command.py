@@ -97,7 +97,7 @@ def operator(
     import kopf
 
     import inferedge.controller.handlers  # noqa: F401  (registers the handlers)
-    from inferedge.controller.builders import Images
+    from inferedge.controller.pods import Images
     from inferedge.controller.settings import DEFAULT_PEERING, OperatorOptions
 
     defaults = Images()

@@ -12,7 +12,7 @@ import click
 @click.option("--pipeline", required=True, help="Pipeline name (a DNS-1123 label).")
 @click.option(
     "--prefix",
-    help="Artifact set to serve from now on: <namespace>/<pipeline>/<plan-hash>.",
+    help="Artifact set to serve from now on: <namespace>/<pipeline>/<plan-hash>/<set-id>.",
 )
 @click.option(
     "--threshold",

@@ -42,7 +42,7 @@ def _interrupt_on_sigterm() -> None:
 @click.option(
     "-f",
     "--file",
-    "manifest",
+    "file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
     help="A YAML file with the InferencePipeline and its two DeviceProfiles (what you would "
@@ -89,7 +89,7 @@ def _interrupt_on_sigterm() -> None:
 )
 def run(
     *,
-    manifest: Path,
+    file: Path,
     pipeline_name: str | None,
     out: Path,
     thresholds: tuple[float, ...] | None,
@@ -97,37 +97,39 @@ def run(
     server_threads: int,
     serve: bool,
 ) -> None:
-    """Run an InferencePipeline manifest on this machine, with no cluster.
+    """Run the InferencePipeline of a YAML file on this machine, with no cluster.
 
     \b
-    Steps, each writing under --out:
-      1. train the backbone on the dataset (test split held out),
-      2. profile the edge and the cloud as their DeviceProfiles' emulation says,
-      3. plan the split and the exits, train the exits, calibrate c_thr,
-      4. export both partitions into a local artifact store,
+    Steps, each writing under --out (1, 3 and 4 run as the same `inferedge cluster ...`
+    commands the operator's Jobs run, against a local store under --out/store):
+      1. profile the edge and the cloud as their DeviceProfiles' emulation says,
+      2. plan the split and the exits,
+      3. train the backbone (unless spec.model.weightsUri or uri gives it) and the exits
+         on the dataset (test split held out), calibrate c_thr,
+      4. export both partitions as one artifact set,
       5. start an embedded nats-server and `inferedge serve cloud|edge` as processes,
          replay the test split through the edge's HTTP API at several thresholds,
       6. print measured accuracy, latency and offloads next to the planner's prediction,
          and save report/measured.{md,json,png}.
     Ctrl-C stops every process it started.
     """
-    from inferedge.api.documents import ManifestFileError, parse_documents
+    from inferedge.api.documents import DocumentError, parse_documents
     from inferedge.local.measured import write_measured
     from inferedge.local.runner import prepare
     from inferedge.local.serving import ServeSettings, serve_and_measure
 
     _interrupt_on_sigterm()
-    source = str(manifest)
-    docs = parse_documents(manifest.read_text(encoding="utf-8"), source)
+    source = str(file)
+    docs = parse_documents(file.read_text(encoding="utf-8"), source)
     names = [p.metadata.name for p in docs.pipelines]
     if pipeline_name is None and len(names) != 1:
-        raise ManifestFileError(
+        raise DocumentError(
             f"{source}: holds {len(names)} InferencePipelines ({', '.join(names) or 'none'}); "
             "name one with --pipeline"
         )
     chosen = pipeline_name or names[0]
     if chosen not in names:
-        raise ManifestFileError(
+        raise DocumentError(
             f"{source}: no InferencePipeline {chosen!r} (found: {', '.join(names) or 'none'})"
         )
     pipeline = docs.pipelines[names.index(chosen)]

@@ -17,7 +17,8 @@ from inferedge.cli.artifact_commands import store_option
     "--prefix",
     required=True,
     envvar="INFEREDGE_PREFIX",
-    help="Artifact set to serve: <namespace>/<pipeline>/<plan-hash> [env: INFEREDGE_PREFIX].",
+    help="Artifact set to serve: <namespace>/<pipeline>/<plan-hash>/<set-id> "
+    "[env: INFEREDGE_PREFIX].",
 )
 @click.option(
     "--nats-url",

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inferedge.core.plan import Plan
-from inferedge.core.profile import CutPoint, DeviceProfile
+from inferedge.core.profile import CutPoint, MeasuredProfile
 from inferedge.core.sweep import Outcome, SweepReport
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def cut_table(cuts: tuple[CutPoint, ...], title: str) -> Table:
     return table
 
 
-def profile_summary(profile: DeviceProfile) -> RenderableType:
+def profile_summary(profile: MeasuredProfile) -> RenderableType:
     """Device, model and per-batch totals of a profile."""
     d, m = profile.device, profile.model
     head = Text.assemble(

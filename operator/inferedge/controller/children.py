@@ -16,10 +16,10 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-async def create_once(kube: Kube, manifest: dict[str, Any]) -> None:
+async def create_once(kube: Kube, obj: dict[str, Any]) -> None:
     """Create a child with a deterministic name; one that exists already is the same child."""
     with contextlib.suppress(Conflict):
-        await kube.create(manifest)
+        await kube.create(obj)
 
 
 async def ensure(kube: Kube, desired: dict[str, Any]) -> bool:

@@ -1,7 +1,7 @@
 """kopf handlers: thin. They index objects, nudge reconcilers, and clean up the store on delete.
 
 Run with `inferedge operator` (or `kopf run -m inferedge.controller.handlers`). Every decision is
-made in `inferedge.core.lifecycle` and `inferedge.controller.profiling`; every manifest comes
+made in `inferedge.core.lifecycle` and `inferedge.controller.profiling`; every object comes
 from `inferedge.controller.builders`.
 """
 
@@ -13,26 +13,29 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from inferedge.api import keys
 from inferedge.api.pipeline import StorageSpec
 from inferedge.controller import naming
-from inferedge.controller.context import Controller, Indices
+from inferedge.controller.cache import Indices
 from inferedge.controller.kube import Kube
 from inferedge.controller.observe import plain
+from inferedge.controller.operator import Operator
 from inferedge.controller.settings import (
     CLEANUP_ATTEMPTS,
     OperatorOptions,
     configure,
 )
 from inferedge.controller.stores import StoreFailure
-from inferedge.core.lifecycle import Event
+from inferedge.controller.views import PipelineView
+from inferedge.core.conditions import Event
 
 GROUP, VERSION = naming.GROUP, naming.VERSION
 OURS = {naming.MANAGED_BY_LABEL: naming.MANAGED_BY}
 
 
-def _controller(memo: Any) -> Controller:
-    controller: Controller = memo["controller"]
-    return controller
+def _operator(memo: Any) -> Operator:
+    operator: Operator = memo["operator"]
+    return operator
 
 
 @kopf.on.login()
@@ -48,7 +51,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def startup(*, settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
-    """Configure kopf and build the controller that the other handlers share via memo.
+    """Configure kopf and build the operator that the other handlers share via memo.
 
     kopf passes each index as a keyword named after its function (`pipeline_index`, ...).
     """
@@ -60,21 +63,21 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) 
         jobs=kwargs["job_index"],
         deployments=kwargs["deployment_index"],
     )
-    controller = Controller(
+    operator = Operator(
         kube=Kube.connect(),
         options=options,
         indices=indices,
         logger=logging.getLogger("inferedge.controller"),
     )
-    controller.start_periodic()
-    memo["controller"] = controller
+    operator.start_periodic()
+    memo["operator"] = operator
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Stop the reconcilers."""
-    if "controller" in memo:
-        await _controller(memo).close()
+    if "operator" in memo:
+        await _operator(memo).close()
 
 
 def _key(namespace: str | None, name: str | None) -> tuple[str, str]:
@@ -118,13 +121,10 @@ async def pipeline_changed(
     namespace: str | None, name: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     """Reconcile the pipeline, and its DeviceProfiles (what they must profile may change)."""
-    controller = _controller(memo)
-    controller.pipelines.nudge(_key(namespace, name))
-    spec = body.get("spec") or {}
-    for role in ("edge", "cloud"):
-        profile = (spec.get(role) or {}).get("profile")
-        if isinstance(profile, str):
-            controller.profiles.nudge(_key(namespace, profile))
+    operator = _operator(memo)
+    operator.pipelines.nudge(_key(namespace, name))
+    for profile in PipelineView.from_body(body).profile_refs:
+        operator.profiles.nudge(_key(namespace, profile))
 
 
 @kopf.on.event(GROUP, VERSION, naming.DEVICE_PROFILES)
@@ -132,9 +132,9 @@ async def device_profile_changed(
     namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """Reconcile the DeviceProfile and every pipeline that uses it."""
-    controller = _controller(memo)
-    controller.profiles.nudge(_key(namespace, name))
-    controller.nudge_users(namespace or "", name or "")
+    operator = _operator(memo)
+    operator.profiles.nudge(_key(namespace, name))
+    operator.nudge_users(namespace or "", name or "")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
@@ -142,14 +142,14 @@ async def job_changed(
     namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     """A Job moved on: reconcile its owner (and the pipelines waiting on a profile)."""
-    controller = _controller(memo)
+    operator = _operator(memo)
     pipeline = labels.get(naming.PIPELINE_LABEL)
     if pipeline:
-        controller.pipelines.nudge(_key(namespace, pipeline))
+        operator.pipelines.nudge(_key(namespace, pipeline))
     device_profile = labels.get(naming.DEVICE_PROFILE_LABEL)
     if device_profile:
-        controller.profiles.nudge(_key(namespace, device_profile))
-        controller.nudge_users(namespace or "", device_profile)
+        operator.profiles.nudge(_key(namespace, device_profile))
+        operator.nudge_users(namespace or "", device_profile)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
@@ -159,7 +159,7 @@ async def deployment_changed(
     """Pods became (un)ready or a rollout moved: Ready follows live readiness."""
     pipeline = labels.get(naming.PIPELINE_LABEL)
     if pipeline:
-        _controller(memo).pipelines.nudge(_key(namespace, pipeline))
+        _operator(memo).pipelines.nudge(_key(namespace, pipeline))
 
 
 @kopf.on.delete(GROUP, VERSION, naming.PIPELINES, retries=CLEANUP_ATTEMPTS, backoff=5)
@@ -174,24 +174,24 @@ async def pipeline_deleted(
     **_: Any,
 ) -> None:
     """The finalizer's work: delete everything the pipeline stored. Children go by owner refs."""
-    controller = _controller(memo)
+    operator = _operator(memo)
     # Only spec.storage matters here: the rest of the spec may have been broken by a later edit.
     try:
         storage = StorageSpec.model_validate((body.get("spec") or {}).get("storage") or {})
     except ValidationError:
         logger.info("spec.storage is invalid: nothing can have been stored")
         return
-    prefix = naming.pipeline_prefix(namespace or "", name)
+    prefix = keys.pipeline_prefix(namespace or "", name)
     try:
-        store = await controller.stores.open(namespace or "", storage)
-        removed = await controller.stores.discard_pipeline(store, prefix)
+        store = await operator.stores.open(namespace or "", storage)
+        removed = await operator.stores.discard_pipeline(store, prefix)
     except StoreFailure as exc:
         if retry + 1 >= CLEANUP_ATTEMPTS:
             message = (
                 f"gave up deleting artifacts under {storage.uri}/{prefix} after "
                 f"{CLEANUP_ATTEMPTS} attempts: {exc.failure.message}; delete them by hand"
             )
-            await controller.post_event(body, Event("Warning", "ArtifactsLeft", message))
+            await operator.events.post(body, Event("Warning", "ArtifactsLeft", message))
             return
         raise kopf.TemporaryError(f"deleting artifacts: {exc.failure.message}", delay=5) from exc
     logger.info("deleted %d objects under %s/%s", removed, store.uri, prefix)

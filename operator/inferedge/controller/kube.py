@@ -78,9 +78,9 @@ _BY_KIND: Final = {
 }
 
 
-def resource_of(manifest: Mapping[str, Any]) -> Resource:
-    """The resource type of a built manifest, from its kind."""
-    return _BY_KIND[str(manifest["kind"])]
+def resource_of(obj: Mapping[str, Any]) -> Resource:
+    """The resource type of a built object, from its kind."""
+    return _BY_KIND[str(obj["kind"])]
 
 
 class Kube:
@@ -171,21 +171,19 @@ class Kube:
         result = await self._call("GET", resource.path(namespace), query=query)
         return list(result.get("items") or [])
 
-    async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Create the object; Conflict if it exists already."""
-        resource = resource_of(manifest)
-        namespace = manifest["metadata"]["namespace"]
-        result: dict[str, Any] = await self._call(
-            "POST", resource.path(namespace), body=dict(manifest)
-        )
+        resource = resource_of(obj)
+        namespace = obj["metadata"]["namespace"]
+        result: dict[str, Any] = await self._call("POST", resource.path(namespace), body=dict(obj))
         return result
 
-    async def replace(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    async def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the object (PUT); its metadata.resourceVersion guards against lost updates."""
-        resource = resource_of(manifest)
-        meta = manifest["metadata"]
+        resource = resource_of(obj)
+        meta = obj["metadata"]
         path = resource.path(meta["namespace"], meta["name"])
-        result: dict[str, Any] = await self._call("PUT", path, body=dict(manifest))
+        result: dict[str, Any] = await self._call("PUT", path, body=dict(obj))
         return result
 
     async def patch(

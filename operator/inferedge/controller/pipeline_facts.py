@@ -12,46 +12,57 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from inferedge.api import keys
 from inferedge.api.convert import plan_request
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.pipeline import ArtifactRef, InferencePipelineSpec, PlanSummary
-from inferedge.controller import builders, naming
-from inferedge.controller.context import Body, Controller
-from inferedge.controller.kube import CONFIG_MAPS
+from inferedge.controller import builders, jobs, naming, pods
+from inferedge.controller.cache import ObjectCache
+from inferedge.controller.kube import CONFIG_MAPS, Kube
 from inferedge.controller.observe import job_facts, job_snapshot, rollout_facts
-from inferedge.controller.stores import StoreFailure
+from inferedge.controller.stores import StoreFailure, Stores
+from inferedge.controller.views import PipelineView
 from inferedge.core.errors import InferedgeError, describe_validation_error
-from inferedge.core.lifecycle import (
+from inferedge.core.facts import (
     ArtifactFacts,
     Failure,
     PipelineFacts,
     PlanFacts,
     ProfileFacts,
-    Role,
+    RolloutFacts,
     waits,
 )
 from inferedge.core.manifest import artifact_prefix
 from inferedge.core.plan import Plan
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.profile import MeasuredProfile
+from inferedge.core.roles import ROLES, Role
 from inferedge.storage import ArtifactStore
 
-ROLES: tuple[Role, Role] = ("edge", "cloud")
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a pipeline's facts come from, and the images its children run."""
+
+    objects: ObjectCache
+    kube: Kube
+    stores: Stores
+    images: pods.Images
 
 
 @dataclass
 class Desired:
     """What the decision's actions need, filled as far as the facts go."""
 
-    body: Body
+    pipeline: PipelineView
     spec: InferencePipelineSpec | None = None
-    devices: dict[str, tuple[str, DeviceProfileSpec]] = field(default_factory=dict)
+    devices: dict[Role, tuple[str, DeviceProfileSpec]] = field(default_factory=dict)
     store: ArtifactStore | None = None
     plan: Plan | None = None
     plan_key: str = ""
-    inputs: builders.TrainingInputs | None = None
+    inputs: jobs.TrainingInputs | None = None
     config_map: dict[str, Any] | None = None
-    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[Role, dict[str, Any]] = field(default_factory=dict)
     service: dict[str, Any] | None = None
     summary: PlanSummary | None = None
     threshold: float | None = None
@@ -67,24 +78,24 @@ class Gathered:
     desired: Desired
 
 
-def _validate(body: Body) -> tuple[InferencePipelineSpec | None, Failure | None]:
-    problem = naming.name_problem(str(body["metadata"]["name"]), "InferencePipeline")
+def _validate(pipeline: PipelineView) -> tuple[InferencePipelineSpec | None, Failure | None]:
+    problem = naming.name_problem(pipeline.meta.name, "InferencePipeline")
     if problem:
         return None, waits("InvalidName", problem, "recreate the pipeline with a shorter name")
     try:
-        return InferencePipelineSpec.model_validate(body.get("spec") or {}), None
+        return InferencePipelineSpec.model_validate(pipeline.spec), None
     except ValidationError as exc:
         text = describe_validation_error(exc, "spec")
         return None, waits("InvalidSpec", text, "fix the spec and apply it again")
 
 
 def _device(
-    ctl: Controller, namespace: str, spec: InferencePipelineSpec, role: Role
+    objects: ObjectCache, namespace: str, spec: InferencePipelineSpec, role: Role
 ) -> tuple[str, DeviceProfileSpec] | Failure:
     name = (spec.edge if role == "edge" else spec.cloud).profile
     field_name = f"spec.{role}.profile"
-    body = ctl.device_profile((namespace, name))
-    if body is None:
+    view = objects.device_profile((namespace, name))
+    if view is None:
         return waits(
             "DeviceProfileNotFound",
             f"{field_name}: no DeviceProfile {name!r} in namespace {namespace!r}",
@@ -95,7 +106,7 @@ def _device(
         text = f"DeviceProfile {name!r}: {problem}"
         return waits("DeviceProfileInvalid", text, "use a DeviceProfile with a shorter name")
     try:
-        device = DeviceProfileSpec.model_validate(body.get("spec") or {})
+        device = DeviceProfileSpec.model_validate(view.spec)
     except ValidationError as exc:
         text = describe_validation_error(exc, f"DeviceProfile {name!r} spec")
         return waits("DeviceProfileInvalid", text, f"fix DeviceProfile {name!r}")
@@ -108,43 +119,44 @@ def _device(
     return name, device
 
 
-def _rollouts(ctl: Controller, namespace: str, pipeline: str, desired: Desired) -> dict[str, Any]:
+def _rollouts(
+    objects: ObjectCache, namespace: str, pipeline: str, desired: Desired
+) -> dict[Role, RolloutFacts]:
     names = naming.PipelineNames(pipeline)
     out = {}
-    for role, name in (("edge", names.edge), ("cloud", names.cloud)):
+    for role, name in zip(ROLES, (names.edge, names.cloud), strict=True):
         built = desired.deployments.get(role)
         want = builders.template_hash(built) if built is not None else None
-        out[role] = rollout_facts(name, ctl.deployment(namespace, name), want)
+        out[role] = rollout_facts(name, objects.deployment(namespace, name), want)
     return out
 
 
-async def gather(ctl: Controller, body: Body) -> Gathered:
-    """Facts about `body` (a pipeline as read from the API) and its desired children."""
-    meta = body["metadata"]
-    namespace, pipeline = str(meta["namespace"]), str(meta["name"])
-    generation = int(meta.get("generation") or 0)
-    desired = Desired(body=body)
-    facts = await _steps(ctl, namespace, pipeline, generation, desired)
-    rollouts = _rollouts(ctl, namespace, pipeline, desired)
+async def gather(sources: Sources, pipeline: PipelineView) -> Gathered:
+    """Facts about `pipeline` (as read from the API) and its desired children."""
+    namespace, name = pipeline.meta.key
+    generation = pipeline.meta.generation or 0
+    desired = Desired(pipeline=pipeline)
+    facts = await _steps(sources, namespace, name, generation, desired)
+    rollouts = _rollouts(sources.objects, namespace, name, desired)
     facts = replace(facts, edge=rollouts["edge"], cloud=rollouts["cloud"])
     return Gathered(facts=facts, desired=desired)
 
 
 async def _steps(
-    ctl: Controller, namespace: str, pipeline: str, generation: int, desired: Desired
+    sources: Sources, namespace: str, pipeline: str, generation: int, desired: Desired
 ) -> PipelineFacts:
-    spec, problem = _validate(desired.body)
+    spec, problem = _validate(desired.pipeline)
     if problem is not None or spec is None:
         return PipelineFacts(generation, blocker=problem)
     desired.spec = spec
     for role in ROLES:
-        found = _device(ctl, namespace, spec, role)
+        found = _device(sources.objects, namespace, spec, role)
         if isinstance(found, Failure):
             return PipelineFacts(generation, blocker=found)
         desired.devices[role] = found
     try:
-        desired.store = await ctl.stores.open(namespace, spec.storage)
-        profiles = await _profiles(ctl, namespace, spec, desired)
+        desired.store = await sources.stores.open(namespace, spec.storage)
+        profiles = await _profiles(sources, namespace, spec, desired)
     except StoreFailure as exc:
         return PipelineFacts(generation, profiles=exc.failure)
     states = tuple(p for p, _ in profiles)
@@ -164,7 +176,7 @@ async def _steps(
         )
         return PipelineFacts(generation, profiles=states, plan=failure)
     desired.plan = plan
-    desired.plan_key = naming.plan_store_key(namespace, pipeline, plan.hash)
+    desired.plan_key = keys.plan_store_key(namespace, pipeline, plan.hash)
     desired.summary = PlanSummary(
         hash=plan.hash,
         split=plan.split,
@@ -174,14 +186,14 @@ async def _steps(
         predicted_latency_ms=plan.final_latency_ms,
     )
     try:
-        stored = await ctl.stores.has(desired.store, desired.plan_key)
+        stored = await sources.stores.has(desired.store, desired.plan_key)
     except StoreFailure as exc:
         return PipelineFacts(generation, profiles=states, plan=exc.failure)
     plan_facts = PlanFacts(hash=plan.hash, summary=_describe(plan), stored=stored)
     if not stored:
         return PipelineFacts(generation, profiles=states, plan=plan_facts)
     return await _training(
-        ctl,
+        sources,
         namespace=namespace,
         pipeline=pipeline,
         generation=generation,
@@ -198,26 +210,23 @@ def _describe(plan: Plan) -> str:
 
 
 async def _profiles(
-    ctl: Controller, namespace: str, spec: InferencePipelineSpec, desired: Desired
-) -> list[tuple[ProfileFacts, DeviceProfile | None]]:
-    out: list[tuple[ProfileFacts, DeviceProfile | None]] = []
+    sources: Sources, namespace: str, spec: InferencePipelineSpec, desired: Desired
+) -> list[tuple[ProfileFacts, MeasuredProfile | None]]:
+    out: list[tuple[ProfileFacts, MeasuredProfile | None]] = []
     assert desired.store is not None
     for role in ROLES:
         name, device = desired.devices[role]
-        key = naming.profiling_key(spec, device)
+        key = keys.profiling_key(spec, device)
         label = naming.profile_result_label(spec, key)
-        body = ctl.device_profile((namespace, name)) or {}
-        results = (body.get("status") or {}).get("results") or []
-        result = next((r for r in results if r.get("model") == label), None)
+        view = sources.objects.device_profile((namespace, name))
+        result = view.result(label) if view is not None else None
         if result is not None:
-            store_key = naming.profile_store_key(namespace, name, key)
-            profile = await ctl.stores.profile(
-                desired.store, store_key, str(result.get("profiledAt"))
-            )
+            store_key = keys.profile_store_key(namespace, name, key)
+            profile = await sources.stores.profile(desired.store, store_key, result.profiled_at)
             out.append((ProfileFacts(role, name, "Ready"), profile))
             continue
         job_name = naming.profile_job_name(name, key)
-        snapshot = job_snapshot(ctl.job(namespace, job_name))
+        snapshot = job_snapshot(sources.objects.job(namespace, job_name))
         if snapshot.state == "Failed":
             message = f"Job {job_name} failed: {snapshot.message or 'no reason given'}"
             out.append((ProfileFacts(role, name, "Failed", message), None))
@@ -229,7 +238,7 @@ async def _profiles(
 
 
 async def _training(
-    ctl: Controller,
+    sources: Sources,
     *,
     namespace: str,
     pipeline: str,
@@ -242,32 +251,44 @@ async def _training(
     assert spec is not None
     assert plan is not None
     assert store is not None
-    key = naming.training_key(spec, plan.hash)
+    key = keys.training_key(spec, plan.hash)
     devices = desired.devices
-    desired.inputs = builders.TrainingInputs(
+    desired.inputs = jobs.TrainingInputs(
         training_key=key,
         plan_key=desired.plan_key,
-        edge_profile_key=naming.profile_store_key(
-            namespace, devices["edge"][0], naming.profiling_key(spec, devices["edge"][1])
+        edge_profile_key=keys.profile_store_key(
+            namespace, devices["edge"][0], keys.profiling_key(spec, devices["edge"][1])
         ),
-        cloud_profile_key=naming.profile_store_key(
-            namespace, devices["cloud"][0], naming.profiling_key(spec, devices["cloud"][1])
+        cloud_profile_key=keys.profile_store_key(
+            namespace, devices["cloud"][0], keys.profiling_key(spec, devices["cloud"][1])
         ),
-        output_prefix=naming.training_prefix(namespace, pipeline, key),
+        output_prefix=keys.training_prefix(namespace, pipeline, key),
     )
     names = naming.PipelineNames(pipeline)
-    training = job_facts(names.train(key), ctl.job(namespace, names.train(key)))
-    export_job = ctl.job(namespace, names.export(key))
+    training = job_facts(names.train(key), sources.objects.job(namespace, names.train(key)))
+    export_job = sources.objects.job(namespace, names.export(key))
     export = job_facts(names.export(key), export_job)
     base = PipelineFacts(
         generation, profiles=states, plan=plan_facts, training=training, export=export
     )
     if training.state != "Succeeded" or export.state != "Succeeded":
         return base
-    prefix = artifact_prefix(namespace, pipeline, plan.hash)
-    stamp = str((export_job or {}).get("metadata", {}).get("uid", ""))
+    stamp = export_job.meta.uid if export_job is not None else ""
+    output = desired.inputs.output_prefix
     try:
-        found = await ctl.stores.manifest(store, prefix, stamp)
+        identity = await sources.stores.identity(store, output, stamp)
+        if identity is None or identity.plan_hash != plan.hash or identity.training != key:
+            # The Jobs succeeded, so the set they named must be recorded: someone removed or
+            # replaced the record.
+            invalid = waits(
+                "ArtifactsInvalid",
+                f"{output}: no identity of a set trained for plan {plan.hash} "
+                f"with training key {key}",
+                "delete the training Job to train again",
+            )
+            return replace(base, artifacts=invalid)
+        prefix = artifact_prefix(namespace, pipeline, plan.hash, identity.set_id)
+        found = await sources.stores.manifest(store, prefix, stamp)
     except StoreFailure as exc:
         return replace(base, artifacts=exc.failure)
     artifacts = ArtifactFacts(prefix=prefix, committed=found is not None)
@@ -284,14 +305,14 @@ async def _training(
     desired.artifacts = ArtifactRef(
         uri=f"{store.uri}/{prefix}", manifest_sha256=sha256, digests=manifest.digests()
     )
-    config_current = await _deploy_desired(ctl, namespace, pipeline, desired, prefix)
+    config_current = await _deploy_desired(sources, namespace, pipeline, desired, prefix)
     return replace(base, artifacts=artifacts, config_current=config_current)
 
 
 async def _deploy_desired(
-    ctl: Controller, namespace: str, pipeline: str, desired: Desired, prefix: str
+    sources: Sources, namespace: str, pipeline: str, desired: Desired, prefix: str
 ) -> bool:
-    spec, body = desired.spec, desired.body
+    spec, body = desired.spec, desired.pipeline.raw
     assert spec is not None
     config_map = builders.build_config_map(owner=body, data=builders.runtime_config(spec, prefix))
     desired.config_map = config_map
@@ -303,8 +324,8 @@ async def _deploy_desired(
             spec=spec,
             device=desired.devices[role][1],
             config_hash=config_hash,
-            images=ctl.options.images,
+            images=sources.images,
         )
     desired.service = builders.build_cloud_service(owner=body)
-    current = await ctl.kube.get(CONFIG_MAPS, namespace, naming.PipelineNames(pipeline).config)
+    current = await sources.kube.get(CONFIG_MAPS, namespace, naming.PipelineNames(pipeline).config)
     return current is not None and builders.template_hash(current) == config_hash

@@ -1,7 +1,7 @@
 """Pure decisions for a DeviceProfile: which profiling Jobs to start, re-run, or record.
 
 A DeviceProfile profiles each model that some InferencePipeline needs on it, once per profiling
-key (model, store and device setup; see `naming.profiling_key`). A finished Job's profile is
+key (model, store and device setup; see `keys.profiling_key`). A finished Job's profile is
 recorded in the DeviceProfile's status; a recorded profile older than the profile's
 `reprofileAfterHours` is measured again by deleting the finished Job so a new one of the same
 name starts.
@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from inferedge.core.lifecycle import JobState
+from inferedge.core.conditions import ConditionStatus
+from inferedge.core.facts import JobState
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class ProfilingPlan:
     delete: tuple[str, ...]  # Job names
     record: tuple[tuple[Need, str], ...]  # (need, completion time)
     keep: tuple[Recorded, ...]  # results that stay as they are
-    status: str
+    status: ConditionStatus
     reason: str
     message: str
 
@@ -109,6 +110,7 @@ def plan_profiling(
         elif stale:
             delete.append(need.job_name)
             running.append(need.label)
+    status: ConditionStatus
     if failed:
         status, reason, message = "False", "ProfilingFailed", "; ".join(failed)
     elif not needs:

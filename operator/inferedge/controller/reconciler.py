@@ -3,7 +3,8 @@
 Watch events only *nudge* an object; the reconcile function reads the latest state itself. So
 ten events during one run cause one more run, not ten, and a run never works on a stale event.
 A run that raises, or asks for a retry, runs again after an exponential backoff; a successful
-run resets it.
+run resets it. The run's `Outcome` tells the loop what to do next, so a reconcile function
+needs no handle on the loop that runs it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
+
+
+class Outcome(Enum):
+    """How a reconcile ended, and so what the loop does next."""
+
+    DONE = "done"  # wait for the next nudge
+    RETRY = "retry"  # a retried failure: run again after the backoff
+    AGAIN = "again"  # it changed something no watch reports (the store, a ConfigMap): run now
+    GONE = "gone"  # the object no longer exists: drop its backoff state
 
 
 @dataclass
@@ -27,13 +38,10 @@ class _State:
 
 @dataclass
 class Reconciler(Generic[Key]):
-    """Run `reconcile(key)` whenever `nudge(key)` is called, serialised per key.
-
-    `reconcile` returns True when it wants to run again later (a retried failure).
-    """
+    """Run `reconcile(key)` whenever `nudge(key)` is called, serialised per key."""
 
     name: str
-    reconcile: Callable[[Key], Awaitable[bool]]
+    reconcile: Callable[[Key], Awaitable[Outcome]]
     logger: logging.Logger
     base_delay: float = 1.0
     max_delay: float = 60.0
@@ -55,8 +63,7 @@ class Reconciler(Generic[Key]):
             self._run(key, state), name=f"{self.name} {key}"
         )
 
-    def forget(self, key: Key) -> None:
-        """Drop the backoff state of a deleted object (a running reconcile finishes)."""
+    def _forget(self, key: Key) -> None:
         state = self._states.pop(key, None)
         if state is not None and state.timer is not None:
             state.timer.cancel()
@@ -77,17 +84,19 @@ class Reconciler(Generic[Key]):
         while True:
             state.dirty = False
             try:
-                again = await self.reconcile(key)
+                outcome = await self.reconcile(key)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.logger.exception(
                     "%s %s: reconcile failed; retrying with backoff", self.name, key
                 )
-                again = True
-            if state.dirty:
+                outcome = Outcome.RETRY
+            if state.dirty or outcome is Outcome.AGAIN:
                 continue
-            if again:
+            if outcome is Outcome.GONE:
+                self._forget(key)
+            elif outcome is Outcome.RETRY:
                 state.failures += 1
                 delay = min(self.base_delay * 2 ** (state.failures - 1), self.max_delay)
                 loop = asyncio.get_running_loop()

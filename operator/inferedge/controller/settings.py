@@ -8,8 +8,8 @@ from typing import Final
 
 import kopf
 
-from inferedge.controller.builders import Images
 from inferedge.controller.naming import PREFIX
+from inferedge.controller.pods import Images
 
 FINALIZER: Final = f"{PREFIX}/finalizer"
 DEFAULT_PEERING: Final = "inferedge"

@@ -15,13 +15,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
+from inferedge.api.keys import ArtifactIdentity, identity_key, parse_identity
 from inferedge.api.pipeline import StorageSpec
-from inferedge.controller.builders import S3_ACCESS_KEY, S3_SECRET_KEY
 from inferedge.controller.kube import SECRETS, Kube, KubeError
+from inferedge.controller.pods import S3_ACCESS_KEY, S3_SECRET_KEY
 from inferedge.core.errors import InferedgeError, one_line
-from inferedge.core.lifecycle import Failure, retried, waits
+from inferedge.core.facts import Failure, retried, waits
 from inferedge.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
-from inferedge.core.profile import DeviceProfile, parse_profile
+from inferedge.core.profile import MeasuredProfile, parse_profile
 from inferedge.storage import ArtifactStore, StoreError, discard, open_store
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,10 @@ class Stores:
 
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
-        self._profiles: dict[tuple[str, str, str], DeviceProfile] = {}
+        self._profiles: dict[tuple[str, str, str], MeasuredProfile] = {}
         self._manifests: dict[tuple[str, str, str], tuple[Manifest, str]] = {}
         self._plans: set[tuple[str, str]] = set()
+        self._identities: dict[tuple[str, str, str], ArtifactIdentity] = {}
 
     async def open(self, namespace: str, storage: StorageSpec) -> ArtifactStore:
         """The pipeline's store, with credentials from the Secret named in spec.storage."""
@@ -92,7 +94,7 @@ class Stores:
         except OSError as exc:
             raise StoreFailure(retried("StoreUnavailable", f"{what}: {one_line(exc)}")) from exc
 
-    async def profile(self, store: ArtifactStore, key: str, stamp: str) -> DeviceProfile:
+    async def profile(self, store: ArtifactStore, key: str, stamp: str) -> MeasuredProfile:
         """A profile a profiling Job wrote; `stamp` (its profiledAt) makes re-profiles re-read."""
         cache_key = (store.uri, key, stamp)
         if cache_key not in self._profiles:
@@ -147,6 +149,27 @@ class Stores:
         result = (manifest, hashlib.sha256(data).hexdigest())
         _bounded(self._manifests)[cache_key] = result
         return result
+
+    async def identity(
+        self, store: ArtifactStore, training_prefix: str, stamp: str
+    ) -> ArtifactIdentity | None:
+        """The identity the training step recorded under `training_prefix`, or None if it has
+        none; `stamp` names the export run, so a retrained set is read again."""
+        cache_key = (store.uri, training_prefix, stamp)
+        if cache_key in self._identities:
+            return self._identities[cache_key]
+        key = identity_key(training_prefix)
+        if not await self._io(f"checking {key}", store.exists, key):
+            return None
+        data: bytes = await self._io(f"reading {key}", store.get_bytes, key)
+        try:
+            identity = parse_identity(data, f"{store.uri}/{key}")
+        except InferedgeError as exc:
+            raise StoreFailure(
+                waits("ArtifactsInvalid", str(exc), "delete the training Job to train again")
+            ) from None
+        _bounded(self._identities)[cache_key] = identity
+        return identity
 
     async def discard_pipeline(self, store: ArtifactStore, prefix: str) -> int:
         """Delete everything a pipeline stored: each committed set manifest-first, then the rest."""

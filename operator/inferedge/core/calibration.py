@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from inferedge.core.roles import Role
+
 ConfidenceKind = Literal["max_softmax", "entropy"]
 
 
@@ -21,7 +23,7 @@ class _Frozen(BaseModel):
 class ExitObservations(_Frozen):
     """One exit (or the final classifier) over N samples."""
 
-    part: Literal["edge", "cloud"]
+    part: Role
     cut_index: int = Field(ge=1)
     max_softmax: tuple[float, ...] = Field(description="Largest softmax probability per sample.")
     entropy: tuple[float, ...] = Field(

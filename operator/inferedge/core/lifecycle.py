@@ -22,16 +22,25 @@ infeasible plan, a failed Job: phase Failed, and the message says what would let
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Literal, get_args
+
+from inferedge.core.conditions import (
+    Condition,
+    ConditionStatus,
+    Event,
+    EventType,
+    conditions_from_status,
+    merge_condition,
+)
+from inferedge.core.facts import Failure, JobFacts, PipelineFacts, RolloutFacts, waits
 
 Phase = Literal[
     "Pending", "Profiling", "Planning", "Training", "Exporting", "Deploying", "Ready", "Failed"
 ]
-PHASES: Final[tuple[str, ...]] = get_args(Phase)
-ConditionStatus = Literal["True", "False", "Unknown"]
+PHASES: Final[tuple[Phase, ...]] = get_args(Phase)
 ConditionType = Literal[
     "Profiled",
     "Planned",
@@ -43,10 +52,6 @@ ConditionType = Literal[
     "Stalled",
 ]
 CONDITION_TYPES: Final[tuple[ConditionType, ...]] = get_args(ConditionType)
-EventType = Literal["Normal", "Warning"]
-JobState = Literal["Absent", "Active", "Succeeded", "Failed"]
-ProfileState = Literal["Missing", "Running", "Ready", "Failed"]
-Role = Literal["edge", "cloud"]
 
 
 class Action(StrEnum):
@@ -63,183 +68,10 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
-class Failure:
-    """Why a step cannot go on. `retried`: the operator tries again by itself after a delay;
-    otherwise it waits for a change, and `hint` says which (shown in the message)."""
-
-    reason: str
-    message: str
-    retried: bool
-    hint: str = ""
-
-    def describe(self) -> str:
-        """The message users see: what went wrong, then whether and when it is retried."""
-        if self.retried:
-            return f"{self.message} (retried with backoff)"
-        hint = f": {self.hint}" if self.hint else ""
-        return f"{self.message} (not retried{hint})"
-
-
-def retried(reason: str, message: str) -> Failure:
-    """A transient failure the operator retries by itself (store or API unreachable)."""
-    return Failure(reason, message, retried=True)
-
-
-def waits(reason: str, message: str, hint: str) -> Failure:
-    """A failure that needs a change (spec, DeviceProfile, Secret, a failed Job deleted)."""
-    return Failure(reason, message, retried=False, hint=hint)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A status condition in the metav1.Condition shape."""
-
-    type: str
-    status: ConditionStatus
-    reason: str
-    message: str
-    observed_generation: int | None
-    last_transition_time: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """camelCase, as the API server stores it."""
-        out: dict[str, Any] = {
-            "type": self.type,
-            "status": self.status,
-            "reason": self.reason,
-            "message": self.message,
-            "lastTransitionTime": self.last_transition_time,
-        }
-        if self.observed_generation is not None:
-            out["observedGeneration"] = self.observed_generation
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Condition | None:
-        """A condition read back from an object's status; None if it is not one of ours."""
-        status = raw.get("status")
-        kind = raw.get("type")
-        if not isinstance(kind, str) or status not in ("True", "False", "Unknown"):
-            return None
-        generation = raw.get("observedGeneration")
-        return cls(
-            type=kind,
-            status=status,
-            reason=str(raw.get("reason") or ""),
-            message=str(raw.get("message") or ""),
-            observed_generation=generation if isinstance(generation, int) else None,
-            last_transition_time=str(raw.get("lastTransitionTime") or ""),
-        )
-
-
-def merge_condition(previous: Sequence[Condition], new: Condition, now: str) -> Condition:
-    """`new`, keeping the previous lastTransitionTime when the status did not change."""
-    for old in previous:
-        if old.type == new.type:
-            since = old.last_transition_time if old.status == new.status else now
-            return replace(new, last_transition_time=since or now)
-    return replace(new, last_transition_time=now)
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the pipeline."""
-
-    type: EventType
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ProfileFacts:
-    """One device class's profile of the pipeline's model."""
-
-    role: Role
-    device_profile: str
-    state: ProfileState
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class PlanFacts:
-    """The plan the operator computed from the two profiles."""
-
-    hash: str
-    summary: str
-    stored: bool
-
-
-@dataclass(frozen=True)
-class JobFacts:
-    """A Job the pipeline needs (training or export), by its deterministic name."""
-
-    name: str
-    state: JobState
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class ArtifactFacts:
-    """The committed artifact set the export Job published."""
-
-    prefix: str
-    committed: bool
-
-
-@dataclass(frozen=True)
-class RolloutFacts:
-    """A Deployment as observed: `current` is None while the desired one is not known yet."""
-
-    name: str
-    exists: bool
-    current: bool | None = None
-    observed: bool = True  # the Deployment controller has seen its latest generation
-    desired: int = 0
-    updated: int = 0
-    ready: int = 0
-
-    @property
-    def pods_ready(self) -> bool:
-        """Live readiness: as many ready pods as the Deployment asks for."""
-        return self.exists and self.ready >= self.desired
-
-    @property
-    def rolled_out(self) -> bool:
-        """The current template is fully rolled out and every pod of it is ready."""
-        return (
-            self.exists
-            and bool(self.current)
-            and self.observed
-            and self.updated >= self.desired
-            and self.ready >= self.desired
-        )
-
-
-@dataclass(frozen=True)
-class PipelineFacts:
-    """Everything the operator observed about one pipeline, gathered step by step.
-
-    A step's facts are None when an earlier step is not done (they were not gathered), or a
-    Failure when gathering them failed. `blocker` stops everything (invalid spec, missing refs).
-    """
-
-    generation: int
-    blocker: Failure | None = None
-    profiles: tuple[ProfileFacts, ...] | Failure | None = None
-    plan: PlanFacts | Failure | None = None
-    training: JobFacts | None = None
-    export: JobFacts | None = None
-    artifacts: ArtifactFacts | Failure | None = None
-    config_current: bool | None = None
-    edge: RolloutFacts | None = None
-    cloud: RolloutFacts | None = None
-
-
-@dataclass(frozen=True)
 class Previous:
     """The status the pipeline has now (phase and conditions), read back from the object."""
 
-    phase: str = "Pending"
+    phase: Phase = "Pending"
     conditions: tuple[Condition, ...] = ()
 
     @classmethod
@@ -247,14 +79,11 @@ class Previous:
         """Lenient: a missing or foreign status reads as Pending with no conditions."""
         if not status:
             return cls()
-        raw = status.get("conditions")
-        parsed = (
-            tuple(c for c in (Condition.from_dict(r) for r in raw if isinstance(r, Mapping)) if c)
-            if isinstance(raw, list)
-            else ()
-        )
         phase = status.get("phase")
-        return cls(phase=phase if phase in PHASES else "Pending", conditions=parsed)
+        return cls(
+            phase=phase if phase in PHASES else "Pending",
+            conditions=conditions_from_status(status),
+        )
 
 
 @dataclass(frozen=True)
@@ -336,7 +165,7 @@ def decide(previous: Previous, facts: PipelineFacts, now: str) -> Decision:
     conditions = tuple(
         merge_condition(
             previous.conditions,
-            Condition(kind, *_state(walk, kind), facts.generation, now),
+            _condition(kind, _state(walk, kind), facts.generation, now),
             now,
         )
         for kind in CONDITION_TYPES
@@ -360,6 +189,20 @@ _WAITING: Final[dict[str, tuple[str, str]]] = {
     "CloudReady": ("WaitingForArtifacts", "nothing deployed yet"),
     "Stalled": ("Progressing", "no failure that needs a spec change"),
 }
+
+
+def _condition(
+    kind: str, state: tuple[ConditionStatus, str, str], generation: int, now: str
+) -> Condition:
+    status, reason, message = state
+    return Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=now,
+    )
 
 
 def _state(walk: _Walk, kind: str) -> tuple[ConditionStatus, str, str]:

@@ -1,15 +1,16 @@
 """The artifact manifest: what one plan's exported partitions are, and how to check them.
 
-Artifacts of a plan live under `<namespace>/<pipeline>/<plan-hash>/` in the store. The manifest
-is written last (the commit marker) and never overwritten, so readers never see a half set. Each
-part is a list of steps the runtime follows in order: run a segment file from one cut to the
-next; if that cut holds an exit, run its head and answer when it is confident.
+Artifacts of a plan live under `<namespace>/<pipeline>/<plan-hash>/<set-id>/` in the store. The
+manifest is written last (the commit marker) and never overwritten, so readers never see a half
+set. Each part is a list of steps the runtime follows in order: run a segment file from one cut
+to the next; if that cut holds an exit, run its head and answer when it is confident.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -122,6 +123,31 @@ def artifact_prefix(namespace: str, pipeline: str, plan_hash: str, set_id: str) 
         if not re.fullmatch(r"[0-9a-f]{16}", value):
             raise ManifestError(f"{field} {value!r} must be 16 lowercase hex digits")
     return f"{namespace}/{pipeline}/{plan_hash}/{set_id}"
+
+
+@dataclass(frozen=True)
+class SetPrefix:
+    """Where one artifact set lives, parsed: `<namespace>/<pipeline>/<plan-hash>/<set-id>`."""
+
+    namespace: str
+    pipeline: str
+    plan_hash: str
+    set_id: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.pipeline}/{self.plan_hash}/{self.set_id}"
+
+
+def parse_set_prefix(prefix: str) -> SetPrefix:
+    """The parts of an artifact set's prefix; `ManifestError` names what is wrong."""
+    parts = prefix.strip("/").split("/")
+    if len(parts) != 4:
+        raise ManifestError(
+            f"artifact set prefix {prefix!r}: expected <namespace>/<pipeline>/<plan-hash>/<set-id>"
+        )
+    found = SetPrefix(*parts)
+    artifact_prefix(found.namespace, found.pipeline, found.plan_hash, found.set_id)
+    return found
 
 
 def dump_manifest(manifest: Manifest) -> bytes:

@@ -12,6 +12,7 @@ from inferedge.core.cost import CostModel
 from inferedge.core.errors import PlanningError
 from inferedge.core.link import Link
 from inferedge.core.placement import PARETO_80_20_ALPHA, Placement
+from inferedge.core.roles import Role
 from inferedge.core.versioned import parse_versioned
 
 PLAN_SCHEMA_VERSION: Final = "inferedge.io/plan/v1"
@@ -19,7 +20,6 @@ MAX_EXITS_PER_PART = 3
 
 Strategy = Literal["latency", "memory", "min-latency", "deadline"]
 CostMetric = Literal["flops", "latency"]
-Part = Literal["edge", "cloud"]
 ExitCount = Annotated[int, Field(ge=0, le=MAX_EXITS_PER_PART)]
 Accuracy = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -70,7 +70,7 @@ class PlanRequest(_Frozen):
 class ExitPoint(_Frozen):
     """One early exit and the latency of a request that leaves there."""
 
-    part: Part
+    part: Role
     cut_index: int = Field(ge=0)
     name: str
     shape: tuple[int, ...]

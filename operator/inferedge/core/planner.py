@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from inferedge.core.errors import InfeasibleError, PlanningError
 from inferedge.core.placement import place_exits
-from inferedge.core.plan import ExitPoint, ModelRef, Part, PartSummary, Plan, PlanRequest, plan_hash
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.plan import ExitPoint, ModelRef, PartSummary, Plan, PlanRequest, plan_hash
+from inferedge.core.profile import MeasuredProfile
+from inferedge.core.roles import Role
 
 MIB = 1024 * 1024
 
@@ -51,7 +52,7 @@ def _prefix(values: list[float]) -> tuple[float, ...]:
     return tuple(out)
 
 
-def build_tables(edge: DeviceProfile, cloud: DeviceProfile, batch_size: int) -> Tables:
+def build_tables(edge: MeasuredProfile, cloud: MeasuredProfile, batch_size: int) -> Tables:
     """Check that both profiles describe the same model and tabulate what the strategies need."""
     if edge.model.input_shape != cloud.model.input_shape:
         raise PlanningError(
@@ -203,7 +204,7 @@ def choose_deadline(
     return best[end][1], end, accuracy, -neg_latency
 
 
-def _positions(t: Tables, request: PlanRequest, part: Part, start: int, end: int) -> list[float]:
+def _positions(t: Tables, request: PlanRequest, part: Role, start: int, end: int) -> list[float]:
     """Normalised cost of cuts start..end along one part (index 0 is `start`)."""
     if request.cost_metric == "flops":
         cost = [float(t.cum_flops[k]) for k in range(start, end + 1)]
@@ -218,7 +219,7 @@ def _positions(t: Tables, request: PlanRequest, part: Part, start: int, end: int
 
 
 def _exits_for_part(
-    t: Tables, request: PlanRequest, *, part: Part, start: int, end: int, end_is_exit: bool
+    t: Tables, request: PlanRequest, *, part: Role, start: int, end: int, end_is_exit: bool
 ) -> list[tuple[int, float]]:
     """(cut index, position) of the exits placed in cuts start+1..end (end only if allowed)."""
     n = request.edge_exits if part == "edge" else request.cloud_exits
@@ -260,7 +261,7 @@ def _part(t: Tables, *, device: str, first: int, last: int, on_edge: bool) -> Pa
     )
 
 
-def make_plan(edge: DeviceProfile, cloud: DeviceProfile, request: PlanRequest) -> Plan:
+def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanRequest) -> Plan:
     """Plan a split and exits for the model both profiles describe."""
     t = build_tables(edge, cloud, request.batch_size)
     K = t.num_cuts
@@ -281,7 +282,7 @@ def make_plan(edge: DeviceProfile, cloud: DeviceProfile, request: PlanRequest) -
     to_cloud = t.edge_ms(split) + transfer
 
     exits: list[ExitPoint] = []
-    parts: tuple[tuple[Part, int, int, bool], ...] = (
+    parts: tuple[tuple[Role, int, int, bool], ...] = (
         ("edge", 0, split, offloads),
         ("cloud", split, final, False),
     )

@@ -109,7 +109,7 @@ class ModelInfo(_Frozen):
     )
 
 
-class DeviceProfile(_Frozen):
+class MeasuredProfile(_Frozen):
     """A versioned profile of one model on one device class."""
 
     schema_version: Literal["inferedge.io/profile/v1"] = PROFILE_SCHEMA_VERSION
@@ -122,7 +122,7 @@ class DeviceProfile(_Frozen):
     segments: tuple[Segment, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> DeviceProfile:
+    def _consistent(self) -> MeasuredProfile:
         if len(self.segments) != len(self.cut_points) - 1:
             raise ValueError(
                 f"{len(self.cut_points)} cut points need {len(self.cut_points) - 1} segments, "
@@ -157,18 +157,18 @@ class DeviceProfile(_Frozen):
         return self.segments[index - 1].at(batch_size).median_ms
 
 
-def parse_profile(text: str, source: str) -> DeviceProfile:
+def parse_profile(text: str, source: str) -> MeasuredProfile:
     """Parse and validate a profile's JSON text; errors name `source` and the field, on one line."""
     return parse_versioned(
         text,
         source,
-        DeviceProfile,
+        MeasuredProfile,
         version=PROFILE_SCHEMA_VERSION,
         error=ProfileError,
         hint="re-run `inferedge profile` with this version",
     )
 
 
-def dump_profile(profile: DeviceProfile) -> str:
+def dump_profile(profile: MeasuredProfile) -> str:
     """Serialise a profile to indented JSON (the on-disk form)."""
     return profile.model_dump_json(indent=2) + "\n"

@@ -18,7 +18,7 @@ from inferedge.core.cost import CostModel
 from inferedge.core.errors import InferedgeError
 from inferedge.core.plan import Plan
 from inferedge.core.planner import Tables, build_tables, edge_memory_bytes
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.profile import MeasuredProfile
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.30 + 0.05 * i, 2) for i in range(13))
 
@@ -183,7 +183,7 @@ class _Scorer:
         )
 
 
-def _energy_prefix(edge: DeviceProfile, batch_size: int) -> list[float] | None:
+def _energy_prefix(edge: MeasuredProfile, batch_size: int) -> list[float] | None:
     energies = [s.at(batch_size).energy_mj for s in edge.segments]
     if any(e is None for e in energies):
         return None
@@ -195,8 +195,8 @@ def _energy_prefix(edge: DeviceProfile, batch_size: int) -> list[float] | None:
 
 def sweep(
     plan: Plan,
-    edge: DeviceProfile,
-    cloud: DeviceProfile,
+    edge: MeasuredProfile,
+    cloud: MeasuredProfile,
     obs: Observations,
     heads: list[HeadCost],
     *,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from inferedge.core.profile import (
     CutPoint,
     DeviceInfo,
-    DeviceProfile,
+    MeasuredProfile,
     ModelInfo,
     Segment,
     SegmentMeasurement,
@@ -30,7 +30,7 @@ def synthetic_profile(
     memory_bytes: int = 4 * GIB,
     batch_sizes: tuple[int, ...] = (1,),
     num_classes: int = 10,
-) -> DeviceProfile:
+) -> MeasuredProfile:
     """A profile with `num_cuts` segments whose latency is proportional to FLOPs.
 
     The same seed gives the same model (cut names, shapes, FLOPs, parameters) whatever the device
@@ -111,9 +111,9 @@ def assemble_profile(
     input_shape: tuple[int, ...],
     num_classes: int,
     batch_sizes: tuple[int, ...],
-) -> DeviceProfile:
+) -> MeasuredProfile:
     """A profile of made-up cut points and segments on a device that says it is synthetic."""
-    return DeviceProfile(
+    return MeasuredProfile(
         created_at="1970-01-01T00:00:00Z",
         device=DeviceInfo(
             name=device_name,

@@ -10,15 +10,12 @@ normalised entropy and whether the prediction was right.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import numpy as np
 
 from inferedge.core.calibration import ExitObservations, Observations
 from inferedge.core.errors import InferedgeError
-
-Part = Literal["edge", "cloud"]
-PARTS: tuple[Part, ...] = ("edge", "cloud")
+from inferedge.core.roles import ROLES, Role
 
 Confidences = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Per sample of a batch: the largest softmax probability, the normalised entropy, the argmax."""
@@ -44,7 +41,7 @@ def check_exit_path(
     seen_cloud = False
     for cut, part in exits:
         where = f"exit at cut {cut}"
-        if part not in PARTS:
+        if part not in ROLES:
             raise InferedgeError(f"{where}: part must be 'edge' or 'cloud', got {part!r}")
         if not previous < cut < final_cut:
             raise InferedgeError(
@@ -55,7 +52,7 @@ def check_exit_path(
             raise InferedgeError(f"{where}: an edge exit cannot follow a cloud exit")
         seen_cloud = seen_cloud or part == "cloud"
         previous = cut
-    if final_part not in PARTS:
+    if final_part not in ROLES:
         raise InferedgeError(f"final_part must be 'edge' or 'cloud', got {final_part!r}")
     if final_part == "edge" and seen_cloud:
         raise InferedgeError("the final classifier cannot run on the edge after a cloud exit")
@@ -64,8 +61,8 @@ def check_exit_path(
 
 
 def record_observations(
-    exits: Sequence[tuple[int, Part]],
-    final: tuple[int, Part],
+    exits: Sequence[tuple[int, Role]],
+    final: tuple[int, Role],
     labels: np.ndarray,
     classify: Callable[[slice], Sequence[Confidences]],
     *,
@@ -94,7 +91,7 @@ def record_observations(
 class _Record:
     """Per-sample max softmax, normalised entropy and correctness of one classifier."""
 
-    def __init__(self, part: Part, cut: int) -> None:
+    def __init__(self, part: Role, cut: int) -> None:
         self.part = part
         self.cut = cut
         self.max_softmax: list[float] = []

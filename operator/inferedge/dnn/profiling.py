@@ -24,7 +24,7 @@ from inferedge.core.errors import ModelRefError, one_line
 from inferedge.core.profile import (
     CutPoint,
     DeviceInfo,
-    DeviceProfile,
+    MeasuredProfile,
     ModelInfo,
     Segment,
     SegmentMeasurement,
@@ -198,10 +198,10 @@ def measured_profile(
     model: LoadedModel,
     graph: TracedModel,
     segments: tuple[Segment, ...],
-) -> DeviceProfile:
+) -> MeasuredProfile:
     """The validated profile of what `request` asked for, measured on `device` (whose framework
     the model's is too), stamped with the time now."""
-    return DeviceProfile(
+    return MeasuredProfile(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         device=device,
         model=ModelInfo(

@@ -21,9 +21,10 @@ from inferedge.core.calibration import Observations
 from inferedge.core.errors import InferedgeError
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.manifest import Calibration, Manifest, Step
-from inferedge.core.plan import Part, Plan
-from inferedge.core.profile import CutPoint, DeviceProfile
+from inferedge.core.plan import Plan
+from inferedge.core.profile import CutPoint, MeasuredProfile
 from inferedge.core.progress import ProgressCallback
+from inferedge.core.roles import Role
 from inferedge.core.sweep import HeadCost
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.training import EpochStats, TrainResult
@@ -77,7 +78,7 @@ class Backend(Protocol):
 
     def profile(
         self, request: ProfileRequest, progress: ProgressCallback | None = None
-    ) -> DeviceProfile:
+    ) -> MeasuredProfile:
         """Measure every segment at every batch size and return a validated profile."""
         ...
 
@@ -147,7 +148,7 @@ class ExitHandle:
     """One exit head of a plan: where it sits; `model` is the framework's own object."""
 
     cut_index: int
-    part: Part
+    part: Role
     model: Any
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from inferedge.api.convert import plan_request
 from inferedge.api.device_profile import DeviceProfile as DeviceProfileResource
-from inferedge.api.documents import Documents, ManifestFileError
+from inferedge.api.documents import DocumentError, Documents
 from inferedge.api.jobs import ExportJob, JobArgs, ProfileJob, TrainJob
 from inferedge.api.keys import (
     plan_store_key,
@@ -34,7 +34,7 @@ from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Manifest, artifact_prefix, parse_manifest
 from inferedge.core.plan import Plan
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import DeviceProfile, parse_profile
+from inferedge.core.profile import MeasuredProfile, parse_profile
 from inferedge.core.progress import ProgressCallback
 from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.data import Splits
@@ -53,8 +53,8 @@ class Prepared:
 
     pipeline: InferencePipeline
     devices: dict[Role, DeviceProfileResource]
-    edge: DeviceProfile
-    cloud: DeviceProfile
+    edge: MeasuredProfile
+    cloud: MeasuredProfile
     plan: Plan
     evaluation: Evaluation
     """The evaluation with the threshold in effect: the spec's fixed one, else the calibrated."""
@@ -71,7 +71,7 @@ def _device(
     ref = pipeline.spec.edge if role == "edge" else pipeline.spec.cloud
     found = docs.profile(ref.profile, pipeline.metadata.namespace, source)
     if found.spec.role != role:
-        raise ManifestFileError(
+        raise DocumentError(
             f"{source}: spec.{role}.profile {ref.profile!r} is a DeviceProfile of role "
             f"{found.spec.role!r}, expected {role!r}"
         )
@@ -133,7 +133,7 @@ def prepare(
     namespace, name = pipeline.metadata.namespace, pipeline.metadata.name
     splits = pipeline_splits(spec)
 
-    profiles: dict[Role, DeviceProfile] = {}
+    profiles: dict[Role, MeasuredProfile] = {}
     profile_keys: dict[Role, str] = {}
     for role, device in devices.items():
         key = profile_store_key(namespace, device.metadata.name, profiling_key(spec, device.spec))

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from inferedge.core.link import Link
-from inferedge.runtime.dataplane import CloudAnswer, Offload, OffloadContext
+from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.policy import PolicyError
 
 # Bytes on the wire per activation byte for each wire encoding (float32 raw, fp16, int8).

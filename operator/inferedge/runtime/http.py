@@ -17,8 +17,9 @@ import numpy as np
 from aiohttp import web
 
 from inferedge.core.errors import InferedgeError, one_line
-from inferedge.runtime.dataplane import Answer, CloudDataplane, EdgeDataplane
+from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import NotReady, OffloadFailed
+from inferedge.runtime.messages import Answer
 from inferedge.runtime.metrics import CONTENT_TYPE
 from inferedge.runtime.partition import DTYPE, Partition, PartitionError
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
-from inferedge.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
-from inferedge.core.plan import Part
+from inferedge.core.manifest import MANIFEST_NAME, Manifest, parse_manifest, parse_set_prefix
+from inferedge.core.roles import Role
 from inferedge.dnn.confidence import softmax_stats
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
@@ -124,13 +124,17 @@ def _hold(until: float) -> None:
 class Partition:
     """One part ('edge' or 'cloud') of an exported plan, loaded and verified, ready to run."""
 
-    def __init__(self, manifest: Manifest, part: Part, steps: Sequence[RunnableStep]) -> None:
+    def __init__(
+        self, manifest: Manifest, part: Role, steps: Sequence[RunnableStep], prefix: str = ""
+    ) -> None:
         plan = manifest.plan
         expected = manifest.edge if part == "edge" else manifest.cloud
         if tuple(s.step for s in steps) != expected:
             raise PartitionError(f"the loaded steps are not the {part} steps of plan {plan.hash}")
         self.manifest = manifest
-        self.part: Part = part
+        self.prefix = prefix
+        """The artifact set it was loaded from (empty when built in memory)."""
+        self.part: Role = part
         self.steps = tuple(steps)
         self.kind: ConfidenceKind = (
             manifest.calibration.confidence if manifest.calibration else "max_softmax"
@@ -272,19 +276,20 @@ class Partition:
             walk.activation = walk.activation[keep]
 
 
-def load_partition(store: ArtifactStore, prefix: str, part: Part, cache_dir: Path) -> Partition:
+def load_partition(store: ArtifactStore, prefix: str, part: Role, cache_dir: Path) -> Partition:
     """Load one part of the artifact set under `prefix`, verified, through a local cache.
 
-    Files are kept under `cache_dir/<plan-hash>/`, so a restart or a second replica on the same
-    node downloads nothing; every file is checked against the manifest's sha256 on load, and a
-    cached file that fails the check is downloaded again once.
+    Files are kept under `cache_dir/<plan-hash>/<set-id>/`, so a restart or a second replica on
+    the same node downloads nothing; every file is checked against the manifest's sha256 on load,
+    and a cached file that fails the check is downloaded again once.
     """
-    source = f"{store.uri}/{prefix.rstrip('/')}/{MANIFEST_NAME}"
-    manifest = parse_manifest(read_manifest(store, prefix), source)
+    where = parse_set_prefix(prefix)
+    source = f"{store.uri}/{where}/{MANIFEST_NAME}"
+    manifest = parse_manifest(read_manifest(store, str(where)), source)
     plan_hash = manifest.plan.hash
-    if prefix.rstrip("/").rsplit("/", 1)[-1] != plan_hash:
+    if where.plan_hash != plan_hash:
         raise PartitionError(f"{source}: holds plan {plan_hash}, but its prefix names another")
-    root = cache_dir / plan_hash
+    root = cache_dir / plan_hash / where.set_id
     digests = manifest.digests()
     steps = manifest.edge if part == "edge" else manifest.cloud
     names = sorted({n for s in steps for n in (s.segment, s.head) if n is not None})
@@ -298,6 +303,6 @@ def load_partition(store: ArtifactStore, prefix: str, part: Part, cache_dir: Pat
         log.warning("%s: cached %s part is unusable (%s); downloading it again", root, part, exc)
         fetch(store, prefix, root, {n: digests[n] for n in names})
         loaded = workflow.load_part(manifest, part, root)
-    partition = Partition(manifest, part, loaded)
+    partition = Partition(manifest, part, loaded, prefix=str(where))
     partition.warm_up()
     return partition

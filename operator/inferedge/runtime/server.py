@@ -16,11 +16,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from aiohttp import web
 
 from inferedge.core.link import Link
+from inferedge.core.manifest import parse_set_prefix
+from inferedge.core.roles import Role
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.emulation import emulated_link
 from inferedge.runtime.http import make_app
@@ -38,7 +39,7 @@ from inferedge.transport.subjects import reload_subject
 class ServeConfig:
     """Everything one partition server needs; the CLI builds it from flags and environment."""
 
-    role: Literal["edge", "cloud"]
+    role: Role
     store_uri: str
     prefix: str
     cache_dir: Path
@@ -64,7 +65,8 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     manifest = partition.manifest
     calibrated = manifest.calibration.threshold if manifest.calibration else None
     threshold = config.threshold if config.threshold is not None else (calibrated or 1.0)
-    namespace, pipeline, _ = config.prefix.split("/")
+    where = parse_set_prefix(config.prefix)
+    namespace, pipeline = where.namespace, where.pipeline
     offloads = subject(namespace, pipeline, "offload")
     messenger = await Messenger.connect(config.nats_url, name=f"inferedge-{config.role}")
     dataplane: EdgeDataplane | CloudDataplane

@@ -14,14 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import numpy as np
 
-from inferedge.runtime.dataplane import (
-    CloudAnswer,
-    CloudDataplane,
-    EdgeDataplane,
-    Offload,
-    OffloadContext,
-)
+from inferedge.core.manifest import ManifestError, parse_set_prefix
+from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import NotReady, PlanMismatch
+from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.partition import Partition
 from inferedge.transport.client import Handler, Messenger
 from inferedge.transport.codec import Encoding, Payload, decode, encode
@@ -109,14 +105,17 @@ def reload_worker(
         if command.role != role:
             raise WireError(f"reload command for the {command.role} servers reached the {role}")
         if command.prefix is not None:
-            base, _sep, plan_hash = command.prefix.strip("/").rpartition("/")
-            if base != prefix_base or not plan_hash:
+            try:
+                where = parse_set_prefix(command.prefix)
+            except ManifestError as exc:
+                raise WireError(f"reload: {exc}") from None
+            if f"{where.namespace}/{where.pipeline}" != prefix_base:
                 raise WireError(
-                    f"reload prefix {command.prefix!r}: expected {prefix_base}/<plan-hash>"
+                    f"reload prefix {command.prefix!r}: expected {prefix_base}/<plan-hash>/<set-id>"
                 )
             current = dataplane.partition
-            if current is None or current.plan_hash != plan_hash:
-                dataplane.swap(await load(command.prefix))
+            if current is None or current.prefix != str(where):
+                dataplane.swap(await load(str(where)))
         if command.threshold is not None:
             dataplane.set_threshold(command.threshold)
         served = dataplane.partition

@@ -13,7 +13,7 @@ from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Calibration
 from inferedge.core.plan import Plan
-from inferedge.core.profile import DeviceProfile
+from inferedge.core.profile import MeasuredProfile
 from inferedge.core.sweep import (
     DEFAULT_THRESHOLDS,
     Outcome,
@@ -97,7 +97,7 @@ def evaluate_plan(
     backbone: object,
     exits: Sequence[ExitHandle],
     *,
-    profiles: tuple[DeviceProfile, DeviceProfile],
+    profiles: tuple[MeasuredProfile, MeasuredProfile],
     splits: Splits,
     criteria: Criteria,
     label: str | None = None,

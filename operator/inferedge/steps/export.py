@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferedge.api.jobs import ExportJob
-from inferedge.api.keys import ArtifactIdentity, parse_identity
+from inferedge.api.keys import ArtifactIdentity, identity_key, parse_identity
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import (
     Calibration,
@@ -22,7 +22,7 @@ from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import ExitHandle, Workflow
 from inferedge.steps.evaluation import EVALUATION_FILE, load_evaluation
 from inferedge.steps.reporting import Reporter
-from inferedge.steps.training import EVALUATION_DIR, IDENTITY_FILE, exits_name, weights_name
+from inferedge.steps.training import EVALUATION_DIR, exits_name, weights_name
 from inferedge.storage import ArtifactStore, is_committed, open_store, publish, read_manifest
 
 
@@ -69,7 +69,7 @@ def export_to_store(
 
 def read_identity(store: ArtifactStore, training_prefix: str) -> ArtifactIdentity:
     """The identity the training step recorded for the set it trained."""
-    key = f"{training_prefix}/{IDENTITY_FILE}"
+    key = identity_key(training_prefix)
     return parse_identity(store.get_bytes(key), f"{store.uri}/{key}")
 
 

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from inferedge.api.jobs import MIB, ProfileJob
-from inferedge.core.profile import DeviceProfile, dump_profile
+from inferedge.core.profile import MeasuredProfile, dump_profile
 from inferedge.dnn.frameworks import get_backend
 from inferedge.dnn.protocols import ProfileRequest
 from inferedge.steps.data import resolve_dataset
@@ -23,7 +23,7 @@ def model_ref(name: str, uri: str | None) -> str:
     return str(fetch_object(uri, local))
 
 
-def run_profile(job: ProfileJob, reporter: Reporter) -> DeviceProfile:
+def run_profile(job: ProfileJob, reporter: Reporter) -> MeasuredProfile:
     """Profile `job.model` as the job says, write the profile to `job.key`, and return it."""
     num_classes = job.num_classes
     if num_classes is None:

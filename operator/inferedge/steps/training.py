@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferedge.api.jobs import TrainJob
-from inferedge.api.keys import ArtifactIdentity, training_key
+from inferedge.api.keys import ArtifactIdentity, identity_key, training_key
 from inferedge.api.pipeline import InferencePipelineSpec, TrainingSpec
 from inferedge.core.digest import sha256_file
 from inferedge.core.plan import parse_plan
@@ -24,7 +24,6 @@ from inferedge.steps.reporting import Reporter
 from inferedge.storage import ArtifactStore, fetch_object, open_store
 
 EVALUATION_DIR = "evaluation"
-IDENTITY_FILE = "identity.json"
 
 
 def weights_name(workflow: Workflow) -> str:
@@ -66,8 +65,9 @@ def backbone_weights(
     out: Path,
     reporter: Reporter,
 ) -> Path:
-    """The backbone's weights at `out`: copied from `spec.model.weightsUri` when given (no
-    training), else trained here from the zoo or the stored model."""
+    """The backbone's weights at `out`: copied from `spec.model.weightsUri` when given, taken
+    from the stored model at `spec.model.uri` (a saved model carries its trained weights), and
+    only otherwise trained here from the zoo."""
     model = spec.model
     if model.weights_uri:
         source = fetch_object(model.weights_uri, out)
@@ -78,6 +78,10 @@ def backbone_weights(
     seed = spec.dataset.seed
     ref = model_ref(model.name, model.uri)
     backbone = workflow.new_backbone(ref, splits.train.num_classes, model.input_shape, seed)
+    if model.uri:
+        workflow.save_backbone(backbone, out)
+        reporter.info(f"backbone: the weights stored with {model.uri}, not trained")
+        return out
     dataset = splits.train.name.partition(":")[0]
     with reporter.progress(f"training {model.name} on {dataset}") as progress:
         trained = workflow.train_backbone(
@@ -144,10 +148,11 @@ def run_training(job: TrainJob, reporter: Reporter) -> Training:
         identity = ArtifactIdentity.of(
             plan.hash, training_key(spec, plan.hash), sha256_file(weights)
         )
-        (root / IDENTITY_FILE).write_text(identity.model_dump_json(indent=2) + "\n")
-        # The identity goes last: a reader that finds it finds everything it describes.
-        for path in [weights, exits_file, *report, root / IDENTITY_FILE]:
+        for path in [weights, exits_file, *report]:
             store.put_file(f"{job.output_prefix}/{path.relative_to(root).as_posix()}", path)
+    # The identity goes last: a reader that finds it finds everything it describes.
+    identity_bytes = (identity.model_dump_json(indent=2) + "\n").encode()
+    store.put_bytes(identity_key(job.output_prefix), identity_bytes)
     chosen = evaluation.chosen("test")
     reporter.info(
         f"calibration: c_thr {evaluation.calibration.threshold:.2f} gives {chosen.accuracy:.2%} "

@@ -32,7 +32,7 @@ class ReloadCommand(BaseModel):
     prefix: str | None = Field(
         default=None,
         min_length=1,
-        description="Artifact set to serve: <namespace>/<pipeline>/<plan-hash>.",
+        description="Artifact set to serve: <namespace>/<pipeline>/<plan-hash>/<set-id>.",
     )
     threshold: float | None = Field(
         default=None, ge=0.0, description="New c_thr (above 1 disables early exits)."

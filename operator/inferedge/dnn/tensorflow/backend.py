@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferedge.core.profile import CutPoint, DeviceProfile
+from inferedge.core.profile import CutPoint, MeasuredProfile
 from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import detect_energy_sensor
 from inferedge.dnn.profiling import check_logits, measured_profile
@@ -25,7 +25,7 @@ class KerasBackend:
 
     def profile(
         self, request: ProfileRequest, progress: ProgressCallback | None = None
-    ) -> DeviceProfile:
+    ) -> MeasuredProfile:
         """Measure every segment at every batch size and return a validated profile."""
         loaded, graph = prepare(request.model_ref, request.num_classes, request.input_shape)
         sensor = detect_energy_sensor()

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from inferedge.core.calibration import Observations
+from inferedge.core.roles import Role
 from inferedge.dnn.confidence import softmax_stats
 from inferedge.dnn.data import Dataset
-from inferedge.dnn.observing import Confidences, Part, check_exit_path, record_observations
+from inferedge.dnn.observing import Confidences, check_exit_path, record_observations
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.run import Taps, compiled
@@ -23,13 +24,13 @@ from inferedge.dnn.tensorflow.run import Taps, compiled
 
 def observe(
     graph: CutGraph,
-    heads: Sequence[tuple[int, Part, Any]],
+    heads: Sequence[tuple[int, Role, Any]],
     final_cut: int,
     dataset: Dataset,
     *,
     split_name: str,
     batch_size: int = 256,
-    final_part: Part = "cloud",
+    final_part: Role = "cloud",
 ) -> Observations:
     """Run the Keras backbone and its exit heads over `dataset`, as the torch backend's
     `observe` does: the same argument rules and the same `Observations`. The heads take

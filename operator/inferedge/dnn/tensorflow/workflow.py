@@ -25,8 +25,9 @@ from inferedge.core.calibration import Observations
 from inferedge.core.errors import InferedgeError, ModelRefError, one_line
 from inferedge.core.exits import ExitHeadSpec, Layer
 from inferedge.core.manifest import Calibration, Manifest
-from inferedge.core.plan import Part, Plan
+from inferedge.core.plan import Plan
 from inferedge.core.progress import ProgressCallback
+from inferedge.core.roles import Role
 from inferedge.core.sweep import HeadCost
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.protocols import (
@@ -302,7 +303,7 @@ class KerasWorkflow:
         """What every exit and the final classifier say about each sample of `data`."""
         check_plan(plan, backbone, "plan")
         _check_data(backbone, data)
-        final_part: Part = "edge" if plan.split >= plan.final_cut else "cloud"
+        final_part: Role = "edge" if plan.split >= plan.final_cut else "cloud"
         return observe(
             backbone.graph,
             [(e.cut_index, e.part, _head(e).model) for e in exits],

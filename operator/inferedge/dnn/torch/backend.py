@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from inferedge.core.profile import CutPoint, DeviceProfile
+from inferedge.core.profile import CutPoint, MeasuredProfile
 from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import detect_energy_sensor
 from inferedge.dnn.profiling import check_logits, measured_profile
@@ -27,7 +27,7 @@ class TorchBackend:
 
     def profile(
         self, request: ProfileRequest, progress: ProgressCallback | None = None
-    ) -> DeviceProfile:
+    ) -> MeasuredProfile:
         """Measure every segment at every batch size and return a validated profile."""
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         loaded, graph = _prepare(

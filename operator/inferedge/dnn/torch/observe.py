@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from inferedge.core.calibration import Observations
+from inferedge.core.roles import Role
 from inferedge.dnn.data import Dataset
-from inferedge.dnn.observing import Confidences, Part, check_exit_path, record_observations
+from inferedge.dnn.observing import Confidences, check_exit_path, record_observations
 from inferedge.dnn.torch.confidence import softmax_stats
 from inferedge.dnn.torch.exits import Taps, frozen
 from inferedge.dnn.torch.graph import CutGraph
@@ -21,13 +22,13 @@ from inferedge.dnn.torch.graph import CutGraph
 
 def observe(
     graph: CutGraph,
-    heads: Sequence[tuple[int, Part, nn.Module]],
+    heads: Sequence[tuple[int, Role, nn.Module]],
     final_cut: int,
     dataset: Dataset,
     *,
     split_name: str,
     batch_size: int = 256,
-    final_part: Part = "cloud",
+    final_part: Role = "cloud",
 ) -> Observations:
     """Run the backbone and its exit heads over `dataset` and record what each one says.
 

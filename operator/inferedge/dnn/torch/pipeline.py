@@ -20,7 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from inferedge.core.calibration import Observations
 from inferedge.core.errors import one_line
 from inferedge.core.exits import ExitHeadSpec, Layer
-from inferedge.core.plan import Part, Plan
+from inferedge.core.plan import Plan
+from inferedge.core.roles import Role
 from inferedge.core.sweep import HeadCost
 from inferedge.dnn.data import Dataset
 from inferedge.dnn.protocols import ExitsFileError
@@ -49,7 +50,7 @@ class TrainedExit:
     """One exit head of a plan: where it sits, what it is, and the module."""
 
     cut_index: int
-    part: Part
+    part: Role
     layers: tuple[Layer, ...]
     module: nn.Module
 
@@ -66,7 +67,9 @@ def load_backbone(weights: Path) -> Backbone:
         input_shape=info.input_shape,
     )
     example = torch.zeros(1, *info.input_shape)
-    graph = build_cut_graph(loaded.module, example, name=loaded.name)
+    graph = build_cut_graph(
+        loaded.module, example, name=loaded.name, exported=loaded.kind == "export"
+    )
     return Backbone(loaded.module, graph, info)
 
 
@@ -112,7 +115,7 @@ def observe_exits(
     plan: Plan, backbone: Backbone, exits: Sequence[TrainedExit], data: Dataset, split: str
 ) -> Observations:
     """What every exit and the final classifier say about each sample of `data`."""
-    final_part: Part = "edge" if plan.split >= plan.final_cut else "cloud"
+    final_part: Role = "edge" if plan.split >= plan.final_cut else "cloud"
     return observe(
         backbone.graph,
         [(e.cut_index, e.part, e.module) for e in exits],

@@ -66,7 +66,12 @@ class TorchWorkflow:
         """A freshly initialised zoo or factory model (or the user's `.pt2`), with its cut graph."""
         torch.manual_seed(seed)
         loaded = load_model(model_ref, num_classes, input_shape)
-        graph = build_cut_graph(loaded.module, torch.zeros(1, *input_shape), name=loaded.name)
+        graph = build_cut_graph(
+            loaded.module,
+            torch.zeros(1, *input_shape),
+            name=loaded.name,
+            exported=loaded.kind == "export",
+        )
         info = WeightsInfo(model_ref, num_classes, input_shape, torch.__version__)
         return _pipeline.Backbone(loaded.module, graph, info)
 
