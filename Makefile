@@ -70,7 +70,9 @@ test: lint typecheck contracts unit
 # api and chart tests, which train nothing and start no server. The test paths are listed
 # once, here: a renamed folder then fails loudly instead of silently leaving the tier, and
 # pytest does not import torch and TensorFlow to collect tests it would only deselect.
-FAST_TESTS := tests/unit tests/api tests/chart tests/test_import_cycles.py
+FAST_TESTS := tests/core tests/api tests/chart tests/cli/test_plan_command.py \
+    tests/local/test_measured.py tests/dnn/test_energy.py tests/test_docs_and_benchmarks.py \
+    tests/test_import_cycles.py
 .PHONY: test-fast
 test-fast: lint contracts
 	$(BIN)/pytest $(FAST_TESTS)

@@ -30,10 +30,10 @@ from inferedge.core.progress import ProgressCallback
 from inferedge.local.runner import Prepared, prepare
 from inferedge.storage import LocalStore
 from tests.clitools import RunCli
+from tests.controller.cluster import ns_path
+from tests.controller.conftest import Cluster
+from tests.controller.kubelet import Kubelet
 from tests.models import small_resnet
-from tests.operator.cluster import ns_path
-from tests.operator.conftest import Cluster
-from tests.operator.kubelet import Kubelet
 
 Operator = Callable[[], AbstractContextManager[KopfRunner]]
 MODEL = "tests.models:small_resnet"

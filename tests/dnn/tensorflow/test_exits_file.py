@@ -13,7 +13,7 @@ import pytest
 from inferedge.dnn.protocols import ExitsFileError
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.workflow import KerasHead, KerasWorkflow
-from tests.tensorflow.conftest import Planned
+from tests.dnn.tensorflow.conftest import Planned
 
 
 def head_outputs(planned: Planned, heads: list[KerasHead], x: np.ndarray) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
-from tests.operator.emulator import ClusterEmulator
+from tests.controller.emulator import ClusterEmulator
 
 T = TypeVar("T")
 GROUP_PATH = "/apis/inferedge.io/v1alpha1"

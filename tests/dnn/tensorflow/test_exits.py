@@ -130,7 +130,7 @@ def test_classifier_of_zoo_models() -> None:
 
 
 def test_classifier_of_a_sequential_model_keeps_its_hidden_layer() -> None:
-    _, graph = prepare("tests.tensorflow.models:plain_cnn", 10, (3, 16, 16))
+    _, graph = prepare("tests.dnn.tensorflow.models:plain_cnn", 10, (3, 16, 16))
     assert classifier_layers(graph) == (
         MaxPool(kernel_size=2, stride=2),
         Flatten(),

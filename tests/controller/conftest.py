@@ -14,10 +14,10 @@ import yaml
 from kopf.testing import KopfRunner
 
 from inferedge.storage import ArtifactStore, LocalStore
-from tests.operator.cluster import Api, ns_path, running_emulator, wait_for, write_kubeconfig
-from tests.operator.crds import REPO, load_crds
-from tests.operator.emulator import ClusterEmulator
-from tests.operator.kubelet import Kubelet
+from tests.controller.cluster import Api, ns_path, running_emulator, wait_for, write_kubeconfig
+from tests.controller.crds import REPO, load_crds
+from tests.controller.emulator import ClusterEmulator
+from tests.controller.kubelet import Kubelet
 
 EXAMPLE = REPO / "examples" / "digits-pipeline.yaml"
 # ms per GFLOP of the synthetic profiles: the Jetson is ten times slower than the cloud.

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.operator.cluster import ApiError, ns_path
-from tests.operator.conftest import Cluster
+from tests.controller.cluster import ApiError, ns_path
+from tests.controller.conftest import Cluster
 
 
 def _configmap(name: str, **labels: str) -> dict[str, Any]:

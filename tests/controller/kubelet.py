@@ -36,7 +36,7 @@ from inferedge.core.plan import parse_plan
 from inferedge.core.profile import dump_profile
 from inferedge.core.synthetic import synthetic_profile
 from inferedge.storage import ArtifactStore, discard, is_committed, publish
-from tests.operator.cluster import Api, ApiError, ns_path
+from tests.controller.cluster import Api, ApiError, ns_path
 
 CALIBRATED_THRESHOLD = 0.8
 CALIBRATED_OFFLOAD = 0.25

@@ -9,9 +9,9 @@ from pathlib import Path
 from kopf.testing import KopfRunner
 
 from inferedge.storage import LocalStore
-from tests.operator.cluster import ns_path, wait_for
-from tests.operator.conftest import Cluster
-from tests.operator.kubelet import CALIBRATED_OFFLOAD, CALIBRATED_THRESHOLD, Kubelet
+from tests.controller.cluster import ns_path, wait_for
+from tests.controller.conftest import Cluster
+from tests.controller.kubelet import CALIBRATED_OFFLOAD, CALIBRATED_THRESHOLD, Kubelet
 
 Operator = Callable[[], AbstractContextManager[KopfRunner]]
 PHASE_ORDER = ["Profiling", "Planning", "Training", "Exporting", "Deploying", "Ready"]

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from inferedge.cli import cli
 from inferedge.controller.settings import DEFAULT_PEERING
-from tests.operator.cluster import wait_for
-from tests.operator.conftest import Cluster
-from tests.operator.test_restart import operator_process
+from tests.controller.cluster import wait_for
+from tests.controller.conftest import Cluster
+from tests.controller.test_restart import operator_process
 from tests.storage.netfaults import free_port
 
 HELM_ARGS = ["operator", "--all-namespaces", "--liveness", "http://0.0.0.0:8080/healthz"]

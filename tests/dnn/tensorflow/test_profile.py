@@ -12,7 +12,7 @@ from inferedge.dnn.tensorflow.backend import KerasBackend, prepare
 from tests.dnn import profiling_helpers as helpers
 
 SHAPE = (3, 16, 16)
-PLAIN = "tests.tensorflow.models:plain_cnn"
+PLAIN = "tests.dnn.tensorflow.models:plain_cnn"
 
 
 def request(ref: str = PLAIN, **overrides: object) -> ProfileRequest:
@@ -62,7 +62,7 @@ def test_energy_is_null_without_a_sensor() -> None:
 
 
 def test_a_batch_size_the_model_cannot_run_is_a_clear_error() -> None:
-    fixed = "tests.tensorflow.models:fixed_batch"
+    fixed = "tests.dnn.tensorflow.models:fixed_batch"
     with pytest.raises(
         ModelRefError, match=r"^model 'fixed_batch' fails in segment \d+ at batch size 2"
     ):

@@ -20,9 +20,9 @@ from inferedge.dnn.protocols import ProfileRequest, Schedule
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.loader import load_model
 from inferedge.dnn.tensorflow.workflow import KerasBackbone, KerasWorkflow
-from tests.tensorflow.conftest import Planned
+from tests.dnn.tensorflow.conftest import Planned
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "digits-keras.yaml"
 
 
@@ -193,7 +193,7 @@ def test_a_user_keras_file_keeps_its_weights_through_save_and_load(
 ) -> None:
     from inferedge.dnn.tensorflow.export import save_model
 
-    source = load_model("tests.tensorflow.models:nested_blocks", 10, (3, 16, 16), seed=7).model
+    source = load_model("tests.dnn.tensorflow.models:nested_blocks", 10, (3, 16, 16), seed=7).model
     path = tmp_path / "mine.keras"
     save_model(source, path)
     backbone = workflow.new_backbone(str(path), 10, (3, 16, 16), seed=0)

@@ -20,7 +20,7 @@ from inferedge.dnn.tensorflow.layout import to_internal
 from inferedge.dnn.tensorflow.loader import load_model
 from inferedge.dnn.tensorflow.zoo import ZOO_NAMES
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # The smallest input each zoo model takes, so cutting all of them stays fast.
 ZOO_SHAPES = {
     "inception_v3": (3, 75, 75),
@@ -143,7 +143,7 @@ def test_cut_names_are_the_same_in_a_fresh_process() -> None:
 def test_user_models_are_traced_and_cut(
     factory: str, shape: tuple[int, ...], min_cuts: int
 ) -> None:
-    loaded = load_model(f"tests.tensorflow.models:{factory}", 10, shape)
+    loaded = load_model(f"tests.dnn.tensorflow.models:{factory}", 10, shape)
     graph = build_cut_graph(loaded.model, shape, name=factory)
     assert graph.num_cuts >= min_cuts
     x = batch(shape)
@@ -154,7 +154,7 @@ def test_user_models_are_traced_and_cut(
 
 
 def test_nested_models_are_inlined_so_their_blocks_can_be_cut() -> None:
-    loaded = load_model("tests.tensorflow.models:nested_blocks", 10, (3, 16, 16))
+    loaded = load_model("tests.dnn.tensorflow.models:nested_blocks", 10, (3, 16, 16))
     graph = build_cut_graph(loaded.model, (3, 16, 16), name="nested")
     names = [c.name for c in graph.cut_points]
     # Inside the stem (a nested Sequential) the conv and the ReLU are cuts of their own; inside
@@ -170,7 +170,7 @@ def test_nested_models_are_inlined_so_their_blocks_can_be_cut() -> None:
 def test_nested_models_that_cannot_be_inlined_are_cut_around() -> None:
     # Inlining would put two layers named "act" into one graph, which Keras refuses; the
     # nested blocks then stay whole, and the model is still cut and runs as itself.
-    loaded = load_model("tests.tensorflow.models:clashing_blocks", 10, (3, 16, 16))
+    loaded = load_model("tests.dnn.tensorflow.models:clashing_blocks", 10, (3, 16, 16))
     graph = build_cut_graph(loaded.model, (3, 16, 16), name="clashing")
     names = [c.name for c in graph.cut_points]
     assert "act" not in names
@@ -202,19 +202,27 @@ def test_a_saved_model_is_one_opaque_segment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("ref", "shape", "message"),
     [
-        ("tests.tensorflow.models:softmax_cnn", (3, 16, 16), r"ends in a softmax .*logits"),
-        ("tests.tensorflow.models:two_inputs", (3, 16, 16), r"takes 2 inputs; only single-input"),
-        ("tests.tensorflow.models:subclassed", (3, 16, 16), r"is a subclassed .* no layer graph"),
+        ("tests.dnn.tensorflow.models:softmax_cnn", (3, 16, 16), r"ends in a softmax .*logits"),
         (
-            "tests.tensorflow.models:nested_blocks",
+            "tests.dnn.tensorflow.models:two_inputs",
+            (3, 16, 16),
+            r"takes 2 inputs; only single-input",
+        ),
+        (
+            "tests.dnn.tensorflow.models:subclassed",
+            (3, 16, 16),
+            r"is a subclassed .* no layer graph",
+        ),
+        (
+            "tests.dnn.tensorflow.models:nested_blocks",
             (3, 8, 8),
             r"takes inputs of shape \(16, 16, 3\) \(Keras, channels-last\), not \(8, 8, 3\)",
         ),
-        ("tests.tensorflow.models:plain_cnn", (1, 16, 16, 2), r"cannot be built for inputs"),
+        ("tests.dnn.tensorflow.models:plain_cnn", (1, 16, 16, 2), r"cannot be built for inputs"),
         ("resnet50", (3, 16, 16), r"needs images of at least 32x32, got 3x16x16"),
         ("mobilenet_v2", (1, 32, 32), r"takes RGB images \(3, H, W\)"),
         ("vgg11", (3, 32, 32), r"unknown model 'vgg11': not a zoo name"),
-        ("tests.tensorflow.models:nothing", (3, 16, 16), r"has no attribute 'nothing'"),
+        ("tests.dnn.tensorflow.models:nothing", (3, 16, 16), r"has no attribute 'nothing'"),
         ("missing.keras", (3, 16, 16), r"model file 'missing.keras' does not exist"),
     ],
 )

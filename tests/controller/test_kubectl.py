@@ -12,9 +12,9 @@ import yaml
 from kopf.testing import KopfRunner
 
 from inferedge.storage import ArtifactStore, open_store
-from tests.operator.conftest import EXAMPLE, SPEEDS, Cluster
-from tests.operator.crds import CRD_DIR, crd_files, load_crds
-from tests.operator.kubelet import Kubelet
+from tests.controller.conftest import EXAMPLE, SPEEDS, Cluster
+from tests.controller.crds import CRD_DIR, crd_files, load_crds
+from tests.controller.kubelet import Kubelet
 from tests.storage.conftest import make_s3_store
 
 Operator = Callable[[], AbstractContextManager[KopfRunner]]

@@ -30,7 +30,7 @@ from inferedge.dnn.tensorflow.workflow import KerasWorkflow
 from tests.dnn.backend_cases import BAD_SCHEDULES
 
 SHAPE = (3, 16, 16)
-PLAIN = "tests.tensorflow.models:plain_cnn"
+PLAIN = "tests.dnn.tensorflow.models:plain_cnn"
 
 
 def weights_of(model: Any) -> list[np.ndarray]:
@@ -89,7 +89,7 @@ def test_backbone_training_is_reproducible(small_splits: Splits) -> None:
 
 
 def test_backbone_stops_after_patience_epochs_without_improvement(small_splits: Splits) -> None:
-    graph = prepare("tests.tensorflow.models:stuck", 10, SHAPE)[1]
+    graph = prepare("tests.dnn.tensorflow.models:stuck", 10, SHAPE)[1]
     calls: list[tuple[int, int]] = []
     before = weights_of(graph.model)
     result = train_backbone(

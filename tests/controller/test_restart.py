@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.operator.conftest import REPO, Cluster
-from tests.operator.kubelet import Kubelet
+from tests.controller.conftest import REPO, Cluster
+from tests.controller.kubelet import Kubelet
 
 
 @contextmanager

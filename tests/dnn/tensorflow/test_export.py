@@ -16,7 +16,7 @@ from inferedge.dnn.protocols import RunnableStep
 from inferedge.dnn.tensorflow.export import ArtifactLoadError
 from inferedge.dnn.tensorflow.layout import batch_to_internal
 from inferedge.dnn.tensorflow.workflow import KerasWorkflow
-from tests.tensorflow.conftest import Planned
+from tests.dnn.tensorflow.conftest import Planned
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Small Keras models for tests, loaded the way users load theirs: `tests.tensorflow.models:NAME`.
+"""Small Keras models for tests, loaded the way users load theirs:
+`tests.dnn.tensorflow.models:NAME`.
 
 Each one exercises one way a user's model reaches the cut graph: a `Sequential` built only when
 inferedge calls it, nested blocks to inline, an input of unknown size, and the shapes inferedge

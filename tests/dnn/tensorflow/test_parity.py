@@ -31,13 +31,13 @@ from inferedge.dnn.torch import confidence as torch_confidence
 from inferedge.dnn.torch import exits as torch_exits
 from inferedge.dnn.torch.backend import TorchBackend
 from tests.dnn.backend_cases import HEADS, head_layers
-from tests.tensorflow.conftest import Planned
+from tests.dnn.tensorflow.conftest import Planned
 
 SHAPE = (3, 16, 16)
 
 
 def plain_cnn_torch(num_classes: int = 10) -> nn.Module:
-    """`tests.tensorflow.models:plain_cnn`, in torch."""
+    """`tests.dnn.tensorflow.models:plain_cnn`, in torch."""
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
         nn.ReLU(),
@@ -57,7 +57,10 @@ def plain_cnn_torch(num_classes: int = 10) -> nn.Module:
 # (torch reference, Keras reference) of the same architecture.
 TWINS = {
     "residual": ("tests.models:small_resnet", "small_resnet"),
-    "plain": ("tests.tensorflow.test_parity:plain_cnn_torch", "tests.tensorflow.models:plain_cnn"),
+    "plain": (
+        "tests.dnn.tensorflow.test_parity:plain_cnn_torch",
+        "tests.dnn.tensorflow.models:plain_cnn",
+    ),
 }
 
 

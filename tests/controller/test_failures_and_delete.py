@@ -12,9 +12,9 @@ import pytest
 from kopf.testing import KopfRunner
 
 from inferedge.storage import ArtifactStore, open_store
-from tests.operator.cluster import ns_path, wait_for
-from tests.operator.conftest import SPEEDS, Cluster
-from tests.operator.kubelet import Kubelet
+from tests.controller.cluster import ns_path, wait_for
+from tests.controller.conftest import SPEEDS, Cluster
+from tests.controller.kubelet import Kubelet
 from tests.storage.conftest import make_s3_store
 
 Operator = Callable[[], AbstractContextManager[KopfRunner]]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.clitools import RunCli, assert_one_line_error
-from tests.integration.test_runner_prepare import small_manifest
+from tests.local.test_runner_prepare import small_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_LIMIT_S = 300

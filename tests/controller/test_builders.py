@@ -13,7 +13,7 @@ from inferedge.api.jobs import ExportJob, ProfileJob, TrainJob
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.cli import cli
 from inferedge.controller import builders, jobs, naming, pods
-from tests.operator.conftest import EXAMPLE
+from tests.controller.conftest import EXAMPLE
 
 OWNER = {
     "apiVersion": "inferedge.io/v1alpha1",
