@@ -20,6 +20,7 @@ from inferedge.api.base import (
     cel,
 )
 from inferedge.core.conditions import RFC3339, Condition
+from inferedge.core.roles import Role
 
 LabelKey = Annotated[str, Field(pattern=LABEL_KEY, max_length=317)]
 LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
@@ -143,7 +144,7 @@ class EmulationSpec(Spec):
 class DeviceProfileSpec(Spec):
     """Where a device class's pods run and how it is measured."""
 
-    role: Literal["edge", "cloud"] = Field(
+    role: Role = Field(
         description="edge (runs the first part, near the data) or cloud (runs the rest)."
     )
     node_selector: dict[LabelKey, LabelValue] = Field(

@@ -35,7 +35,7 @@ class JobArgs(BaseModel):
     """One step's arguments: flags (`--kebab-case`) and, for bulky values, environment variables.
 
     Tuples travel as comma-separated values and nested models as JSON, so every value can be
-    written into a Job manifest and read back unchanged.
+    written into a Job's container and read back unchanged.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,11 +55,12 @@ class JobArgs(BaseModel):
         return str(extra["env"]) if isinstance(extra, dict) and "env" in extra else None
 
     def argv(self) -> list[str]:
-        """`inferedge` arguments: the command, then every set flag-borne field."""
+        """`inferedge` arguments: the command, then every set flag-borne field (an unset or
+        empty value is left to its default)."""
         args = list(self.command)
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is None or self.env_name(name) is not None:
+            if value is None or value == () or self.env_name(name) is not None:
                 continue
             args += [self.flag(name), _render(value)]
         return args

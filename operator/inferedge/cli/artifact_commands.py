@@ -10,6 +10,7 @@ import click
 from inferedge.cli.exits_commands import existing_file, plan_and_backbone
 from inferedge.core.manifest import parse_manifest
 from inferedge.core.plan import Plan
+from inferedge.core.roles import ROLES
 
 store_option = click.option(
     "--store",
@@ -118,7 +119,7 @@ def verify(*, store: str, prefix: str) -> None:
     with tempfile.TemporaryDirectory(prefix="inferedge-verify-") as tmp:
         root = Path(tmp)
         fetch(source, prefix, root, manifest.digests())
-        for part in ("edge", "cloud"):
+        for part in ROLES:
             steps = workflow.load_part(manifest, part, root)
             exits = sum(s.head is not None for s in steps)
             click.echo(f"{part}: {len(steps)} segments, {exits} exits loaded")

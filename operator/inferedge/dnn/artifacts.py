@@ -21,6 +21,7 @@ from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import ArtifactFile, Calibration, Manifest, Step, part_steps
 from inferedge.core.plan import Plan
 from inferedge.core.profile import CutPoint
+from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.protocols import ArtifactLoadError
 
 Kind = Literal["segment", "head"]
@@ -47,8 +48,8 @@ def export_parts(
     """
     files: list[ArtifactFile] = []
     steps: dict[str, list[Step]] = {"edge": [], "cloud": []}
-    part: Literal["edge", "cloud"]
-    for part in ("edge", "cloud"):
+    part: Role
+    for part in ROLES:
         for start, end, has_exit, final in part_steps(plan, part):
             segment_name = f"{part}/segment_{start}_{end}{suffix}"
             files.append(
@@ -125,7 +126,7 @@ def verified_path(root: Path, name: str, sha256: str) -> Path:
 
 
 def load_steps(
-    manifest: Manifest, part: Literal["edge", "cloud"], load: Callable[[str], _Loaded]
+    manifest: Manifest, part: Role, load: Callable[[str], _Loaded]
 ) -> list[tuple[Step, _Loaded, _Loaded | None]]:
     """Each step of `part` with its segment and, where it ends at an exit, its head, each
     loaded by `load(file name)`."""

@@ -62,33 +62,39 @@ def quiet_native_import() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+_PACKAGES = {"torch": "PyTorch", "tensorflow": "TensorFlow"}
+
+
+def _missing(framework: str, exc: ImportError) -> InferedgeError:
+    return InferedgeError(
+        f"the {framework} backend needs {_PACKAGES[framework]} ({one_line(exc)}); "
+        f"install it with: pip install 'inferedge[{framework}]'"
+    )
+
+
+def _unknown(framework: str) -> InferedgeError:
+    return InferedgeError(
+        f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}"
+    )
+
+
 def get_backend(framework: str) -> Backend:
     """The backend for `framework`; its framework is imported only now, so the CLI starts fast.
 
     Raises `InferedgeError` for an unknown framework or one whose package is not installed.
     """
-    if framework == "torch":
-        try:
+    try:
+        if framework == "torch":
             from inferedge.dnn.torch.backend import TorchBackend
-        except ImportError as exc:
-            raise InferedgeError(
-                f"the torch backend needs PyTorch ({one_line(exc)}); "
-                "install it with: pip install 'inferedge[torch]'"
-            ) from None
-        return TorchBackend()
-    if framework == "tensorflow":
-        try:
+
+            return TorchBackend()
+        if framework == "tensorflow":
             with quiet_native_import():
                 from inferedge.dnn.tensorflow.backend import KerasBackend
-        except ImportError as exc:
-            raise InferedgeError(
-                f"the tensorflow backend needs TensorFlow ({one_line(exc)}); "
-                "install it with: pip install 'inferedge[tensorflow]'"
-            ) from None
-        return KerasBackend()
-    raise InferedgeError(
-        f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}"
-    )
+            return KerasBackend()
+    except ImportError as exc:
+        raise _missing(framework, exc) from None
+    raise _unknown(framework)
 
 
 WEIGHTS_SUFFIXES = {"torch": ".pt", "tensorflow": ".weights.h5"}
@@ -106,27 +112,18 @@ def weights_framework(path: Path) -> str | None:
 
 def get_workflow(framework: str) -> Workflow:
     """The workflow of `framework`, importing the framework only now."""
-    if framework == "torch":
-        try:
+    workflow: Workflow
+    try:
+        if framework == "torch":
             from inferedge.dnn.torch.workflow import TorchWorkflow
-        except ImportError as exc:
-            raise InferedgeError(
-                f"the torch backend needs PyTorch ({one_line(exc)}); "
-                "install it with: pip install 'inferedge[torch]'"
-            ) from None
-        workflow: Workflow = TorchWorkflow()
-        return workflow
-    if framework == "tensorflow":
-        try:
+
+            workflow = TorchWorkflow()
+            return workflow
+        if framework == "tensorflow":
             with quiet_native_import():
                 from inferedge.dnn.tensorflow.workflow import KerasWorkflow
-        except ImportError as exc:
-            raise InferedgeError(
-                f"the tensorflow backend needs TensorFlow ({one_line(exc)}); "
-                "install it with: pip install 'inferedge[tensorflow]'"
-            ) from None
-        keras_workflow: Workflow = KerasWorkflow()
-        return keras_workflow
-    raise InferedgeError(
-        f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}"
-    )
+            workflow = KerasWorkflow()
+            return workflow
+    except ImportError as exc:
+        raise _missing(framework, exc) from None
+    raise _unknown(framework)

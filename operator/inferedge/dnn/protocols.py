@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -257,8 +257,6 @@ class Workflow(Protocol):
         """Write both parts' files under `out_dir` and return their manifest."""
         ...
 
-    def load_part(
-        self, manifest: Manifest, part: Literal["edge", "cloud"], root: Path
-    ) -> list[RunnableStep]:
+    def load_part(self, manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
         """Load a part's files from `root`, refusing any file whose sha256 differs."""
         ...

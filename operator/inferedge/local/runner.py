@@ -44,7 +44,7 @@ from inferedge.steps.evaluation import EVALUATION_FILE, Evaluation, load_evaluat
 from inferedge.steps.export import read_identity
 from inferedge.steps.reporting import Reporter, parse_progress
 from inferedge.steps.training import EVALUATION_DIR, exits_name, weights_name
-from inferedge.storage import ArtifactStore, open_store, read_manifest
+from inferedge.storage import open_store, read_manifest, read_text
 
 
 @dataclass(frozen=True)
@@ -110,10 +110,6 @@ def _open_bar(bars: ExitStack, reporter: Reporter, title: str) -> ProgressCallba
     return bars.enter_context(reporter.progress(title))
 
 
-def _text(store: ArtifactStore, key: str) -> str:
-    return store.get_bytes(key).decode("utf-8")
-
-
 def prepare(
     docs: Documents,
     pipeline: InferencePipeline,
@@ -140,13 +136,13 @@ def prepare(
         run_step(
             ProfileJob.of(spec, device.metadata.name, device.spec, key, emulated=True), reporter
         )
-        profiles[role], profile_keys[role] = parse_profile(_text(store, key), key), key
-        (out / f"{role}-profile.json").write_text(_text(store, key), encoding="utf-8")
+        profiles[role], profile_keys[role] = parse_profile(read_text(store, key), key), key
+        (out / f"{role}-profile.json").write_text(read_text(store, key), encoding="utf-8")
 
     plan = make_plan(profiles["edge"], profiles["cloud"], plan_request(spec, devices["edge"].spec))
     plan_key = plan_store_key(namespace, name, plan.hash)
     store.put_bytes(plan_key, (plan.model_dump_json(indent=2) + "\n").encode())
-    (out / "plan.json").write_text(_text(store, plan_key), encoding="utf-8")
+    (out / "plan.json").write_text(read_text(store, plan_key), encoding="utf-8")
     reporter.info(
         f"plan {plan.hash}: split after cut {plan.split} ({plan.split_name}), exits at "
         f"{[e.cut_index for e in plan.exits]}, predicted {plan.final_latency_ms:.1f} ms full path"

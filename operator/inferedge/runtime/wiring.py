@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping
 import numpy as np
 
 from inferedge.core.manifest import ManifestError, parse_set_prefix
+from inferedge.core.roles import Role
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import NotReady, PlanMismatch
 from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.partition import Partition
 from inferedge.transport.client import Handler, Messenger
 from inferedge.transport.codec import Encoding, Payload, decode, encode
-from inferedge.transport.control import ReloadAck, Role, parse_reload
+from inferedge.transport.control import ReloadAck, parse_reload
 from inferedge.transport.errors import RemoteError, RequestTimeout, TransportError, WireError
 
 THRESHOLD = "threshold"  # wire extra: the edge's c_thr, for the cloud's own exits

@@ -23,7 +23,14 @@ from inferedge.dnn.protocols import ExitHandle, Workflow
 from inferedge.steps.evaluation import EVALUATION_FILE, load_evaluation
 from inferedge.steps.reporting import Reporter
 from inferedge.steps.training import EVALUATION_DIR, exits_name, weights_name
-from inferedge.storage import ArtifactStore, is_committed, open_store, publish, read_manifest
+from inferedge.storage import (
+    ArtifactStore,
+    is_committed,
+    open_store,
+    publish,
+    read_manifest,
+    read_text,
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ def read_identity(store: ArtifactStore, training_prefix: str) -> ArtifactIdentit
 def run_export(job: ExportJob, reporter: Reporter) -> Published:
     """Publish the set the training step left under `job.training_prefix`."""
     store = open_store(job.store)
-    plan = parse_plan(store.get_bytes(job.plan_key).decode("utf-8"), job.plan_key)
+    plan = parse_plan(read_text(store, job.plan_key), job.plan_key)
     identity = read_identity(store, job.training_prefix)
     if identity.plan_hash != plan.hash:
         raise InferedgeError(

@@ -21,7 +21,7 @@ from inferedge.steps.data import pipeline_splits
 from inferedge.steps.evaluation import Criteria, Evaluation, evaluate_plan, write_evaluation
 from inferedge.steps.profile import model_ref
 from inferedge.steps.reporting import Reporter
-from inferedge.storage import ArtifactStore, fetch_object, open_store
+from inferedge.storage import fetch_object, open_store, read_text
 
 EVALUATION_DIR = "evaluation"
 
@@ -52,10 +52,6 @@ class Training:
 
     identity: ArtifactIdentity
     evaluation: Evaluation
-
-
-def _read(store: ArtifactStore, key: str) -> str:
-    return store.get_bytes(key).decode("utf-8")
 
 
 def backbone_weights(
@@ -105,9 +101,9 @@ def run_training(job: TrainJob, reporter: Reporter) -> Training:
     spec = job.spec
     workflow = get_workflow(spec.model.framework)
     store = open_store(job.store)
-    plan = parse_plan(_read(store, job.plan_key), job.plan_key)
-    edge = parse_profile(_read(store, job.edge_profile_key), job.edge_profile_key)
-    cloud = parse_profile(_read(store, job.cloud_profile_key), job.cloud_profile_key)
+    plan = parse_plan(read_text(store, job.plan_key), job.plan_key)
+    edge = parse_profile(read_text(store, job.edge_profile_key), job.edge_profile_key)
+    cloud = parse_profile(read_text(store, job.cloud_profile_key), job.cloud_profile_key)
     splits = pipeline_splits(spec)
     dataset = splits.train.name.partition(":")[0]
     reporter.info(

@@ -37,6 +37,7 @@ __all__ = [
     "open_store",
     "publish",
     "read_manifest",
+    "read_text",
     "sha256_file",
 ]
 
@@ -99,3 +100,11 @@ def fetch_object(uri: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     open_store(f"s3://{bucket}").get_file(key, dest)
     return dest
+
+
+def read_text(store: ArtifactStore, key: str) -> str:
+    """A stored text object (a plan, a profile); `StoreError` names it if it is not UTF-8."""
+    try:
+        return store.get_bytes(key).decode("utf-8")
+    except UnicodeDecodeError:
+        raise StoreError(f"{store.uri}/{key}: not UTF-8 text") from None

@@ -9,18 +9,17 @@ served before, so offloads the edges send meanwhile are still answered.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferedge.core.errors import describe_validation_error
+from inferedge.core.roles import Role
 from inferedge.transport.errors import RemoteError, TransportError, WireError
 from inferedge.transport.subjects import reload_subject
 
 if TYPE_CHECKING:
     from inferedge.transport.client import Messenger
-
-Role = Literal["edge", "cloud"]
 
 
 class ReloadCommand(BaseModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import numpy as np
@@ -23,6 +23,7 @@ from keras import layers
 from inferedge.core.errors import InferedgeError, one_line
 from inferedge.core.manifest import ArtifactFile, Calibration, Manifest, Step
 from inferedge.core.plan import Plan
+from inferedge.core.roles import Role
 from inferedge.dnn.artifacts import (
     Kind,
     build_manifest,
@@ -110,7 +111,7 @@ def make_manifest(
     )
 
 
-def load_part(manifest: Manifest, part: Literal["edge", "cloud"], root: Path) -> list[RunnableStep]:
+def load_part(manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
     """Load a part's files from `root`, refusing any file whose sha256 differs from the manifest.
 
     Each step's callables take and return float32 numpy batches of the shapes the manifest

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import numpy as np
@@ -327,9 +327,7 @@ class KerasWorkflow:
         files, steps = _export.export_partitions(backbone.graph, plan, heads, out_dir)
         return _export.make_manifest(plan, files, steps, calibration)
 
-    def load_part(
-        self, manifest: Manifest, part: Literal["edge", "cloud"], root: Path
-    ) -> list[RunnableStep]:
+    def load_part(self, manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
         """Load a part's files from `root`, refusing any file whose sha256 differs."""
         return _export.load_part(manifest, part, root)
 

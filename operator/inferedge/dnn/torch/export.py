@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
@@ -19,6 +18,7 @@ from torch.export import Dim
 from inferedge.core.errors import InferedgeError, one_line
 from inferedge.core.manifest import ArtifactFile, Calibration, Manifest, Step
 from inferedge.core.plan import Plan
+from inferedge.core.roles import Role
 from inferedge.dnn.artifacts import (
     Kind,
     Shape,
@@ -104,7 +104,7 @@ class LoadedStep:
     head: nn.Module | None
 
 
-def load_part(manifest: Manifest, part: Literal["edge", "cloud"], root: Path) -> list[LoadedStep]:
+def load_part(manifest: Manifest, part: Role, root: Path) -> list[LoadedStep]:
     """Load a part's files from `root`, refusing any file whose sha256 differs from the manifest."""
     digests = manifest.digests()
 

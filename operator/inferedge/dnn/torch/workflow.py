@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.manifest import Calibration, Manifest
 from inferedge.core.plan import Plan
 from inferedge.core.progress import ProgressCallback
+from inferedge.core.roles import Role
 from inferedge.core.sweep import HeadCost
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.protocols import (
@@ -193,9 +194,7 @@ class TorchWorkflow:
         files, steps = _export.export_partitions(backbone.graph, plan, heads, out_dir)
         return _export.make_manifest(plan, files, steps, calibration)
 
-    def load_part(
-        self, manifest: Manifest, part: Literal["edge", "cloud"], root: Path
-    ) -> list[RunnableStep]:
+    def load_part(self, manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
         """Load a part's files from `root`, refusing any file whose sha256 differs."""
         return [
             RunnableStep(
