@@ -1,4 +1,4 @@
-"""Hand-made device profiles with exactly the numbers a test needs."""
+"""Hand-made device profiles with exactly the numbers a test needs, and store lookups."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from inferedge.core.profile import CutPoint, MeasuredProfile, Segment, SegmentMeasurement
 from inferedge.core.synthetic import assemble_profile
+from inferedge.storage import MANIFEST_NAME, ArtifactStore
 
 
 def profile(
@@ -67,3 +68,11 @@ def profile(
         num_classes=10,
         batch_sizes=(1,),
     )
+
+
+def committed_set(store: ArtifactStore, pipeline_prefix: str, plan_hash: str) -> str:
+    """The prefix of the one artifact set committed for `plan_hash` under `pipeline_prefix`
+    (`<namespace>/<pipeline>`): its set id is named by what was trained, so tests look it up."""
+    keys = store.list(f"{pipeline_prefix}/{plan_hash}/")
+    (manifest,) = [k for k in keys if k.endswith(f"/{MANIFEST_NAME}")]
+    return manifest.removesuffix(f"/{MANIFEST_NAME}")

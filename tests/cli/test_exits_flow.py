@@ -20,6 +20,7 @@ from inferedge.core.manifest import parse_manifest
 from inferedge.storage.artifacts import is_committed, read_manifest
 from inferedge.storage.local import LocalStore
 from tests.clitools import RunCli, assert_one_line_error
+from tests.factories import committed_set
 from tests.storage.conftest import make_s3_store
 
 MODEL = "tests.models:small_resnet"
@@ -47,14 +48,6 @@ def s3_env(moto_endpoint: str) -> dict[str, str]:
         "INFEREDGE_S3_ACCESS_KEY": "testing",
         "INFEREDGE_S3_SECRET_KEY": "testing",
     }
-
-
-def committed_set(store: LocalStore, plan_hash: str) -> str:
-    """The prefix of the one set committed for `plan_hash` in `store`."""
-    (manifest,) = [
-        k for k in store.list(f"default/digits/{plan_hash}/") if k.endswith("/manifest.json")
-    ]
-    return manifest.removesuffix("/manifest.json")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +124,7 @@ def test_export_committed_to_local_and_s3(
     plan_hash = json.loads((d / "plan-pareto.json").read_text())["hash"]
     local = LocalStore(d / "store")
     s3 = make_s3_store(moto_endpoint, bucket=BUCKET)
-    prefix = committed_set(local, plan_hash)
+    prefix = committed_set(local, "default/digits", plan_hash)
     for store in (local, s3):
         assert is_committed(store, prefix)
         manifest = parse_manifest(read_manifest(store, prefix), "manifest")
@@ -172,7 +165,7 @@ def test_a_corrupted_artifact_is_refused(flow: Path, run_cli_module: RunCli) -> 
             "digits",
         )
     )
-    prefix = committed_set(LocalStore(store), plan_hash)
+    prefix = committed_set(LocalStore(store), "default/digits", plan_hash)
     segment = next((store / prefix / "cloud").glob("segment_*.pt2"))
     data = bytearray(segment.read_bytes())
     data[100] ^= 0xFF

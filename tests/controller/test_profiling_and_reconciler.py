@@ -159,35 +159,43 @@ async def test_again_runs_at_once_and_gone_forgets_the_backoff() -> None:
     await reconciler.close()
 
 
-def _pipeline(version: str, phase: str) -> dict[str, object]:
+def _pipeline(version: str, phase: str, finalizers: int = 0) -> dict[str, object]:
     return {
-        "metadata": {"namespace": "ns", "name": "p", "resourceVersion": version},
+        "metadata": {
+            "namespace": "ns",
+            "name": "p",
+            "resourceVersion": version,
+            "finalizers": ["inferedge.io/finalizer"] * finalizers,
+        },
         "status": {"phase": phase},
     }
 
 
-def _phase(cache: ObjectCache) -> object:
+def _served(cache: ObjectCache) -> tuple[object, int]:
     view = cache.pipeline(("ns", "p"))
     assert view is not None
-    return view.status.get("phase")
+    return view.status.get("phase"), len(view.raw["metadata"]["finalizers"])
 
 
-def test_resource_versions_are_compared_for_equality_only() -> None:
-    # Opaque versions that order the wrong way as numbers and do not parse as numbers at all:
-    # the written copy stands in only while the index holds what it held at the write.
+def test_the_written_status_stands_until_the_index_holds_it_whatever_the_versions() -> None:
+    # Opaque versions that order the wrong way as numbers or do not parse as numbers at all:
+    # no decision may depend on them.
     store: dict[tuple[str, str], list[dict[str, object]]] = {
         ("ns", "p"): [_pipeline("9", "Pending")]
     }
     cache = ObjectCache(Indices(pipelines=store, device_profiles={}, jobs={}, deployments={}))
-    cache.remember(naming.PIPELINES, _pipeline("10", "Profiling"))
-    assert _phase(cache) == "Profiling"  # the watch has not delivered the write yet
-    store[("ns", "p")] = [_pipeline("10", "Profiling")]
-    assert _phase(cache) == "Profiling"  # it has: the index serves from now on
-    store[("ns", "p")] = [_pipeline("a7", "Planning")]
-    assert _phase(cache) == "Planning"
-    cache.remember(naming.PIPELINES, _pipeline("b3", "Training"))
-    assert _phase(cache) == "Training"
-    store[("ns", "p")] = [_pipeline("0", "Failed")]  # a later change, whatever its spelling
-    assert _phase(cache) == "Failed"
-    store[("ns", "p")] = [_pipeline("a7", "Planning")]  # the written copy is not used again
-    assert _phase(cache) == "Planning"
+    cache.remember(naming.PIPELINES, _pipeline("10", "Profiling", finalizers=1))
+    assert _served(cache) == ("Profiling", 1)  # the watch has not delivered the write yet
+    # A change that raced the write (the finalizer, added just before it) is delivered first:
+    # it is older than the written copy, which keeps standing (else Events were posted twice).
+    store[("ns", "p")] = [_pipeline("x1", "Pending", finalizers=1)]
+    assert _served(cache) == ("Profiling", 1)
+    store[("ns", "p")] = [_pipeline("10", "Profiling", finalizers=1)]
+    assert _served(cache) == ("Profiling", 1)  # delivered: the index serves from now on
+    cache.remember(naming.PIPELINES, _pipeline("b3", "Training", finalizers=1))
+    assert _served(cache) == ("Training", 1)
+    # A later copy carrying the written status (another change after the write) replaces it.
+    store[("ns", "p")] = [_pipeline("0", "Training", finalizers=2)]
+    assert _served(cache) == ("Training", 2)
+    store[("ns", "p")] = [_pipeline("a7", "Failed", finalizers=2)]
+    assert _served(cache) == ("Failed", 2)  # the written copy is not used again

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -149,18 +150,21 @@ def test_every_spec_field_names_the_same_plan_and_set_on_both_hosts(
     tmp_path: Path,
 ) -> None:
     rows = _rows(files)
-    local: dict[str, Prepared] = {}
-    for name, change in rows.items():
-        pipeline = _pipeline(name, change, files, tmp_path / "unused")
-        text = yaml.safe_dump_all([*DEVICES, pipeline])
-        docs = parse_documents(text, f"{name}.yaml")
-        local[name] = prepare(docs, docs.pipelines[0], tmp_path / name, Quiet(), name)
 
-    cluster.apply(copy.deepcopy(DEVICES))
-    cluster.apply([_pipeline(n, c, files, store_dir) for n, c in rows.items()])
-    stand_in = Kubelet(cluster.api, lambda: LocalStore(store_dir), speeds={}, execute=True)
-    with stand_in, run_operator():
-        ready = {name: cluster.wait_ready(name, timeout=900) for name in rows}
+    def run_locally(name: str) -> Prepared:
+        pipeline = _pipeline(name, rows[name], files, tmp_path / "unused")
+        docs = parse_documents(yaml.safe_dump_all([*DEVICES, pipeline]), f"{name}.yaml")
+        return prepare(docs, docs.pipelines[0], tmp_path / name, Quiet(), name)
+
+    # Both hosts at once: each step is a process, so the two hosts' steps share the cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = {name: pool.submit(run_locally, name) for name in rows}
+        cluster.apply(copy.deepcopy(DEVICES))
+        cluster.apply([_pipeline(n, c, files, store_dir) for n, c in rows.items()])
+        stand_in = Kubelet(cluster.api, lambda: LocalStore(store_dir), speeds={}, execute=True)
+        with stand_in, run_operator():
+            ready = {name: cluster.wait_ready(name, timeout=900) for name in rows}
+        local = {name: future.result() for name, future in running.items()}
     failed = [
         job for job in cluster.api.items(ns_path("jobs")) if job.get("status", {}).get("failed")
     ]

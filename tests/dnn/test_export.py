@@ -13,6 +13,7 @@ from inferedge.core.manifest import (
     artifact_prefix,
     dump_manifest,
     parse_manifest,
+    parse_set_prefix,
     part_steps,
 )
 from inferedge.core.plan import Plan, PlanRequest
@@ -126,18 +127,21 @@ def test_manifest_of_another_schema_version_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("namespace", "pipeline", "plan_hash", "fragment"),
+    ("namespace", "pipeline", "plan_hash", "set_id", "fragment"),
     [
-        ("Default", "p", "0" * 16, "namespace 'Default'"),
-        ("default", "../x", "0" * 16, "pipeline '../x'"),
-        ("default", "p", "xyz", "plan hash 'xyz'"),
+        ("Default", "p", "0" * 16, "1" * 16, "namespace 'Default'"),
+        ("default", "../x", "0" * 16, "1" * 16, "pipeline '../x'"),
+        ("default", "p", "xyz", "1" * 16, "plan hash 'xyz'"),
+        ("default", "p", "0" * 16, "../../x", "artifact set id '../../x'"),
     ],
 )
 def test_artifact_prefix_is_checked(
-    namespace: str, pipeline: str, plan_hash: str, fragment: str
+    namespace: str, pipeline: str, plan_hash: str, set_id: str, fragment: str
 ) -> None:
     with pytest.raises(ManifestError, match=fragment.replace(".", r"\.")):
-        artifact_prefix(namespace, pipeline, plan_hash)
-    assert artifact_prefix("default", "digits", "0123456789abcdef") == (
-        "default/digits/0123456789abcdef"
-    )
+        artifact_prefix(namespace, pipeline, plan_hash, set_id)
+    prefix = artifact_prefix("default", "digits", "0123456789abcdef", "fedcba9876543210")
+    assert prefix == "default/digits/0123456789abcdef/fedcba9876543210"
+    assert str(parse_set_prefix(prefix + "/")) == prefix
+    with pytest.raises(ManifestError, match="expected <namespace>/<pipeline>/<plan-hash>/<set-id>"):
+        parse_set_prefix("default/digits/0123456789abcdef")

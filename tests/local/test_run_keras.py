@@ -20,6 +20,7 @@ from inferedge.core.manifest import parse_manifest
 from inferedge.storage import LocalStore
 from inferedge.storage.artifacts import read_manifest
 from tests.clitools import RunCli
+from tests.factories import committed_set
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_FRACTION = 0.05  # 90 of digits' 1,797 samples are replayed per threshold
@@ -73,7 +74,7 @@ def test_the_keras_example_runs_end_to_end_on_tensorflow_partitions(keras_run: P
         assert (out / name).is_file(), name
     plan = json.loads((out / "plan.json").read_text())
     assert plan["model"]["framework"] == "tensorflow"
-    prefix = f"default/digits-keras/{plan['hash']}"
+    prefix = committed_set(LocalStore(out / "store"), "default/digits-keras", plan["hash"])
     manifest = parse_manifest(read_manifest(LocalStore(out / "store"), prefix), "manifest")
     assert (manifest.framework, manifest.format) == ("tensorflow", "keras")
     assert {f.name.rsplit(".", 1)[1] for f in manifest.files} == {"keras"}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from inferedge.api.documents import DocumentError, parse_documents
+from inferedge.api.documents import DocumentError, Documents, parse_documents
 from inferedge.core.manifest import parse_manifest
 from inferedge.core.progress import ProgressCallback
-from inferedge.local.runner import prepare
+from inferedge.local.runner import Prepared, prepare
 from inferedge.storage import LocalStore
 from inferedge.storage.artifacts import is_committed, read_manifest
 
@@ -48,10 +49,34 @@ def small_manifest(**pipeline_spec: object) -> str:
     return yaml.safe_dump_all(docs)
 
 
-def test_prepare_commits_verified_artifacts(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Run:
+    out: Path
+    prepared: Prepared
+    reporter: Quiet
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One full preparation (the backbone trained), shared by the tests that build on it."""
+    out = tmp_path_factory.mktemp("trained")
     docs = parse_documents(small_manifest(), "m.yaml")
     reporter = Quiet()
-    prepared = prepare(docs, docs.pipelines[0], tmp_path, reporter, "m.yaml")
+    return Run(out, prepare(docs, docs.pipelines[0], out, reporter, "m.yaml"), reporter)
+
+
+def given_weights(run: Run, **pipeline_spec: object) -> Documents:
+    """The small manifest with the trained run's backbone as spec.model.weightsUri."""
+    model = {
+        "name": "tests.models:small_resnet",
+        "inputShape": [3, 16, 16],
+        "weightsUri": str(run.out / "backbone.pt"),
+    }
+    return parse_documents(small_manifest(model=model, **pipeline_spec), "m.yaml")
+
+
+def test_prepare_commits_verified_artifacts(trained: Run) -> None:
+    out, prepared, reporter = trained.out, trained.prepared, trained.reporter
     for name in (
         "backbone.pt",
         "edge-profile.json",
@@ -61,8 +86,8 @@ def test_prepare_commits_verified_artifacts(tmp_path: Path) -> None:
         "report/evaluation.json",
         "report/report.md",
     ):
-        assert (tmp_path / name).is_file(), name
-    store = LocalStore(tmp_path / "store")
+        assert (out / name).is_file(), name
+    store = LocalStore(out / "store")
     assert is_committed(store, prepared.prefix)
     manifest = parse_manifest(read_manifest(store, prepared.prefix), "manifest")
     assert manifest.plan.hash == prepared.plan.hash
@@ -77,34 +102,27 @@ def test_prepare_commits_verified_artifacts(tmp_path: Path) -> None:
     assert len(reporter.bars) == 4, reporter.bars  # two profiles, backbone, exits
 
 
-def test_given_weights_are_not_trained_and_name_the_same_set_again(tmp_path: Path) -> None:
-    first = tmp_path / "first"
-    docs = parse_documents(small_manifest(), "m.yaml")
-    trained = prepare(docs, docs.pipelines[0], first, Quiet(), "m.yaml")
-    model = {
-        "name": "tests.models:small_resnet",
-        "inputShape": [3, 16, 16],
-        "weightsUri": str(first / "backbone.pt"),
-    }
-    docs = parse_documents(small_manifest(model=model), "m.yaml")
+def test_given_weights_are_not_trained_and_name_the_same_set_again(
+    trained: Run, tmp_path: Path
+) -> None:
+    docs = given_weights(trained)
     reporter = Quiet()
-    again = prepare(docs, docs.pipelines[0], tmp_path / "second", reporter, "m.yaml")
+    again = prepare(docs, docs.pipelines[0], tmp_path, reporter, "m.yaml")
     assert not any(bar.startswith("training tests.models") for bar in reporter.bars)
     assert any("not trained" in line for line in reporter.lines)
-    assert again.plan.hash == trained.plan.hash
-    # The same weights name the same set; the training inputs (weightsUri) differ, so the id
-    # differs from the first run's, and the set's weights are byte for byte the given ones.
-    assert again.prefix != trained.prefix
-    assert (tmp_path / "second" / "backbone.pt").read_bytes() == (
-        first / "backbone.pt"
-    ).read_bytes()
+    assert again.plan.hash == trained.prepared.plan.hash
+    # The training inputs differ (weightsUri), so the set does; its weights are the given ones.
+    assert again.prefix != trained.prepared.prefix
+    given = (trained.out / "backbone.pt").read_bytes()
+    assert (tmp_path / "backbone.pt").read_bytes() == given
+    # Running it again names the same set, which is kept as it is.
     repeat = Quiet()
-    prepare(docs, docs.pipelines[0], tmp_path / "second", repeat, "m.yaml")
+    prepare(docs, docs.pipelines[0], tmp_path, repeat, "m.yaml")
     assert any(line.startswith("already published") for line in repeat.lines)
 
 
-def test_a_fixed_threshold_is_used_as_given(tmp_path: Path) -> None:
-    docs = parse_documents(small_manifest(inference={"threshold": 0.42}), "m.yaml")
+def test_a_fixed_threshold_is_used_as_given(trained: Run, tmp_path: Path) -> None:
+    docs = given_weights(trained, inference={"threshold": 0.42})
     prepared = prepare(docs, docs.pipelines[0], tmp_path, Quiet(), "m.yaml")
     # In effect: the fixed threshold, with its predicted figures from the test sweep.
     assert prepared.evaluation.calibration.threshold == 0.42

@@ -142,7 +142,7 @@ class ProfileJob(JobArgs):
         min_length=1, max_length=253, description="Zoo name, or the stored model's name."
     )
     model_uri: str | None = Field(
-        default=None, max_length=2048, description="Where the model named MODEL is stored."
+        default=None, max_length=2048, description="Where the model named --model is stored."
     )
     framework: Framework = Field(default="torch", description="torch or tensorflow.")
     input_shape: tuple[InputDim, ...] = Field(

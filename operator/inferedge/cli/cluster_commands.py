@@ -8,9 +8,10 @@ operator renders and what this CLI accepts are one declaration.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import click
+from pydantic import BaseModel
 
 from inferedge.api.jobs import ExportJob, JobArgs, JobArgsError, ProfileJob, TrainJob
 
@@ -33,11 +34,27 @@ def job_options(args_type: type[JobArgs]) -> Callable[[Command], Command]:
                 name,
                 envvar=env,
                 required=info.is_required(),
+                metavar=_metavar(info.annotation),
                 help=f"{info.description or ''}{default}{where}",
             )(command)
         return command
 
     return decorate
+
+
+def _metavar(kind: object) -> str:
+    """What a value looks like on the command line, from its declared type."""
+    kinds = [k for k in (get_args(kind) or (kind,)) if k is not type(None)]
+    if get_origin(kind) is Literal:
+        return "[" + "|".join(str(k) for k in kinds) + "]"
+    first = kinds[0] if kinds else kind
+    if get_origin(first) is tuple or get_origin(kind) is tuple:
+        return "N[,N...]"
+    if get_origin(first) is Literal:
+        return "[" + "|".join(str(k) for k in get_args(first)) + "]"
+    if isinstance(first, type) and issubclass(first, BaseModel):
+        return "JSON"
+    return {int: "INT", float: "FLOAT"}.get(first, "TEXT") if isinstance(first, type) else "TEXT"
 
 
 def _shown(value: object) -> str:
@@ -72,7 +89,8 @@ def profile(**values: Any) -> None:
 @cluster.command("train")
 @job_options(TrainJob)
 def train(**values: Any) -> None:
-    """Train the backbone (unless spec.model.weightsUri) and the plan's exits; calibrate c_thr."""
+    """Train the backbone (unless spec.model.weightsUri or uri gives it) and the plan's exits;
+    calibrate c_thr."""
     from inferedge.steps.reporting import LineReporter
     from inferedge.steps.training import run_training
 

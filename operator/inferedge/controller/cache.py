@@ -8,8 +8,10 @@ it made before and never makes them twice.
 A status write returns the object as the server stored it, and the watch delivers that copy a
 little later. Until it does, the written copy stands in for the indexed one, so a reconcile that
 runs meanwhile does not see its own status as not yet written (and post its Events twice).
-resourceVersion is opaque, so copies are told apart by equality only: the written copy is used
-while the index still holds the version it held when the status was written.
+resourceVersion is opaque and says nothing about order, so the versions are not compared at
+all: only this operator writes the status, so the index has caught up exactly when it holds the
+written status (the written copy itself, or a later one that carries it). A copy from between
+(another change that raced the write) is older than the written one and does not replace it.
 """
 
 from __future__ import annotations
@@ -41,14 +43,6 @@ class Indices:
     deployments: Mapping[Any, Any]
 
 
-@dataclass(frozen=True)
-class _Written:
-    """A body a status write returned, and the version the index held when it was written."""
-
-    body: Body
-    indexed_version: str | None
-
-
 def _one(index: Mapping[Any, Any], key: ObjectKey) -> Body | None:
     store = index.get(key)
     if store is None:
@@ -56,23 +50,16 @@ def _one(index: Mapping[Any, Any], key: ObjectKey) -> Body | None:
     return next(iter(store), None)
 
 
-def _version(body: Body | None) -> str | None:
-    return Meta.from_body(body).resource_version if body is not None else None
-
-
 class ObjectCache:
     """The newest copy of every object this process has seen, as typed views."""
 
     def __init__(self, indices: Indices) -> None:
         self._indices = indices
-        self._written: dict[tuple[str, ObjectKey], _Written] = {}
+        self._written: dict[tuple[str, ObjectKey], Body] = {}
 
     def remember(self, kind: str, body: Body) -> None:
-        """Keep the body a status write returned until the watch delivers a newer copy."""
-        meta = Meta.from_body(body)
-        index = self._index(kind)
-        indexed = _one(index, meta.key)
-        self._written[(kind, meta.key)] = _Written(body, _version(indexed))
+        """Keep the body a status write returned until the watch delivers a copy holding it."""
+        self._written[(kind, Meta.from_body(body).key)] = body
 
     def _index(self, kind: str) -> Mapping[Any, Any]:
         return (
@@ -85,11 +72,8 @@ class ObjectCache:
         if indexed is None or written is None:
             self._written.pop((kind, key), None)
             return indexed
-        if _version(indexed) == written.indexed_version:
-            return written.body  # the watch has delivered nothing since the write
-        # The index moved on. Watch events arrive in order, so it holds the written copy or a
-        # later one, or, when another change raced the write, an earlier one whose successor
-        # (the written copy) is delivered right after it and nudges another reconcile.
+        if (indexed.get("status") or {}) != (written.get("status") or {}):
+            return written  # the watch has not delivered the write yet
         del self._written[(kind, key)]
         return indexed
 

@@ -29,6 +29,7 @@ from inferedge.dnn.frameworks import (
 from inferedge.storage import LocalStore
 from inferedge.storage.artifacts import read_manifest
 from tests.clitools import RunCli, assert_one_line_error
+from tests.factories import committed_set
 
 MODEL = "small_resnet"
 SHAPE = "3,16,16"
@@ -112,7 +113,7 @@ def test_evaluate_measures_the_keras_exits(flow: Path) -> None:
 
 def test_export_publishes_keras_files_that_verify_loads(flow: Path) -> None:
     plan_hash = json.loads((flow / "plan.json").read_text())["hash"]
-    prefix = f"default/digits/{plan_hash}"
+    prefix = committed_set(LocalStore(flow / "store"), "default/digits", plan_hash)
     manifest = parse_manifest(read_manifest(LocalStore(flow / "store"), prefix), "manifest")
     assert (manifest.framework, manifest.format) == ("tensorflow", "keras")
     assert all(f.name.endswith(".keras") for f in manifest.files)
@@ -177,7 +178,7 @@ def test_a_tensorflow_only_cli_path_never_imports_torch() -> None:
         "import sys\n"
         "import inferedge.cli, inferedge.local.runner, inferedge.steps.evaluation\n"
         "import inferedge.steps.export, inferedge.cli.cluster_commands\n"
-        "from inferedge.dnn.protocols import get_workflow\n"
+        "from inferedge.dnn.frameworks import get_workflow\n"
         "get_workflow('tensorflow')\n"
         "assert 'torch' not in sys.modules, 'a Keras pipeline must not need torch'\n"
     )
