@@ -74,7 +74,12 @@ def test_the_example_pipeline_runs_through_the_keras_workflow(
             )
         )
     assert measured["edge"].device.emulated_slowdown == 8
-    plan = make_plan(measured["edge"], measured["cloud"], plan_request(spec, edge_resource.spec))
+    # The memory strategy: the example's latency strategy can be infeasible on 3 timed runs of
+    # a busy machine, and this test is about the steps fitting together, not about timing.
+    request = plan_request(spec, edge_resource.spec).model_copy(
+        update={"strategy": "memory", "memory_fraction": 0.5}
+    )
+    plan = make_plan(measured["edge"], measured["cloud"], request)
     assert plan.model.framework == "tensorflow"
 
     exits = workflow.build_exits(plan, backbone, spec.exits.head, seed=0)
