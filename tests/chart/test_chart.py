@@ -24,6 +24,7 @@ from tests.chart.helpers import (
     render_files,
 )
 
+NATS_AUTH = "inferedge-nats-auth"  # the ConfigMap with the NATS users (test_nats_auth.py)
 # Kinds kubernetes-validate has no schema for; each is checked by hand below.
 CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "ClusterKopfPeering", "KopfPeering"}
 COMBINATIONS: dict[str, dict[str, Any]] = {
@@ -36,6 +37,9 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "grafana": {"dashboard": {"enabled": True}},
     },
     "crd-upgrade-job": {"crds": {"upgradeJob": {"enabled": True}}},
+    "no-nats-auth": {"natsAuth": {"enabled": False}},
+    "own-nats-secrets": {"natsAuth": {"createSecrets": False}},
+    "nats-pipeline-namespaces": {"natsAuth": {"pipelineNamespaces": ["team-a", "default"]}},
     "everything": {
         "peering": {"enabled": True},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
@@ -101,10 +105,11 @@ def test_every_rendered_object_is_valid(values: dict[str, Any]) -> None:
     assert len(names) == len(set(names)), "two objects share a kind, namespace and name"
 
 
-def test_defaults_render_operator_rbac_and_nothing_optional() -> None:
+def test_defaults_render_operator_rbac_nats_identities_and_nothing_optional() -> None:
     objects = render()
     assert {o["kind"] for o in objects} == {
         "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
+        "ConfigMap", "Secret",  # NATS identities (tests/chart/test_nats_auth.py)
     }  # fmt: skip
     assert operator_args(objects) == [
         "operator", "--all-namespaces", "--standalone", "--liveness", "http://0.0.0.0:8080/healthz",
@@ -228,7 +233,7 @@ def _metric_names() -> set[str]:
 
 def test_dashboard_uses_only_series_the_runtime_exports() -> None:
     objects = render(COMBINATIONS["monitoring"])
-    config = one(objects, "ConfigMap")
+    (config,) = [c for c in find(objects, "ConfigMap") if c["metadata"]["name"] != NATS_AUTH]
     assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(config["data"]["inferedge.json"])
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
@@ -249,7 +254,7 @@ def test_crd_upgrade_hook_applies_exactly_the_chart_crds() -> None:
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["args"][:2] == ["apply", "--server-side"]
-    config = one(objects, "ConfigMap")
+    (config,) = [c for c in find(objects, "ConfigMap") if c["metadata"]["name"] != NATS_AUTH]
     shipped = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
     assert {k: v + "\n" for k, v in config["data"].items()} == shipped
     role = find(objects, "ClusterRole", f"{job['metadata']['name']}")[0]

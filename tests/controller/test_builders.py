@@ -8,6 +8,7 @@ import click
 import pytest
 import yaml
 
+from inferedge.api.base import SecretKeyRef
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.jobs import ExportJob, ProfileJob, TrainJob
 from inferedge.api.pipeline import InferencePipelineSpec
@@ -267,3 +268,88 @@ def test_every_container_runs_a_real_cli_command(
         parsed = step.parse(ctx.params)
         if isinstance(parsed, TrainJob):
             assert parsed.spec == example(framework)[2]
+
+
+def _deployment(role: str, spec: InferencePipelineSpec | None = None, **kwargs: Any) -> Any:
+    edge, cloud, example_spec = example()
+    return builders.build_deployment(
+        owner=OWNER,
+        role=role,  # type: ignore[arg-type]
+        spec=spec or example_spec,
+        device=edge if role == "edge" else cloud,
+        config_hash="h",
+        images=IMAGES,
+        **kwargs,
+    )
+
+
+def _nats_env(manifest: dict[str, Any]) -> dict[str, Any]:
+    (container,) = pod_spec(manifest)["containers"]
+    return {
+        e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if e["name"].startswith("INFEREDGE_NATS_")
+    }
+
+
+@pytest.mark.parametrize("role", ["edge", "cloud"])
+def test_each_pod_signs_in_to_nats_as_its_roles_identity(role: str) -> None:
+    from inferedge.transport.permissions import permissions
+
+    env = _nats_env(_deployment(role))
+    secret = f"inferedge-nats-{role}"
+    assert env == {
+        "INFEREDGE_NATS_USER": {"name": secret, "key": "user", "optional": True},
+        "INFEREDGE_NATS_PASSWORD": {"name": secret, "key": "password", "optional": True},
+        "INFEREDGE_NATS_INBOX_PREFIX": f"_INBOX.inferedge.{role}",
+    }
+    # The prefix the pod gets is the one its identity may subscribe under, and no other's.
+    allowed = permissions(role, "team-a", "digits").subscribe  # type: ignore[arg-type]
+    assert f"{env['INFEREDGE_NATS_INBOX_PREFIX']}.>" in allowed
+    assert pods.DEFAULT_NATS_SECRETS.for_role(role) == secret  # type: ignore[arg-type]
+
+
+def test_the_operator_settings_name_the_role_secrets() -> None:
+    from inferedge.controller.settings import OperatorOptions
+
+    named = pods.NatsSecrets(edge="my-edge", cloud="my-cloud")
+    assert OperatorOptions().nats_secrets == pods.DEFAULT_NATS_SECRETS
+    for role in ("edge", "cloud"):
+        env = _nats_env(_deployment(role, nats_secrets=named))
+        assert env["INFEREDGE_NATS_USER"]["name"] == f"my-{role}"
+        assert env["INFEREDGE_NATS_PASSWORD"]["name"] == f"my-{role}"
+
+
+def test_a_pipelines_own_nats_secret_wins_over_the_role_secrets() -> None:
+    spec = example()[2]
+    spec = spec.model_copy(
+        update={
+            "messaging": spec.messaging.model_copy(
+                update={"secret_ref": SecretKeyRef(name="team-a-nats")}
+            )
+        }
+    )
+    env = _nats_env(_deployment("cloud", spec))
+    assert {v["name"] for k, v in env.items() if k != "INFEREDGE_NATS_INBOX_PREFIX"} == {
+        "team-a-nats"
+    }
+    assert set(env) == {
+        "INFEREDGE_NATS_USER",
+        "INFEREDGE_NATS_PASSWORD",
+        "INFEREDGE_NATS_TOKEN",
+        "INFEREDGE_NATS_INBOX_PREFIX",
+    }
+
+
+def test_no_credential_is_in_a_config_map_an_arg_or_a_job() -> None:
+    manifests = all_manifests()
+    config = manifests[-1]
+    assert config["kind"] == "ConfigMap"
+    for key in config["data"]:
+        assert not any(word in key for word in ("USER", "PASSWORD", "TOKEN", "CREDS", "KEY"))
+    for manifest in with_pods():
+        (container,) = pod_spec(manifest)["containers"]
+        assert not any("nats" in arg.lower() and "pass" in arg.lower() for arg in container["args"])
+        names = {e["name"] for e in container["env"]}
+        if manifest["kind"] == "Job":  # steps never talk to NATS
+            assert not any(n.startswith("INFEREDGE_NATS_") for n in names)

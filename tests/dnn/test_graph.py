@@ -386,6 +386,6 @@ def test_missing_and_foreign_pt2_files_are_errors(tmp_path: Path) -> None:
         load_model(str(missing), 10, INPUT)
     foreign = tmp_path / "foreign.pt2"
     foreign.write_bytes(b"not a zip archive")
-    with pytest.raises(ModelRefError, match=r"foreign.pt2' is not a torch.export program: ") as err:
+    with pytest.raises(ModelRefError, match=r"foreign.pt2': not a torch.export archive: ") as err:
         load_model(str(foreign), 10, INPUT)
     assert "\n" not in str(err.value)

@@ -72,3 +72,22 @@ def test_bad_settings_are_named_in_one_line(env: dict[str, str], problem: str) -
         NatsSettings.from_env(env)
     assert problem in str(caught.value)
     assert "pw" not in str(caught.value)
+
+
+def test_an_inbox_prefix_reaches_nats_py() -> None:
+    settings = NatsSettings.from_env({"INFEREDGE_NATS_INBOX_PREFIX": "_INBOX.inferedge.edge"})
+    assert settings.connect_options()["inbox_prefix"] == "_INBOX.inferedge.edge"
+
+
+@pytest.mark.parametrize("prefix", ["_INBOX.>", "a.*.b", "a..b", ".a", "a b", "a."])
+def test_a_bad_inbox_prefix_is_named(prefix: str) -> None:
+    with pytest.raises(SettingsError, match="INFEREDGE_NATS_INBOX_PREFIX"):
+        NatsSettings(inbox_prefix=prefix)
+
+
+def test_how_a_client_signs_in_is_described_without_its_secret() -> None:
+    assert "without credentials" in NatsSettings().signs_in
+    described = NatsSettings(user="edge", password="s3cret").signs_in
+    assert "'edge'" in described
+    assert "s3cret" not in described
+    assert "s3cret" not in NatsSettings(token="s3cret").signs_in

@@ -54,6 +54,17 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/* Namespaces that get the edge and cloud NATS Secrets (natsAuth.pipelineNamespaces). */}}
+{{- define "inferedge.natsPipelineNamespaces" -}}
+{{- if .Values.natsAuth.pipelineNamespaces }}
+{{- join "," .Values.natsAuth.pipelineNamespaces }}
+{{- else if eq .Values.rbac.scope "namespace" }}
+{{- include "inferedge.watchNamespaces" . }}
+{{- else }}
+{{- "default" }}
+{{- end }}
+{{- end }}
+
 {{/* Rules on namespaced resources, shared by the ClusterRole and the per-namespace Roles. */}}
 {{- define "inferedge.namespacedRules" -}}
 - apiGroups: ["inferedge.io"]

@@ -16,9 +16,11 @@ from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.controller import naming
 from inferedge.controller.pods import (
     CACHE_DIR,
+    DEFAULT_NATS_SECRETS,
     HTTP_PORT,
     Images,
     KubeObject,
+    NatsSecrets,
     build_container,
     container_resources,
     nats_env,
@@ -62,7 +64,14 @@ def build_config_map(*, owner: Mapping[str, Any], data: Mapping[str, str]) -> Ku
 
 
 def serve_args(role: Role) -> list[str]:
-    """`inferedge serve edge|cloud` on all interfaces; the rest comes from the ConfigMap."""
+    """`inferedge serve edge|cloud` on all interfaces; the rest comes from the ConfigMap.
+
+    All interfaces of the pod's own network namespace: its loopback and its pod-network
+    address. The kubelet's probes, the Service and Prometheus reach a pod on that address, so
+    neither role can bind more narrowly: the edge serves inference there, the cloud only
+    health, model metadata and /metrics (it takes work from NATS alone, which it dials out
+    to). Who may reach that port is a NetworkPolicy's business (docs/operations.md).
+    """
     return [
         "serve",
         role,
@@ -87,8 +96,10 @@ def build_deployment(
     device: DeviceProfileSpec,
     config_hash: str,
     images: Images,
+    nats_secrets: NatsSecrets = DEFAULT_NATS_SECRETS,
 ) -> KubeObject:
-    """The edge or cloud Deployment; pods restart when the config hash changes."""
+    """The edge or cloud Deployment; pods restart when the config hash changes, and sign in
+    to NATS as their role's identity (see `pods.nats_env`)."""
     meta = owner["metadata"]
     pipeline, namespace = meta["name"], meta["namespace"]
     names = naming.PipelineNames(pipeline)
@@ -98,7 +109,7 @@ def build_deployment(
         role,
         images.for_role(role, spec.model.framework),
         args=serve_args(role),
-        env=[*store_env(spec.storage), *nats_env(spec.messaging)],
+        env=[*store_env(spec.storage), *nats_env(spec.messaging, role, nats_secrets)],
         resources=container_resources(device),
         pull_policy=images.pull_policy,
         extra_mounts=[{"name": "cache", "mountPath": CACHE_DIR}],

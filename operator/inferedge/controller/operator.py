@@ -44,7 +44,11 @@ class Operator:
         self._periodic: list[asyncio.Task[None]] = []
         pipelines = PipelineReconciler(
             sources=Sources(
-                objects=self.objects, kube=kube, stores=self.stores, images=options.images
+                objects=self.objects,
+                kube=kube,
+                stores=self.stores,
+                images=options.images,
+                nats_secrets=options.nats_secrets,
             ),
             events=self.events,
             nudge_profile=self._nudge_profile,

@@ -42,12 +42,14 @@ from inferedge.storage import ArtifactStore
 
 @dataclass(frozen=True)
 class Sources:
-    """Where a pipeline's facts come from, and the images its children run."""
+    """Where a pipeline's facts come from, the images its children run and the Secrets that
+    sign its pods in to NATS."""
 
     objects: ObjectCache
     kube: Kube
     stores: Stores
     images: pods.Images
+    nats_secrets: pods.NatsSecrets = field(default_factory=pods.NatsSecrets)
 
 
 @dataclass
@@ -325,6 +327,7 @@ async def _deploy_desired(
             device=desired.devices[role][1],
             config_hash=config_hash,
             images=sources.images,
+            nats_secrets=sources.nats_secrets,
         )
     desired.service = builders.build_cloud_service(owner=body)
     current = await sources.kube.get(CONFIG_MAPS, namespace, naming.PipelineNames(pipeline).config)

@@ -3,6 +3,10 @@
 Pods run as non-root with a read-only root filesystem, no capabilities and the RuntimeDefault
 seccomp profile; writable paths are emptyDirs. Credentials reach containers only as
 `valueFrom.secretKeyRef`, never as values.
+
+On NATS, an edge pod signs in as the edge identity and a cloud pod as the cloud identity
+(`inferedge.core.identities`), from the Secrets `NatsSecrets` names in the pipeline's
+namespace, unless the pipeline names its own Secret in `spec.messaging.secretRef`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from inferedge import __version__
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.jobs import Framework
 from inferedge.api.pipeline import MessagingSpec, StorageSpec
+from inferedge.core.identities import inbox_prefix
 from inferedge.core.roles import Role
 
 KubeObject = dict[str, Any]
@@ -34,6 +39,28 @@ NATS_SECRET_KEYS: Final = (
     ("INFEREDGE_NATS_PASSWORD", "password"),
     ("INFEREDGE_NATS_TOKEN", "token"),
 )
+NATS_INBOX_PREFIX_ENV: Final = "INFEREDGE_NATS_INBOX_PREFIX"
+
+
+@dataclass(frozen=True)
+class NatsSecrets:
+    """Names of the Secrets (keys `user` and `password`) with the NATS sign-in of the edge and
+    cloud identities, one of each in every namespace where pipelines run.
+
+    The chart writes them (`natsAuth`); the defaults are the names it uses. A pod whose Secret
+    is missing starts without NATS credentials, which only a server without authorization
+    accepts: an authorizing one refuses it, and the pod says so in its log.
+    """
+
+    edge: str = "inferedge-nats-edge"
+    cloud: str = "inferedge-nats-cloud"
+
+    def for_role(self, role: Role) -> str:
+        """The Secret of the identity that pods of `role` sign in as."""
+        return self.edge if role == "edge" else self.cloud
+
+
+DEFAULT_NATS_SECRETS: Final = NatsSecrets()
 
 
 @dataclass(frozen=True)
@@ -98,18 +125,27 @@ def store_env(storage: StorageSpec) -> list[dict[str, Any]]:
     return env
 
 
-def nats_env(messaging: MessagingSpec) -> list[dict[str, Any]]:
-    """NATS sign-in from the Secret in spec.messaging; each key is optional in the Secret."""
-    if messaging.secret_ref is None:
-        return []
+def nats_env(
+    messaging: MessagingSpec, role: Role, secrets: NatsSecrets = DEFAULT_NATS_SECRETS
+) -> list[dict[str, Any]]:
+    """NATS sign-in of a `role` pod: from the pipeline's own Secret in spec.messaging if it
+    names one, else from its role's Secret; every key is optional in the Secret. The inbox
+    prefix (not a secret) is the one the role's permissions allow."""
+    prefix = {"name": NATS_INBOX_PREFIX_ENV, "value": inbox_prefix(role)}
+    keys: tuple[tuple[str, str], ...]
+    if messaging.secret_ref is not None:
+        secret, keys = messaging.secret_ref.name, NATS_SECRET_KEYS
+    else:
+        secret, keys = secrets.for_role(role), NATS_SECRET_KEYS[:2]
     return [
-        {
-            "name": var,
-            "valueFrom": {
-                "secretKeyRef": {"name": messaging.secret_ref.name, "key": key, "optional": True}
-            },
-        }
-        for var, key in NATS_SECRET_KEYS
+        *(
+            {
+                "name": var,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}},
+            }
+            for var, key in keys
+        ),
+        prefix,
     ]
 
 

@@ -9,7 +9,7 @@ from typing import Final
 import kopf
 
 from inferedge.controller.naming import PREFIX
-from inferedge.controller.pods import Images
+from inferedge.controller.pods import Images, NatsSecrets
 
 FINALIZER: Final = f"{PREFIX}/finalizer"
 DEFAULT_PEERING: Final = "inferedge"
@@ -27,6 +27,8 @@ class OperatorOptions:
     """What `inferedge operator` passes to the handlers (through kopf's memo)."""
 
     images: Images = field(default_factory=Images)
+    # The Secrets edge and cloud pods sign in to NATS with (in each pipeline's namespace).
+    nats_secrets: NatsSecrets = field(default_factory=NatsSecrets)
     reporting_component: str = "inferedge-operator"
     # Set when neither --peering nor --standalone was given: kopf then uses this peering object
     # if it exists and runs alone (with a warning) if it does not.

@@ -6,6 +6,10 @@ line; its whole output goes to a log file under the run directory. Every server 
 (SIGTERM, then SIGKILL after a bound) when the `with` block ends, by error or Ctrl-C included,
 so no process outlives the run. Servers run in their own process groups, so a Ctrl-C in the
 terminal reaches the runner alone and the runner decides the order of shutdown.
+
+A server signs in to NATS only as the runner says: INFEREDGE_NATS_* variables of the caller's
+own environment (a token, a credentials file, another user) are not passed on, so they can
+neither override nor contradict the identity the runner gives it in `env`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import IO, Self
 from inferedge.core.errors import InferedgeError
 
 _SERVING = re.compile(r"^serving (edge|cloud) of plan (\w+) on (http://\S+)")
+_NATS_ENV_PREFIX = "INFEREDGE_NATS_"
 
 
 class ServerProcessError(InferedgeError):
@@ -57,7 +62,7 @@ class ServerProcess:
         self.role = role
         self.log_path = log_path
         self._args = [sys.executable, "-m", "inferedge", "serve", role, *args]
-        self._env = {**os.environ, **(env or {})}
+        self._env = child_env(os.environ, env or {})
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._process: subprocess.Popen[str] | None = None
@@ -168,6 +173,12 @@ class ServerProcess:
             if lines:
                 return lines[-1]
         return "no output"
+
+
+def child_env(inherited: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """A server's environment: the inherited one without its NATS settings, then `given`."""
+    kept = {k: v for k, v in inherited.items() if not k.startswith(_NATS_ENV_PREFIX)}
+    return {**kept, **given}
 
 
 @contextlib.contextmanager

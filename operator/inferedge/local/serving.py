@@ -5,11 +5,18 @@ processes on the artifacts `prepare` published, each emulating its DeviceProfile
 slowdown; the edge also the declared link). For every threshold the servers are told the new
 c_thr live (a reload command, cloud first), the test split is replayed through the edge's HTTP
 endpoint, and the answers are compared with what the plan and the offline evaluation predicted.
+
+The broker authorizes, as a cluster's does: every run makes fresh random credentials for the
+edge, cloud and control identities (`inferedge.transport.identities`), each server gets its
+own through its environment, and the runner's reloads sign in as control. The replay and the
+measurements talk HTTP to the edge, so they need no NATS identity.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +24,15 @@ from inferedge.api.convert import link_for
 from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.data import Dataset
 from inferedge.local.measured import MeasuredReport, MeasuredRow, measured_row, verdict
-from inferedge.local.processes import ServerProcess, running
+from inferedge.local.processes import ServerProcess, Started, running
 from inferedge.local.replay import replay
 from inferedge.local.runner import Prepared
 from inferedge.steps.reporting import Reporter
 from inferedge.transport.client import Messenger
 from inferedge.transport.control import reload_pipeline
+from inferedge.transport.identities import fresh_credentials, server_users
 from inferedge.transport.server import EmbeddedNats
+from inferedge.transport.settings import NatsSettings
 
 MIB = 1024 * 1024
 
@@ -53,14 +62,13 @@ def thread_env(threads: int) -> dict[str, str]:
     }
 
 
-def server_args(prepared: Prepared, role: Role, nats_url: str, cache: Path) -> list[str]:
-    """The `inferedge serve <role>` flags for one server of this run."""
+def server_args(prepared: Prepared, role: Role, cache: Path) -> list[str]:
+    """The `inferedge serve <role>` flags for one server of this run (but --nats-url)."""
     spec = prepared.pipeline.spec
     device = prepared.devices[role].spec
     args = [
         "--store", prepared.store_uri,
         "--prefix", prepared.prefix,
-        "--nats-url", nats_url,
         "--port", "0",
         "--cache-dir", str(cache),
         "--emulate-slowdown", repr(device.emulation.slowdown),
@@ -79,30 +87,76 @@ def server_args(prepared: Prepared, role: Role, nats_url: str, cache: Path) -> l
     return args
 
 
+@dataclass(frozen=True)
+class LocalBus:
+    """The run's broker and servers: where they serve, and how the runner signs in."""
+
+    url: str
+    control: NatsSettings
+    """The control identity: the only one allowed to publish reload commands."""
+    started: dict[str, Started]
+
+
+@contextlib.contextmanager
+def broker_and_servers(
+    namespace: str,
+    pipeline: str,
+    args: Mapping[Role, Sequence[str]],
+    logs: Path,
+    *,
+    env: Mapping[str, str],
+    max_payload: int,
+    start_timeout_s: float,
+) -> Iterator[LocalBus]:
+    """Start an authorizing nats-server for one pipeline, then its cloud and edge servers, each
+    signed in as its own identity; stop them all, in reverse, when the block ends."""
+    credentials = fresh_credentials()
+    users = server_users(list(credentials.values()), namespace, pipeline)
+    with EmbeddedNats(max_payload=max_payload, users=users) as nats:
+        servers = [
+            ServerProcess(
+                role,
+                ["--nats-url", nats.url, *args[role]],
+                logs / f"{role}.log",
+                env={**env, **credentials[role].env()},
+                start_timeout_s=start_timeout_s,
+            )
+            for role in reversed(ROLES)
+        ]
+        with running(servers) as started:
+            control = credentials["control"].settings(nats.url)
+            yield LocalBus(nats.url, control, {s.role: s for s in started})
+
+
 def serve_and_measure(
     prepared: Prepared, test: Dataset, reporter: Reporter, settings: ServeSettings
 ) -> MeasuredReport:
     """Start the broker and both servers, replay `test` at every threshold, stop everything."""
     out = prepared.out
-    with EmbeddedNats(max_payload=settings.max_payload) as nats:
-        reporter.info(f"nats: embedded nats-server on {nats.url}")
-        servers = [
-            ServerProcess(
-                role,
-                server_args(prepared, role, nats.url, out / "cache"),
-                out / "logs" / f"{role}.log",
-                env=thread_env(settings.threads),
-                start_timeout_s=settings.start_timeout_s,
+    meta = prepared.pipeline.metadata
+    args = {role: server_args(prepared, role, out / "cache") for role in ROLES}
+    with broker_and_servers(
+        meta.namespace,
+        meta.name,
+        args,
+        out / "logs",
+        env=thread_env(settings.threads),
+        max_payload=settings.max_payload,
+        start_timeout_s=settings.start_timeout_s,
+    ) as bus:
+        reporter.info(f"nats: embedded nats-server on {bus.url}, edge/cloud/control identities")
+        for s in bus.started.values():
+            reporter.info(f"{s.role}: serving plan {s.plan_hash} on {s.url}")
+        rows = asyncio.run(
+            _measure(
+                prepared,
+                test,
+                reporter,
+                settings,
+                control=bus.control,
+                edge_url=bus.started["edge"].url,
             )
-            for role in reversed(ROLES)
-        ]
-        with running(servers) as started:
-            for s in started:
-                reporter.info(f"{s.role}: serving plan {s.plan_hash} on {s.url}")
-            edge_url = started[-1].url
-            rows = asyncio.run(
-                _measure(prepared, test, reporter, settings, nats_url=nats.url, edge_url=edge_url)
-            )
+        )
     calibrated = prepared.evaluation.calibration.threshold
     link = link_for(prepared.pipeline.spec, prepared.devices["edge"].spec)
     chosen = min(rows, key=lambda r: abs(r.threshold - calibrated))
@@ -125,13 +179,13 @@ async def _measure(
     reporter: Reporter,
     settings: ServeSettings,
     *,
-    nats_url: str,
+    control: NatsSettings,
     edge_url: str,
 ) -> list[MeasuredRow]:
     meta = prepared.pipeline.metadata
     predicted = {r.threshold: r for r in prepared.evaluation.test.rows}
     rows = []
-    async with await Messenger.connect(nats_url, name="inferedge-run") as messenger:
+    async with await Messenger.connect(settings=control, name="inferedge-run") as messenger:
         for threshold in settings.thresholds:
             await reload_pipeline(
                 messenger,

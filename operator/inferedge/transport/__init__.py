@@ -7,8 +7,10 @@ they are imported from their modules, never here, and the rest works without nat
 
 from inferedge.transport.codec import Encoding, Payload, WireMeta, decode, encode
 from inferedge.transport.errors import (
+    AuthorizationError,
     BusyError,
     NoResponders,
+    PermissionDenied,
     RemoteError,
     RequestTimeout,
     ServerStartError,
@@ -22,12 +24,14 @@ from inferedge.transport.subjects import QUEUE_GROUP, VERBS, subject
 __all__ = [
     "QUEUE_GROUP",
     "VERBS",
+    "AuthorizationError",
     "BusyError",
     "EmbeddedNats",
     "Encoding",
     "NatsSettings",
     "NoResponders",
     "Payload",
+    "PermissionDenied",
     "RemoteError",
     "RequestTimeout",
     "ServerStartError",

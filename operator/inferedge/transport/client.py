@@ -13,16 +13,15 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
-from inferedge.core.errors import InferedgeError, one_line
+from inferedge.core.errors import one_line
 from inferedge.transport.chunking import (
     ReassemblyBudget,
     ReassemblyLimits,
@@ -37,16 +36,21 @@ from inferedge.transport.chunking import (
     unsubscribe_quietly,
 )
 from inferedge.transport.codec import Payload
-from inferedge.transport.errors import NoResponders, RemoteError, RequestTimeout, TransportError
-from inferedge.transport.headers import ERROR
+from inferedge.transport.errors import (
+    AuthorizationError,
+    NoResponders,
+    PermissionDenied,
+    RemoteError,
+    RequestTimeout,
+    TransportError,
+)
+from inferedge.transport.events import ConnectionEvents
+from inferedge.transport.service import Handler, Headers, Service
 from inferedge.transport.settings import NatsSettings
 
-Headers = dict[str, str]
-Handler = Callable[[Headers, Payload], Awaitable[tuple[Mapping[str, str], Payload]]]
+__all__ = ["DEFAULT_TIMEOUT_S", "Handler", "Headers", "Messenger", "Service"]
 
 DEFAULT_TIMEOUT_S: Final = 10.0
-# An error line longer than this is cut: it travels in a header, not as a report.
-_MAX_ERROR_CHARS: Final = 1000
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +58,16 @@ log = logging.getLogger(__name__)
 class Messenger:
     """One NATS connection: `request()` as a client, `serve()` as a worker. Use `connect()`."""
 
-    def __init__(self, nc: Client, events: _ConnectionEvents, limits: ReassemblyLimits) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        events: ConnectionEvents,
+        limits: ReassemblyLimits,
+        inbox_prefix: str | None = None,
+    ) -> None:
         self._nc = nc
         self._events = events
+        self._inbox_prefix = inbox_prefix or "_INBOX"
         self.budget = ReassemblyBudget(limits)
         # Services stay alive through their subscription's callback; stopped ones drop out.
         self._services: weakref.WeakSet[Service] = weakref.WeakSet()
@@ -79,7 +90,7 @@ class Messenger:
         """
         settings = settings or NatsSettings.from_env(url=url)
         nc = Client()
-        events = _ConnectionEvents(nc)
+        events = ConnectionEvents(nc)
         # nats-py annotates the waits as int but sleeps on them, so fractions of a second work.
         options: dict[str, Any] = {
             **settings.connect_options(),
@@ -93,20 +104,25 @@ class Messenger:
             "reconnected_cb": events.reconnected,
             "closed_cb": events.closed,
         }
+        where = ", ".join(settings.servers)
         try:
-            await asyncio.wait_for(nc.connect(**options), connect_timeout_s)
+            await _connect_unless_refused(nc, options, events, connect_timeout_s)
+        except AuthorizationError:
+            await _close_quietly(nc)
+            raise AuthorizationError(
+                f"NATS at {where} refused to sign in this client {settings.signs_in}"
+            ) from None
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             reason = one_line(nc.last_error) if nc.last_error else one_line(exc)
-            with contextlib.suppress(nats.errors.Error):
-                await nc.close()
+            await _close_quietly(nc)
             raise TransportError(
-                f"cannot connect to NATS at {', '.join(settings.servers)} within "
+                f"cannot connect to NATS at {where} within "
                 f"{connect_timeout_s:g} s ({reason}); is nats-server running? "
                 "(INFEREDGE_NATS_URL sets where)"
             ) from exc
         events.up.set()
         events.connected_once = True
-        return cls(nc, events, limits or ReassemblyLimits())
+        return cls(nc, events, limits or ReassemblyLimits(), settings.inbox_prefix)
 
     @property
     def max_payload(self) -> int:
@@ -159,6 +175,10 @@ class Messenger:
             async with asyncio.timeout_at(deadline):
                 return await receive_chunked(self._nc, reply, self.budget)
         except TimeoutError as exc:
+            # A refused publish or inbox subscription looks like silence; say which it was.
+            refusal = self._events.refusal(subject, self._inbox_prefix)
+            if refusal is not None:
+                raise PermissionDenied(f"{subject}: {refusal}") from exc
             raise RequestTimeout(f"{subject}: no reply within {timeout:g} s") from exc
         except nats.errors.NoRespondersError as exc:
             raise NoResponders(f"{subject}: no service is subscribed") from exc
@@ -191,13 +211,17 @@ class Messenger:
             service.subscription = await self._nc.subscribe(
                 subject, queue=queue or "", cb=service.take
             )
-            # A round trip, so requests reach this service once serve() returns. nats-py
-            # writes flush()'s PING straight to the socket, ahead of the queued SUB, so the
-            # queue is written out first; without that the PONG can beat the SUB.
-            await self._nc._flush_pending(force_flush=True)
-            await self._nc.flush()
+            # A round trip, so requests reach this service once serve() returns.
+            await self._round_trip()
         except nats.errors.Error as exc:
             raise TransportError(f"cannot serve {subject}: {one_line(exc)}") from exc
+        if self._events.denied("subscription", subject):
+            await service.stop()
+            group = f" in queue group {queue}" if queue else ""
+            raise PermissionDenied(
+                f"cannot serve {subject}: NATS does not allow this identity to subscribe "
+                f"to it{group}"
+            )
         self._services.add(service)
         return service
 
@@ -215,6 +239,13 @@ class Messenger:
         replies: list[bytes | RemoteError] = []
         try:
             await self._nc.publish(subject, payload, reply=inbox.subject)
+            # Broadcasts are rare (reloads): a round trip makes a refusal an error, not silence.
+            await self._round_trip()
+            for operation, where in (("subscription", inbox.subject), ("publish", subject)):
+                if self._events.denied(operation, where):  # type: ignore[arg-type]
+                    raise PermissionDenied(
+                        f"{subject}: NATS does not allow this identity's {operation} to {where}"
+                    )
             deadline = asyncio.get_running_loop().time() + timeout
             while len(replies) < expect:
                 left = deadline - asyncio.get_running_loop().time()
@@ -253,6 +284,15 @@ class Messenger:
     ) -> None:
         await self.close()
 
+    async def _round_trip(self) -> None:
+        """Wait until the server has handled everything sent so far (and answered a refusal).
+
+        nats-py writes flush()'s PING straight to the socket, ahead of queued commands, so
+        the queue is written out first; without that the PONG can beat a SUB or PUB.
+        """
+        await self._nc._flush_pending(force_flush=True)
+        await self._nc.flush()
+
     async def _chunked_request(
         self, subject: str, headers: Headers, payload: memoryview, timeout: float
     ) -> Msg:
@@ -273,152 +313,27 @@ class Messenger:
             await unsubscribe_quietly(control)
 
 
-class Service:
-    """A subject being served, with counts of requests `handled` and `failed`.
-
-    `stop()` unsubscribes and waits for the requests in flight.
-    """
-
-    def __init__(
-        self,
-        nc: Client,
-        budget: ReassemblyBudget,
-        handler: Handler,
-        concurrency: int,
-        max_in_flight: int,
-    ) -> None:
-        self.subscription: Subscription | None = None
-        self.handled = 0
-        self.failed = 0
-        self._nc = nc
-        self._budget = budget
-        self._handler = handler
-        self._handler_slots = asyncio.Semaphore(concurrency)
-        self._inline = concurrency == 1
-        self._intake = asyncio.Semaphore(max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def take(self, msg: Msg) -> None:
-        """nats-py's callback: answer a message, in a task of its own unless it can be inline.
-
-        nats-py calls this for one message at a time. A handler that runs alone anyway answers
-        a whole message right here, which saves a task switch per request; a chunked message
-        waits on the network while reassembled, so it always gets a task.
-        """
-        if self._inline and not is_chunked(msg):
-            await self._answer(msg)
-            return
-        # Waiting here holds further messages in the subscription's bounded queue.
-        await self._intake.acquire()
-        task = asyncio.create_task(self._answer(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop taking requests and answer those taken in; cancel what is left after `grace_s`."""
-        subscription, self.subscription = self.subscription, None
-        try:
-            async with asyncio.timeout(grace_s):
-                if subscription is not None:
-                    with contextlib.suppress(nats.errors.Error):
-                        # Unsubscribes, then waits until the queued messages are answered.
-                        await subscription.drain()  # type: ignore[no-untyped-call]
-                if self._tasks:
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-        except TimeoutError:
-            log.warning("cancelled requests still in flight %g s after stopping", grace_s)
-            for task in self._tasks:
-                task.cancel()
-            if subscription is not None:
-                await unsubscribe_quietly(subscription)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._intake.release()
-
-    async def _answer(self, msg: Msg) -> None:
-        if not msg.reply:
-            log.warning("dropping a message on %s: it has no reply subject", msg.subject)
-            return
-        try:
-            headers, payload = await self._open(msg)
-            async with self._handler_slots:
-                reply_headers, reply_payload = await self._handler(headers, payload)
-            await self._send(msg.reply, reply_headers, reply_payload)
-            self.handled += 1
-        except Exception as exc:
-            # The worker keeps serving whatever went wrong; the requester learns what it was.
-            self.failed += 1
-            if isinstance(exc, InferedgeError):
-                log.warning("request on %s refused: %s", msg.subject, one_line(exc))
-            else:
-                log.exception("request on %s failed", msg.subject)
-            await self._reply_error(msg.reply, exc)
-
-    async def _open(self, msg: Msg) -> tuple[Headers, Payload]:
-        """The headers and payload of a received message, reassembling a chunked one."""
-        if is_chunked(msg):
-            return await receive_chunked(self._nc, msg, self._budget)
-        # nats-py builds a fresh dict per message, so it is the receiver's to keep.
-        return msg.headers or {}, msg.data
-
-    async def _send(self, subject: str, headers: Mapping[str, str], payload: Payload) -> None:
-        """Publish a reply, chunked when it does not fit max_payload."""
-        headers = dict(headers)
-        check_no_protocol_headers(headers)
-        view = byte_view(payload)
-        if fits(headers, view.nbytes, self._nc.max_payload):
-            await self._nc.publish(subject, as_bytes(view), headers=headers or None)
-            return
-        control = await self._nc.subscribe(self._nc.new_inbox())
-        try:
-            step = self._budget.limits.idle_timeout_s
-            await send_chunked(
-                self._nc,
-                subject,
-                headers,
-                view,
-                control,
-                accept_timeout_s=step,
-                step_timeout_s=step,
-            )
-        finally:
-            await unsubscribe_quietly(control)
-
-    async def _reply_error(self, subject: str, exc: Exception) -> None:
-        line = one_line(exc)[:_MAX_ERROR_CHARS]
-        try:
-            await self._nc.publish(subject, b"", headers={ERROR: line})
-        except nats.errors.Error as publish_error:
-            log.warning("cannot send error reply %r: %s", line, one_line(publish_error))
+async def _connect_unless_refused(
+    nc: Client, options: dict[str, Any], events: ConnectionEvents, timeout_s: float
+) -> None:
+    """nats-py's connect(), which retries refused credentials until the timeout; this gives
+    up at the first refusal (AuthorizationError) instead."""
+    connecting = asyncio.ensure_future(nc.connect(**options))
+    refused = asyncio.ensure_future(events.refused.wait())
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        refused.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+    if events.refused.is_set() and not nc.is_connected:
+        raise AuthorizationError("refused")
+    connecting.result()  # raises what connect() raised
 
 
-class _ConnectionEvents:
-    """nats-py's connection callbacks, as log lines; quiet about a close we asked for."""
-
-    def __init__(self, nc: Client) -> None:
-        self.closing = False
-        self.connected_once = False
-        # Set while connected; nats-py calls `reconnected` only after the server has
-        # acknowledged the renewed subscriptions (a PING/PONG after replaying them).
-        self.up = asyncio.Event()
-        self._nc = nc
-
-    async def error(self, exc: Exception) -> None:
-        # Before the first connection, connect() reports the failure once, in one line.
-        if not self.closing and self.connected_once:
-            log.warning("NATS: %s", one_line(exc))
-
-    async def disconnected(self) -> None:
-        self.up.clear()
-        if not self.closing and self.connected_once:
-            log.warning("disconnected from NATS; reconnecting")
-
-    async def reconnected(self) -> None:
-        self.up.set()
-        url = self._nc.connected_url
-        log.warning("reconnected to NATS at %s", url.netloc if url else "?")
-
-    async def closed(self) -> None:
-        self.up.clear()
-        log.info("NATS connection closed")
+async def _close_quietly(nc: Client) -> None:
+    with contextlib.suppress(nats.errors.Error):
+        await nc.close()

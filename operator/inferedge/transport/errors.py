@@ -31,3 +31,11 @@ class BusyError(TransportError):
 
 class ServerStartError(TransportError):
     """An embedded nats-server could not be found, started or stopped."""
+
+
+class AuthorizationError(TransportError):
+    """nats-server refused to let this client sign in (no, wrong or expired credentials)."""
+
+
+class PermissionDenied(TransportError):
+    """nats-server refused a publish or subscription this client's identity is not allowed."""

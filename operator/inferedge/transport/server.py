@@ -4,6 +4,14 @@ The server listens on 127.0.0.1 only. Its port is the one asked for, or one the 
 itself (`-1`) and reports through a ports file, so two servers never race for a free port.
 `max_payload` can only be raised in a config file, so every server gets one in its own
 temporary directory, next to its log.
+
+`includes` are further config files (e.g. the chart's authorization, `charts/inferedge/files/
+nats-auth.conf`), whose `$VARIABLES` nats-server reads from its environment plus `env`.
+
+Given `users`, the server authorizes: only those users may connect, each with its own
+permissions. Their passwords are written only to the config file, created with mode 0600 in
+a directory only this user can enter, and removed with it on stop; they are never passed on
+the command line (which other local users can read) and never logged.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from inferedge.transport.errors import ServerStartError
 from inferedge.transport.headers import MiB
+from inferedge.transport.permissions import User, authorization
 
 DEFAULT_MAX_PAYLOAD: Final = 8 * MiB
 # nats-server refuses a max_payload above 64 MiB; below 64 KiB chunk headers crowd out data.
@@ -61,6 +71,9 @@ class EmbeddedNats:
         port: int | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         binary: Path | None = None,
+        users: Sequence[User] = (),
+        includes: Sequence[Path] = (),
+        env: Mapping[str, str] | None = None,
         start_timeout_s: float = 15.0,
         stop_timeout_s: float = 5.0,
     ) -> None:
@@ -70,7 +83,13 @@ class EmbeddedNats:
             raise ServerStartError(
                 f"max_payload={max_payload}: expected {MIN_MAX_PAYLOAD} to {MAX_MAX_PAYLOAD} bytes"
             )
+        names = [user.name for user in users]
+        if len(set(names)) != len(names):
+            raise ServerStartError(f"users: each name once, got {sorted(names)}")
         self.max_payload = max_payload
+        self._users = tuple(users)
+        self._includes = tuple(Path(p).resolve() for p in includes)
+        self._env = dict(env) if env is not None else None
         self._requested_port = port
         self._binary = binary
         self._start_timeout_s = start_timeout_s
@@ -105,11 +124,17 @@ class EmbeddedNats:
         workdir = Path(self._workdir.name)
         config = workdir / "nats-server.conf"
         port = self._requested_port if self._requested_port is not None else -1
-        config.write_text(
-            f'listen: "{HOST}:{port}"\n'
-            f"max_payload: {self.max_payload}\n"
-            f"ports_file_dir: {json.dumps(str(workdir))}\n"
-        )
+        settings: dict[str, Any] = {
+            "listen": f"{HOST}:{port}",
+            "max_payload": self.max_payload,
+            "ports_file_dir": str(workdir),
+        }
+        if self._users:
+            settings["authorization"] = authorization(self._users)
+        lines = [f"{key}: {json.dumps(value, indent=2)}" for key, value in settings.items()]
+        # nats-server joins an include's path to the including file's folder.
+        lines += [f"include {json.dumps(os.path.relpath(p, workdir))}" for p in self._includes]
+        _write_private(config, "\n".join(lines) + "\n")
         log_path = workdir / "nats-server.log"
         try:
             with log_path.open("wb") as log:
@@ -118,6 +143,7 @@ class EmbeddedNats:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    env=None if self._env is None else {**os.environ, **self._env},
                     start_new_session=True,  # its own process group, so stop() reaches it all
                 )
         except OSError as exc:
@@ -195,7 +221,15 @@ class EmbeddedNats:
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "stopped"
-        return f"EmbeddedNats({where}, max_payload={self.max_payload})"
+        users = f", users={[u.name for u in self._users]}" if self._users else ""
+        return f"EmbeddedNats({where}, max_payload={self.max_payload}{users})"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a new file only its owner can read, whatever the umask (O_EXCL: never reuse)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 def _port_from(ports_file: Path) -> int | None:

@@ -5,6 +5,9 @@
 - `INFEREDGE_NATS_CREDS`: a `.creds` file (user JWT + NKey seed), e.g. a mounted Secret.
 - `INFEREDGE_NATS_USER` and `INFEREDGE_NATS_PASSWORD`: a user and password.
 - `INFEREDGE_NATS_TOKEN`: a token.
+- `INFEREDGE_NATS_INBOX_PREFIX`: where this client's reply inboxes live (default nats-py's
+  `_INBOX`); a server that authorizes identities allows each only its own prefix, e.g.
+  `_INBOX.inferedge.edge` (see `inferedge.core.identities`).
 
 At most one way of signing in may be set. Secrets never appear in repr() or in errors.
 """
@@ -12,6 +15,7 @@ At most one way of signing in may be set. Secrets never appear in repr() or in e
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +29,11 @@ ENV_CREDS: Final = "INFEREDGE_NATS_CREDS"
 ENV_USER: Final = "INFEREDGE_NATS_USER"
 ENV_PASSWORD: Final = "INFEREDGE_NATS_PASSWORD"
 ENV_TOKEN: Final = "INFEREDGE_NATS_TOKEN"
+ENV_INBOX_PREFIX: Final = "INFEREDGE_NATS_INBOX_PREFIX"
 DEFAULT_URL: Final = "nats://127.0.0.1:4222"
 _SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
+# Subject tokens without wildcards or whitespace, joined by single dots.
+_PREFIX = re.compile(r"[^.*>\s]+(\.[^.*>\s]+)*")
 
 
 class SettingsError(TransportError):
@@ -42,6 +49,7 @@ class NatsSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    inbox_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -57,6 +65,11 @@ class NatsSettings:
             raise SettingsError(f"set both {ENV_USER} and {ENV_PASSWORD}, or neither")
         if self.creds_file is not None and not self.creds_file.is_file():
             raise SettingsError(f"{ENV_CREDS}: {self.creds_file} is not a readable file")
+        if self.inbox_prefix is not None and not _PREFIX.fullmatch(self.inbox_prefix):
+            raise SettingsError(
+                f"{ENV_INBOX_PREFIX}: {self.inbox_prefix[:80]!r}: expected subject tokens "
+                "joined by dots, without wildcards or spaces, e.g. _INBOX.inferedge.edge"
+            )
 
     @classmethod
     def from_env(
@@ -72,6 +85,7 @@ class NatsSettings:
             user=values.get(ENV_USER) or None,
             password=values.get(ENV_PASSWORD) or None,
             token=values.get(ENV_TOKEN) or None,
+            inbox_prefix=values.get(ENV_INBOX_PREFIX) or None,
         )
 
     def connect_options(self) -> dict[str, Any]:
@@ -84,7 +98,20 @@ class NatsSettings:
             options["password"] = self.password
         if self.token is not None:
             options["token"] = self.token
+        if self.inbox_prefix is not None:
+            options["inbox_prefix"] = self.inbox_prefix
         return options
+
+    @property
+    def signs_in(self) -> str:
+        """How this client signs in, for messages (never the secret itself)."""
+        if self.creds_file is not None:
+            return f"with the credentials file {self.creds_file} ({ENV_CREDS})"
+        if self.user is not None:
+            return f"as user {self.user!r} ({ENV_USER}/{ENV_PASSWORD})"
+        if self.token is not None:
+            return f"with a token ({ENV_TOKEN})"
+        return f"without credentials (set {ENV_USER}/{ENV_PASSWORD}, {ENV_TOKEN} or {ENV_CREDS})"
 
 
 def _check_url(url: str) -> None:

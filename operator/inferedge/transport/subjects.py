@@ -14,6 +14,8 @@ from typing import Final, Literal, get_args
 from inferedge.transport.errors import TransportError
 
 ROOT: Final = "inferedge"
+# Stands for any namespace or pipeline in a subject pattern (a NATS single-token wildcard).
+ANY: Final = "*"
 
 Verb = Literal["offload", "infer", "reload"]
 VERBS: Final[tuple[str, ...]] = get_args(Verb)
@@ -45,6 +47,17 @@ def reload_subject(namespace: str, pipeline: str, role: str) -> str:
     if role not in ("edge", "cloud"):
         raise SubjectError(f"role {role!r}: expected edge or cloud")
     return f"{subject(namespace, pipeline, 'reload')}.{role}"
+
+
+def subject_pattern(namespace: str, pipeline: str, verb: str) -> str:
+    """Like `subject`, but `namespace` and `pipeline` may each be ANY (`*`): a pattern for
+    permissions that cover every namespace or pipeline."""
+    for what, value in (("namespace", namespace), ("pipeline", pipeline)):
+        if value != ANY:
+            _check_label(what, value)
+    if verb not in VERBS:
+        raise SubjectError(f"verb {verb!r}: expected one of {', '.join(VERBS)}")
+    return f"{ROOT}.{namespace}.{pipeline}.{verb}"
 
 
 def _check_label(what: str, value: str) -> None:

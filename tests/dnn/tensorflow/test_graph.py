@@ -244,7 +244,7 @@ def test_output_must_match_num_classes(tmp_path: Path) -> None:
 def test_a_corrupt_keras_file_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.keras"
     path.write_bytes(b"not a zip archive")
-    with pytest.raises(ModelRefError, match=r"'.*broken.keras' is not a loadable Keras model"):
+    with pytest.raises(ModelRefError, match=r"'.*broken.keras': not a .keras archive"):
         prepare(str(path), 10, (3, 16, 16))
 
 

@@ -182,6 +182,12 @@ class WindowPool2D(layers.Layer):  # type: ignore[misc]
         }
 
 
+HEAD_LAYERS: dict[str, type] = {
+    keras.saving.get_registered_name(layer): layer for layer in (AdaptivePool2D, WindowPool2D)
+}
+"""The head layers by registered name: the only classes outside Keras a model file may name."""
+
+
 def _window_pool(layer: MaxPool | AvgPool, shape: Shape) -> list[Any]:
     stride = layer.stride or layer.kernel_size
     mode: Literal["max", "avg"] = "max" if isinstance(layer, MaxPool) else "avg"

@@ -6,7 +6,8 @@ and the checks before a file is loaded are `inferedge.dnn.artifacts`', as for to
 Every file takes and returns tensors in inferedge's layout (C x H x W maps, batch first), the
 shapes the manifest records: a `Permute` layer at each end converts to and from the
 channels-last layout the Keras layers inside compute in. Files load in Keras' safe mode, and
-only after their sha256 matches the manifest.
+only after their sha256 matches the manifest and their configuration names nothing but Keras'
+own classes and the head layers (`archive`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from inferedge.dnn.artifacts import (
 )
 from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
 from inferedge.dnn.tensorflow import exits as _exits  # registers the custom head layers
+from inferedge.dnn.tensorflow.archive import check_keras_file
 from inferedge.dnn.tensorflow.compat import quiet_variable_export
 from inferedge.dnn.tensorflow.graph import CutGraph
 from inferedge.dnn.tensorflow.layout import (
@@ -125,6 +127,7 @@ def load_part(manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
 
     def load(name: str) -> ArrayFn:
         path = verified_path(root, name, files[name].sha256)
+        check_keras_file(path, _exits.HEAD_LAYERS, f"artifact {name!r}")
         try:
             model = keras.models.load_model(
                 path, compile=False, safe_mode=True, custom_objects=_CUSTOM_OBJECTS

@@ -22,7 +22,10 @@ from keras.src.backend.common import global_state
 
 from inferedge.core.errors import ModelRefError, one_line
 from inferedge.dnn.modelref import call_factory, unknown_model, wrong_type
+from inferedge.dnn.protocols import ArtifactLoadError
 from inferedge.dnn.tensorflow import zoo
+from inferedge.dnn.tensorflow.archive import check_keras_file
+from inferedge.dnn.tensorflow.exits import HEAD_LAYERS
 from inferedge.dnn.tensorflow.layout import Shape, to_internal
 
 RefKind = Literal["zoo", "callable", "keras", "savedmodel"]
@@ -85,6 +88,11 @@ def _load_file(ref: str) -> LoadedModel:
     path = Path(ref)
     if not path.is_file():
         raise ModelRefError(f"model file {ref!r} does not exist")
+    if path.suffix == ".keras":
+        try:
+            check_keras_file(path, HEAD_LAYERS, f"model file {ref!r}")
+        except ArtifactLoadError as exc:
+            raise ModelRefError(str(exc)) from None
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # a corrupt or foreign file can fail anywhere in the loader

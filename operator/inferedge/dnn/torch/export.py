@@ -30,6 +30,7 @@ from inferedge.dnn.artifacts import (
 )
 from inferedge.dnn.protocols import ArtifactLoadError
 from inferedge.dnn.torch.graph import CutGraph
+from inferedge.dnn.torch.program import load_program
 
 # The runtime imports the load error from here, beside `load_part` that raises it.
 __all__ = [
@@ -105,14 +106,16 @@ class LoadedStep:
 
 
 def load_part(manifest: Manifest, part: Role, root: Path) -> list[LoadedStep]:
-    """Load a part's files from `root`, refusing any file whose sha256 differs from the manifest."""
+    """Load a part's files from `root`, refusing any file whose sha256 differs from the manifest;
+    each is read by `load_program`, which runs nothing the file holds."""
     digests = manifest.digests()
 
     def load(name: str) -> nn.Module:
         path = verified_path(root, name, digests[name])
+        program = load_program(path, f"artifact {name!r}")
         try:
-            return torch.export.load(str(path)).module()
-        except Exception as exc:  # a corrupted archive can fail in many ways inside torch
+            return program.module()
+        except Exception as exc:  # a malformed graph can fail in many ways inside torch.fx
             raise ArtifactLoadError(f"artifact {name!r}: {one_line(exc)}") from None
 
     return [LoadedStep(*loaded) for loaded in load_steps(manifest, part, load)]

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
 from torch import nn
 
 from inferedge.core.errors import ModelRefError, one_line
 from inferedge.dnn.modelref import call_factory, unknown_model, wrong_type
+from inferedge.dnn.protocols import ArtifactLoadError
 from inferedge.dnn.torch import zoo
+from inferedge.dnn.torch.program import load_program
 
 RefKind = Literal["zoo", "callable", "export"]
 
@@ -68,8 +69,12 @@ def _load_export(ref: str) -> LoadedModel:
     if not path.is_file():
         raise ModelRefError(f"model file {ref!r} does not exist")
     try:
-        program = torch.export.load(path)
-    except Exception as exc:  # a corrupt or foreign file can fail anywhere in the loader
-        raise ModelRefError(f"{ref!r} is not a torch.export program: {one_line(exc)}") from None
+        program = load_program(path, f"model file {ref!r}")
+    except ArtifactLoadError as exc:
+        raise ModelRefError(str(exc)) from None
+    try:
+        module = program.module()
+    except Exception as exc:  # a malformed graph can fail in many ways inside torch.fx
+        raise ModelRefError(f"model file {ref!r}: {one_line(exc)}") from None
     # An exported module keeps the train/eval behaviour it was exported with; it refuses .eval().
-    return LoadedModel(name=path.stem, source=ref, kind="export", module=program.module())
+    return LoadedModel(name=path.stem, source=ref, kind="export", module=module)
