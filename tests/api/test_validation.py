@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from inferedge.api import crd_kinds, crd_schema
 from inferedge.api.documents import KINDS
+from inferedge.core.zoo import NAME_RULE, URI_RULE
 from tests.api.apiserver import CEL_KEY, ROOT, admit, cel_errors, compile_rule, load_crd_schema
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -83,11 +84,24 @@ GOOD: list[tuple[str, Obj]] = [
         "limits": {"memory": "4Gi", "nvidia.com/gpu": 1}})),
     ("keyless Exists toleration", with_field(EDGE, "spec.tolerations", [{"operator": "Exists"}])),
     ("several batch sizes", with_field(EDGE, "spec.profiling", {"batchSizes": [1, 4, 8]})),
+    ("a stored torch model", with_field(PIPELINE, "spec.model",
+        {"name": "mine", "uri": "s3://models/mine.pt2", "inputShape": [3, 8, 8]})),
+    ("a keras zoo model", with_field(PIPELINE, "spec.model",
+        {"name": "small_resnet", "framework": "tensorflow", "inputShape": [3, 8, 8]})),
+    ("a stored keras model", with_field(PIPELINE, "spec.model", {"name": "mine",
+        "framework": "tensorflow", "uri": "s3://models/mine.keras", "inputShape": [3, 8, 8]})),
 ]  # fmt: skip
 
 # (what, object, message a CEL rule and the mirrored pydantic validator both give, or None when
 # the OpenAPI schema itself refuses the object)
 BAD: list[tuple[str, Obj, str | None]] = [
+    ("code as a model", with_field(PIPELINE, "spec.model.name", "os:getpid"), None),
+    ("a path as a model", with_field(PIPELINE, "spec.model.name", "/tmp/evil.pt2"), None),
+    ("an unknown zoo model", with_field(PIPELINE, "spec.model.name", "resnet1000"), NAME_RULE),
+    ("a pickle as a model", with_field(PIPELINE, "spec.model.uri", "s3://b/model.pkl"),
+        URI_RULE),
+    ("a keras file for torch", with_field(PIPELINE, "spec.model.uri", "s3://b/model.keras"),
+        URI_RULE),
     ("deadline without budget", with_field(PIPELINE, "spec.partitioning",
         {"strategy": "deadline"}), "strategy 'deadline' needs deadlineMs"),
     ("threshold and target", with_field(PIPELINE, "spec.inference",

@@ -21,6 +21,8 @@ OWNER = {
     "kind": "InferencePipeline",
     "metadata": {"name": "digits", "namespace": "team-a", "uid": "uid-1"},
 }
+PIN = "ab" * 32
+SET = "team-a/digits/0123456789abcdef/fedcba9876543210"
 IMAGES = pods.Images(
     runtime="registry/runtime:1",
     edge="registry/jetson:1",
@@ -50,7 +52,8 @@ def example(
 
 def all_manifests(framework: str = "torch") -> list[dict[str, Any]]:
     edge, cloud, spec = example(framework)
-    config = builders.build_config_map(owner=OWNER, data=builders.runtime_config(spec, "a/b/c"))
+    data = builders.runtime_config(spec, SET, PIN)
+    config = builders.build_config_map(owner=OWNER, data=data)
     config_hash = builders.template_hash(config) or ""
     dprof_owner = {
         **OWNER,
@@ -182,13 +185,14 @@ def test_an_edge_profile_without_labels_still_defaults_to_arm64() -> None:
 
 def test_a_config_change_changes_the_pod_template() -> None:
     edge, _, spec = example()
-    first = builders.runtime_config(spec, "a/b/c")
+    first = builders.runtime_config(spec, SET, PIN)
     tuned = spec.model_copy(
         update={"inference": spec.inference.model_copy(update={"threshold": 0.7})}
     )
-    second = builders.runtime_config(tuned, "a/b/c")
+    second = builders.runtime_config(tuned, SET, PIN)
     assert second["INFEREDGE_SERVE_THRESHOLD"] == "0.7"
     assert "INFEREDGE_SERVE_THRESHOLD" not in first  # the calibrated one from the manifest
+    assert first["INFEREDGE_MANIFEST_SHA256"] == PIN  # the set is pinned, not looked up
 
     def deployment(data: dict[str, str]) -> dict[str, Any]:
         config = builders.build_config_map(owner=OWNER, data=data)

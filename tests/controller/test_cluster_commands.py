@@ -44,7 +44,7 @@ def _run(run_cli: RunCli, job: dict[str, Any]) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("framework", "model"),
-    [("torch", "tests.models:small_resnet"), ("tensorflow", "small_resnet")],
+    [("torch", "small_resnet"), ("tensorflow", "small_resnet")],
 )
 def test_profile_train_and_export_commands_as_the_jobs_run_them(
     tmp_path: Path, run_cli: RunCli, framework: str, model: str

@@ -37,7 +37,7 @@ from tests.controller.kubelet import Kubelet
 from tests.models import small_resnet
 
 Operator = Callable[[], AbstractContextManager[KopfRunner]]
-MODEL = "tests.models:small_resnet"
+MODEL = "small_resnet"
 SHAPE = [3, 16, 16]
 FAST = {"profiling": {"batchSizes": [1], "repeats": 1, "warmup": 0}}
 DEVICES: list[dict[str, Any]] = [

@@ -7,6 +7,7 @@ import torch
 from torch import fx, nn
 
 from inferedge.core.errors import ModelRefError
+from inferedge.core.zoo import ZOO
 from inferedge.dnn.torch.zoo import ZOO_NAMES, build_model, default_input_shape
 
 # torchvision's parameter counts with num_classes=1000 (Inception-v3 without aux logits).
@@ -33,16 +34,18 @@ def _check_forward_and_trace(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def test_zoo_names_are_the_seven_models_sorted() -> None:
+def test_zoo_names_are_the_eight_models_sorted_and_the_api_knows_them() -> None:
     assert ZOO_NAMES == (
         "densenet121",
         "inception_v3",
         "mobilenet_v2",
         "resnet18",
         "resnet50",
+        "small_resnet",
         "vgg11",
         "vgg19",
     )
+    assert ZOO["torch"] == ZOO_NAMES  # what manifests may name is what the zoo builds
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.clitools import RunCli, assert_one_line_error
 from tests.local.test_runner_prepare import small_manifest
@@ -130,3 +131,27 @@ def test_run_names_a_missing_pipeline_in_one_line(
     assert_one_line_error(result, "no InferencePipeline 'nope'", "found: digits")
     result = run_cli("run", "-f", manifest, "--thresholds", "1.5")
     assert_one_line_error(result, "--thresholds", "numbers in [0, 1]")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("name", "os:getpid", "spec.model.name: String should match pattern"),
+        ("name", "/tmp/model.pt2", "spec.model.name: String should match pattern"),
+        ("name", "resnet1000", "name must be a zoo model of its framework"),
+        ("uri", "s3://models/evil.pkl", "uri must be a .pt2 file for torch"),
+    ],
+)
+def test_a_manifest_names_data_never_code(
+    manifest: Path, tmp_path: Path, run_cli: RunCli, case: tuple[str, str, str]
+) -> None:
+    """Nothing a manifest names is imported or unpickled: code, paths and foreign formats are
+    refused before any step runs, with the field named in one line."""
+    field, value, fragment = case
+    docs = list(yaml.safe_load_all(manifest.read_text()))
+    docs[2]["spec"]["model"][field] = value
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(yaml.safe_dump_all(docs))
+    result = run_cli("run", "-f", evil, "-o", tmp_path / "out")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "out").exists()

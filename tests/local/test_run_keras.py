@@ -3,7 +3,7 @@ real processes over a real nats-server, and its reports in exactly the torch run
 
 Both runs use their example manifest shortened the same way (fewer epochs and repeats, a
 smaller test split, a faster emulated link), so the comparison is like for like and quick; the
-torch model is the torch twin of the Keras zoo's small_resnet (tests.models:small_resnet).
+torch model is the torch zoo's small_resnet, the twin of the Keras one.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def keras_run(tmp_path_factory: pytest.TempPathFactory, run_cli_module: RunCli) 
 @pytest.fixture(scope="module")
 def torch_run(tmp_path_factory: pytest.TempPathFactory, run_cli_module: RunCli) -> Path:
     # Only the reports' shape is compared: one epoch is enough (torch trains slower here).
-    manifest = shortened("digits-pipeline.yaml", epochs=1, name="tests.models:small_resnet")
+    manifest = shortened("digits-pipeline.yaml", epochs=1, name="small_resnet")
     return _run(run_cli_module, manifest, tmp_path_factory.mktemp("torch") / "run")
 
 

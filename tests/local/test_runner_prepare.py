@@ -39,7 +39,7 @@ class Quiet:
 def small_manifest(**pipeline_spec: object) -> str:
     docs = list(yaml.safe_load_all((ROOT / "examples" / "digits-pipeline.yaml").read_text()))
     spec = docs[2]["spec"]
-    spec["model"] = {"name": "tests.models:small_resnet", "inputShape": [3, 16, 16]}
+    spec["model"] = {"name": "small_resnet", "inputShape": [3, 16, 16]}
     spec["dataset"]["backboneTraining"] = {"epochs": 3}
     spec["exits"]["training"] = {"epochs": 3}
     spec["partitioning"] = {"strategy": "memory", "memoryFraction": 0.5}
@@ -68,7 +68,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Run:
 def given_weights(run: Run, **pipeline_spec: object) -> Documents:
     """The small manifest with the trained run's backbone as spec.model.weightsUri."""
     model = {
-        "name": "tests.models:small_resnet",
+        "name": "small_resnet",
         "inputShape": [3, 16, 16],
         "weightsUri": str(run.out / "backbone.pt"),
     }
@@ -108,7 +108,7 @@ def test_given_weights_are_not_trained_and_name_the_same_set_again(
     docs = given_weights(trained)
     reporter = Quiet()
     again = prepare(docs, docs.pipelines[0], tmp_path, reporter, "m.yaml")
-    assert not any(bar.startswith("training tests.models") for bar in reporter.bars)
+    assert not any(bar.startswith("training small_resnet") for bar in reporter.bars)
     assert any("not trained" in line for line in reporter.lines)
     assert again.plan.hash == trained.prepared.plan.hash
     # The training inputs differ (weightsUri), so the set does; its weights are the given ones.

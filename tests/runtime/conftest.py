@@ -7,6 +7,7 @@ the edge, so a failed offload has nothing to fall back on).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from inferedge.dnn.torch.weights import WeightsInfo
 from inferedge.dnn.torch.workflow import TorchWorkflow
 from inferedge.runtime.partition import Partition, load_partition
 from inferedge.steps.export import export_to_store
+from inferedge.storage.artifacts import read_manifest
 from inferedge.storage.local import LocalStore
 
 MODEL = "tests.models:small_resnet"
@@ -54,9 +56,14 @@ class Exported:
     model: nn.Module
     cache: Path
 
+    def pin(self, prefix: str) -> str:
+        """The sha256 of the manifest under `prefix`: what a trusted side pins a server to."""
+        return hashlib.sha256(read_manifest(self.store, prefix)).hexdigest()
+
     def load(self, plan: str, part: Role) -> Partition:
         """Load one part of one plan through the shared download cache."""
-        return load_partition(self.store, self.prefixes[plan], part, self.cache)
+        prefix = self.prefixes[plan]
+        return load_partition(self.store, prefix, part, self.cache, self.pin(prefix))
 
     def predict(self, x: np.ndarray) -> list[int]:
         """The full model's argmax, the answer the final classifier must give."""

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from inferedge.core.calibration import ConfidenceKind
-from inferedge.core.manifest import Calibration, ManifestError
+from inferedge.core.manifest import MANIFEST_NAME, Calibration, ManifestError
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.runtime.partition import Partition, PartitionError, exit_confidence, load_partition
 from inferedge.runtime.policy import degraded_choice
+from inferedge.storage.artifacts import read_manifest
 from inferedge.storage.base import IntegrityError
 from inferedge.storage.local import LocalStore
 from tests.runtime.conftest import SHAPE, Exported
@@ -164,7 +165,7 @@ def test_load_uses_the_cache_and_heals_a_corrupted_copy(
 ) -> None:
     cache = tmp_path / "cache"
     prefix = exported.prefixes["main"]
-    first = load_partition(exported.store, prefix, "cloud", cache)
+    first = load_partition(exported.store, prefix, "cloud", cache, exported.pin(prefix))
     root = cache / first.plan_hash / first.prefix.rsplit("/", 1)[-1]
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.pt2"))
     assert files
@@ -172,7 +173,7 @@ def test_load_uses_the_cache_and_heals_a_corrupted_copy(
     target = root / files[0]
     target.write_bytes(b"corrupted")
     with caplog.at_level(logging.WARNING, logger="inferedge.runtime.partition"):
-        again = load_partition(exported.store, prefix, "cloud", cache)
+        again = load_partition(exported.store, prefix, "cloud", cache, exported.pin(prefix))
     assert "downloading it again" in caplog.text
     assert again.plan_hash == first.plan_hash
     steps = get_workflow(again.manifest.framework).load_part(again.manifest, "cloud", root)
@@ -188,7 +189,24 @@ def test_load_refuses_a_corrupted_store(exported: Exported, tmp_path: Path,
     name = edge_part.steps[0].step.segment
     store.put_bytes(f"{prefix}/{name}", b"tampered")
     with pytest.raises(IntegrityError, match="sha256 mismatch"):
-        load_partition(store, prefix, "edge", tmp_path / "cache")
+        load_partition(store, prefix, "edge", tmp_path / "cache", exported.pin(prefix))
+
+
+def test_load_refuses_a_manifest_that_is_not_the_pinned_one(
+    exported: Exported, tmp_path: Path
+) -> None:
+    """Whoever can write to the bucket can rewrite a manifest and its file digests together;
+    the pin comes from elsewhere, so the set is refused before any of its files is read."""
+    store = LocalStore(tmp_path / "store")
+    prefix = exported.prefixes["main"]
+    pin = exported.pin(prefix)
+    manifest = read_manifest(exported.store, prefix)
+    store.put_bytes(f"{prefix}/{MANIFEST_NAME}", manifest.replace(b"{", b"{ ", 1))
+    cache = tmp_path / "cache"
+    with pytest.raises(PartitionError, match=r"is not the pinned [0-9a-f]{12}…; refusing") as err:
+        load_partition(store, prefix, "edge", cache, pin)
+    assert "\n" not in str(err.value)
+    assert not cache.exists()
 
 
 def test_load_refuses_a_manifest_under_another_plans_prefix(
@@ -200,7 +218,7 @@ def test_load_refuses_a_manifest_under_another_plans_prefix(
     for key in exported.store.list(source):
         store.put_bytes(wrong + key.removeprefix(source), exported.store.get_bytes(key))
     with pytest.raises(PartitionError, match=r"holds plan \w+, but its prefix names another"):
-        load_partition(store, wrong, "edge", tmp_path / "cache")
+        load_partition(store, wrong, "edge", tmp_path / "cache", exported.pin(source))
 
 
 @pytest.mark.parametrize("prefix", ["default/main", "default/main/../x/y", "default/Main/a/b"])
@@ -208,7 +226,7 @@ def test_load_refuses_a_malformed_prefix_before_reading(
     exported: Exported, tmp_path: Path, prefix: str
 ) -> None:
     with pytest.raises(ManifestError, match=r"prefix|DNS-1123|hex"):
-        load_partition(exported.store, prefix, "edge", tmp_path / "cache")
+        load_partition(exported.store, prefix, "edge", tmp_path / "cache", "0" * 64)
 
 
 def test_a_slowdown_stretches_the_model_calls_and_counts_them(

@@ -25,8 +25,10 @@ from tests.runtime.conftest import Exported
 
 def args(exported: Exported, role: Role, *extra: str) -> list[str]:
     root = exported.store.root
-    return ["--store", str(root), "--prefix", exported.prefixes["main"], "--port", "0",
-            "--cache-dir", str(root.parent / f"cache-id-{role}"), *extra]  # fmt: skip
+    prefix = exported.prefixes["main"]
+    return ["--store", str(root), "--prefix", prefix, "--manifest-sha256", exported.pin(prefix),
+            "--port", "0", "--cache-dir", str(root.parent / f"cache-id-{role}"),
+            *extra]  # fmt: skip
 
 
 def infer(url: str, x: np.ndarray) -> dict[str, list[object]]:

@@ -30,7 +30,8 @@ def server(
     role: str, exported: Exported, prefix: str, nats: EmbeddedNats, *extra: str
 ) -> ServerProcess:
     root = exported.store.root
-    args = ["--store", str(root), "--prefix", prefix, "--nats-url", nats.url, "--port", "0",
+    args = ["--store", str(root), "--prefix", prefix, "--manifest-sha256", exported.pin(prefix),
+            "--nats-url", nats.url, "--port", "0",
             "--cache-dir", str(root.parent / f"cache-{role}"), *extra]  # fmt: skip
     return ServerProcess(role, args, root.parent / "logs" / f"{role}.log", start_timeout_s=60)
 
@@ -91,8 +92,9 @@ def test_hot_reload_of_a_new_plan_under_load_fails_and_degrades_nothing(
     old, new = exported.plans["main"].hash, exported.plans["other"].hash
     prefix = exported.prefixes["main"]
     # c_thr 2 sends every request to the cloud, so every request crosses the reload.
-    cloud = server("cloud", exported, prefix, nats_server, "--max-wait-ms", "1")
-    edge = server("edge", exported, prefix, nats_server, "--threshold", "2")
+    pin = ("--pin", f"{second_plan}={exported.pin(second_plan)}")
+    cloud = server("cloud", exported, prefix, nats_server, "--max-wait-ms", "1", *pin)
+    edge = server("edge", exported, prefix, nats_server, "--threshold", "2", *pin)
     x = images(1)
 
     async def load_and_reload() -> tuple[list[dict[str, object]], list[str]]:
@@ -128,7 +130,7 @@ def test_hot_reload_of_a_new_plan_under_load_fails_and_degrades_nothing(
 
 
 def test_live_threshold_and_refused_reloads_keep_the_servers_serving(
-    exported: Exported, nats_server: EmbeddedNats, images: Images
+    exported: Exported, nats_server: EmbeddedNats, images: Images, second_plan: str
 ) -> None:
     prefix = exported.prefixes["main"]
     cloud = server("cloud", exported, prefix, nats_server)
@@ -146,6 +148,11 @@ def test_live_threshold_and_refused_reloads_keep_the_servers_serving(
                     "main",
                     prefix=exported.prefixes["other"],
                     replicas={"cloud": 1},
+                )
+            # A set of this pipeline, but not one the servers were pinned to at start.
+            with pytest.raises(ReloadError, match=r"is not pinned for this server"):
+                await reload_pipeline(
+                    messenger, "default", "main", prefix=second_plan, replicas={"cloud": 1}
                 )
             malformed = await messenger.broadcast(
                 reload_subject("default", "main", "edge"), b"{not json", expect=1, timeout=10

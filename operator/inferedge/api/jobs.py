@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Self, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.pipeline import InferencePipelineSpec, InputDim
 from inferedge.core.errors import InferedgeError
+from inferedge.core.zoo import MODEL_NAME, Framework, model_name_error
 
 MIB = 1024 * 1024
 SPEC_ENV = "INFEREDGE_PIPELINE_SPEC"
@@ -130,19 +131,20 @@ def _render(value: object) -> str:
     return str(value)
 
 
-Framework = Literal["torch", "tensorflow"]
-
-
 class ProfileJob(JobArgs):
     """Measure the pipeline's model segment by segment on this node; write the profile."""
 
     command: ClassVar[tuple[str, ...]] = ("cluster", "profile")
 
     model: str = Field(
-        min_length=1, max_length=253, description="Zoo name, or the stored model's name."
+        pattern=MODEL_NAME,
+        max_length=63,
+        description="Zoo name, or the stored model's label; never a path or Python code.",
     )
     model_uri: str | None = Field(
-        default=None, max_length=2048, description="Where the model named --model is stored."
+        default=None,
+        max_length=2048,
+        description="Where the model is stored: a .pt2 (torch) or .keras (tensorflow) file.",
     )
     framework: Framework = Field(default="torch", description="torch or tensorflow.")
     input_shape: tuple[InputDim, ...] = Field(
@@ -171,6 +173,14 @@ class ProfileJob(JobArgs):
     def _classes(self) -> ProfileJob:
         if self.num_classes is None and self.dataset is None:
             raise ValueError("give num_classes or dataset")
+        return self
+
+    @model_validator(mode="after")
+    def _data_not_code(self) -> ProfileJob:
+        # The same rule as the manifest's: a Job's arguments can be edited too.
+        error = model_name_error(self.model, self.framework, self.model_uri)
+        if error is not None:
+            raise ValueError(error)
         return self
 
     @classmethod

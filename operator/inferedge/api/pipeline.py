@@ -21,28 +21,67 @@ from inferedge.core.conditions import Condition
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.lifecycle import Phase
 from inferedge.core.placement import PARETO_80_20_ALPHA
+from inferedge.core.zoo import (
+    MODEL_NAME,
+    NAME_RULE,
+    URI_RULE,
+    ZOO,
+    Framework,
+    model_name_error,
+)
 
 # One input dimension: 8192 covers any image side or sequence length we can profile.
 InputDim = Annotated[int, Field(ge=1, le=8192)]
 URI_MAX = 2048
 
 
+def _cel_list(names: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+
+# Written to hold before defaulting too: an absent framework is torch.
+_TENSORFLOW = "has(self.framework) && self.framework == 'tensorflow'"
+
+
 class ModelSpec(Spec):
-    """Which network to split."""
+    """Which network to split: a zoo model, or one stored at `uri` in a format that loads
+    without running code. A custom resource never names code."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                rule=f"has(self.uri) || ({_TENSORFLOW} ? self.name in "
+                f"{_cel_list(ZOO['tensorflow'])} : self.name in {_cel_list(ZOO['torch'])})",
+                message=NAME_RULE,
+                mirrors="ModelSpec._data_not_code",
+                field_path=".name",
+            ),
+            CelRule(
+                rule=f"!has(self.uri) || ({_TENSORFLOW} ? self.uri.endsWith('.keras') : "
+                "self.uri.endsWith('.pt2'))",
+                message=URI_RULE,
+                mirrors="ModelSpec._data_not_code",
+                field_path=".uri",
+            ),
+        )
+    )
 
     name: str = Field(
-        min_length=1,
-        max_length=253,
-        description="A zoo model (resnet18, resnet50, mobilenet_v2, vgg11, vgg19, densenet121, "
-        "inception_v3), or the name of the model stored at `uri`.",
+        pattern=MODEL_NAME,
+        max_length=63,
+        description="A zoo model: for torch "
+        + ", ".join(ZOO["torch"])
+        + "; for tensorflow "
+        + ", ".join(ZOO["tensorflow"])
+        + ". With `uri`, a label for the stored model. Never a path or Python code.",
     )
     uri: str | None = Field(
         default=None,
         max_length=URI_MAX,
-        description="A torch.export .pt2 or Keras file in the object store (s3://...). "
-        "Never Python code.",
+        description="A model of your own in the object store (s3://...): a torch.export .pt2 "
+        "file for torch, a .keras file for tensorflow. Both load without running code.",
     )
-    framework: Literal["torch", "tensorflow"] = Field(
+    framework: Framework = Field(
         default="torch", description="Framework the model is written in: torch or tensorflow."
     )
     input_shape: tuple[InputDim, ...] = Field(
@@ -63,6 +102,13 @@ class ModelSpec(Spec):
         description="Trained backbone weights (s3://... or a path); when unset, the weights "
         "stored with `uri`, else a zoo model trained on the dataset.",
     )
+
+    @model_validator(mode="after")
+    def _data_not_code(self) -> ModelSpec:
+        error = model_name_error(self.name, self.framework, self.uri)
+        if error is not None:
+            raise ValueError(error)
+        return self
 
 
 class TrainingSpec(Spec):
@@ -342,7 +388,14 @@ class ArtifactRef(Spec):
 
     uri: str = Field(max_length=URI_MAX, description="Prefix of the committed artifact set.")
     manifest_sha256: str = Field(
-        pattern=r"^[0-9a-f]{64}$", description="sha256 of the set's manifest.json."
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the set's manifest.json, pinned when its export run finished; "
+        "the servers load the set only while its manifest matches.",
+    )
+    export_run: str = Field(
+        default="",
+        max_length=64,
+        description="UID of the export Job that published the set; a new run pins afresh.",
     )
     digests: dict[str, str] = Field(
         default_factory=dict,

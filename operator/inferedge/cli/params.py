@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import click
+
+from inferedge.core.errors import InferedgeError
+from inferedge.core.manifest import parse_set_prefix
 
 
 class IntList(click.ParamType[tuple[int, ...], Any]):
@@ -76,3 +81,53 @@ class FloatList(click.ParamType[tuple[float, ...], Any]):
 
 
 SHAPE = IntList("3,224,224")
+
+
+class FiniteFloat(click.FloatRange):
+    """A click.FloatRange that also refuses nan and inf, which pass every range comparison."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return number
+
+
+class SetPrefixType(click.ParamType[str, Any]):
+    """An artifact set's prefix, `<namespace>/<pipeline>/<plan-hash>/<set-id>`, normalised."""
+
+    name = "NS/PIPELINE/PLAN/SET"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return str(parse_set_prefix(str(value)))
+        except InferedgeError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Sha256Type(click.ParamType[str, Any]):
+    """A sha256 digest: 64 lowercase hex digits."""
+
+    name = "SHA256"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not re.fullmatch(r"[0-9a-f]{64}", str(value)):
+            self.fail(f"expected 64 lowercase hex digits, got {str(value)[:80]!r}", param, ctx)
+        return str(value)
+
+
+class SetPinType(click.ParamType[tuple[str, str], Any]):
+    """`PREFIX=SHA256`: an artifact set and its manifest's sha256."""
+
+    name = "PREFIX=SHA256"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        prefix, sep, digest = str(value).rpartition("=")
+        if not sep:
+            self.fail(f"expected PREFIX=SHA256, got {str(value)[:120]!r}", param, ctx)
+        return (
+            SetPrefixType().convert(prefix, param, ctx),
+            Sha256Type().convert(digest, param, ctx),
+        )

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from inferedge.cli.artifact_commands import store_option
+from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256Type
 
 
 @click.command()
@@ -16,9 +17,28 @@ from inferedge.cli.artifact_commands import store_option
 @click.option(
     "--prefix",
     required=True,
+    type=SetPrefixType(),
     envvar="INFEREDGE_PREFIX",
     help="Artifact set to serve: <namespace>/<pipeline>/<plan-hash>/<set-id> "
     "[env: INFEREDGE_PREFIX].",
+)
+@click.option(
+    "--manifest-sha256",
+    required=True,
+    type=Sha256Type(),
+    envvar="INFEREDGE_MANIFEST_SHA256",
+    help="sha256 of the set's manifest.json, from a source you trust (the operator's "
+    "ConfigMap, `inferedge artifacts`); the set is refused unless its manifest matches "
+    "[env: INFEREDGE_MANIFEST_SHA256].",
+)
+@click.option(
+    "--pin",
+    "pins",
+    multiple=True,
+    type=SetPinType(),
+    envvar="INFEREDGE_PINNED_SETS",
+    help="Another set a reload command may switch to, with its manifest's sha256; repeatable "
+    "[env: INFEREDGE_PINNED_SETS, space-separated].",
 )
 @click.option(
     "--nats-url",
@@ -32,18 +52,18 @@ from inferedge.cli.artifact_commands import store_option
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     help="c_thr [default: the calibrated one in the manifest]; above 1 disables early exits.",
 )
-@click.option("--offload-timeout-ms", type=click.FloatRange(min=1), default=2000, show_default=True)
+@click.option("--offload-timeout-ms", type=FiniteFloat(min=1), default=2000, show_default=True)
 @click.option("--max-batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True)
+@click.option("--max-wait-ms", type=FiniteFloat(min=0), default=5.0, show_default=True)
 @click.option(
     "--encoding", type=click.Choice(["raw", "fp16", "int8"]), default="raw", show_default=True
 )
 @click.option(
     "--emulate-slowdown",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1),
     default=1.0,
     show_default=True,
     help="Stretch every model call (segment or exit head) by this factor, holding the "
@@ -51,12 +71,12 @@ from inferedge.cli.artifact_commands import store_option
 )
 @click.option(
     "--emulate-bandwidth-mbps",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     help="Edge only: offloads pay this uplink bandwidth (with --emulate-rtt-ms).",
 )
 @click.option(
     "--emulate-rtt-ms",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     help="Edge only: offloads pay this round-trip time (with --emulate-bandwidth-mbps).",
 )
 @click.option(
@@ -71,6 +91,8 @@ def serve(
     role: str,
     store: str,
     prefix: str,
+    manifest_sha256: str,
+    pins: tuple[tuple[str, str], ...],
     nats_url: str | None,
     host: str,
     port: int,
@@ -106,6 +128,8 @@ def serve(
         role=role,  # type: ignore[arg-type]
         store_uri=store,
         prefix=prefix,
+        manifest_sha256=manifest_sha256,
+        pinned_sets=dict(pins),
         cache_dir=cache_dir,
         nats_url=nats_url,
         host=host,

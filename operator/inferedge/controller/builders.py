@@ -33,8 +33,13 @@ from inferedge.core.digest import json_digest
 from inferedge.core.roles import Role
 
 
-def runtime_config(spec: InferencePipelineSpec, artifact_prefix: str) -> dict[str, str]:
+def runtime_config(
+    spec: InferencePipelineSpec, artifact_prefix: str, manifest_sha256: str
+) -> dict[str, str]:
     """What `inferedge serve` reads from the environment (the runtime ConfigMap's data).
+
+    `manifest_sha256` pins the set: the operator recorded it in the status when the export
+    finished, and the servers refuse the set if the stored manifest no longer matches.
 
     The variable names are the serve command's own (`INFEREDGE_SERVE_<FLAG>`, or the explicit
     envvar of an option), so the ConfigMap needs no translation layer.
@@ -43,6 +48,7 @@ def runtime_config(spec: InferencePipelineSpec, artifact_prefix: str) -> dict[st
     data = {
         "INFEREDGE_STORE": spec.storage.uri,
         "INFEREDGE_PREFIX": artifact_prefix,
+        "INFEREDGE_MANIFEST_SHA256": manifest_sha256,
         "INFEREDGE_SERVE_OFFLOAD_TIMEOUT_MS": f"{inference.offload_timeout_ms:g}",
         "INFEREDGE_SERVE_ENCODING": inference.activation_encoding,
     }

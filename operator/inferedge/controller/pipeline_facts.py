@@ -297,6 +297,21 @@ async def _training(
     if found is None:
         return replace(base, artifacts=artifacts)
     manifest, sha256 = found
+    pinned = desired.pipeline.last_status.artifacts
+    same_run = pinned is not None and (pinned.uri, pinned.export_run) == (
+        f"{store.uri}/{prefix}",
+        stamp,
+    )
+    if pinned is not None and same_run and pinned.manifest_sha256 != sha256:
+        # The status pinned this set when its export run finished; a manifest that changed
+        # since was written by someone else (a new export run pins afresh).
+        invalid = waits(
+            "ArtifactsInvalid",
+            f"{prefix}: manifest sha256 {sha256[:12]}… is not the {pinned.manifest_sha256[:12]}… "
+            "pinned when the set was exported",
+            "delete the export Job to export again",
+        )
+        return replace(base, artifacts=invalid)
     calibration = manifest.calibration
     fixed = spec.inference.threshold
     desired.threshold = (
@@ -305,7 +320,10 @@ async def _training(
     if calibration is not None and (fixed is None or fixed == calibration.threshold):
         desired.offload_ratio = calibration.offload_rate
     desired.artifacts = ArtifactRef(
-        uri=f"{store.uri}/{prefix}", manifest_sha256=sha256, digests=manifest.digests()
+        uri=f"{store.uri}/{prefix}",
+        manifest_sha256=sha256,
+        export_run=stamp,
+        digests=manifest.digests(),
     )
     config_current = await _deploy_desired(sources, namespace, pipeline, desired, prefix)
     return replace(base, artifacts=artifacts, config_current=config_current)
@@ -316,7 +334,9 @@ async def _deploy_desired(
 ) -> bool:
     spec, body = desired.spec, desired.pipeline.raw
     assert spec is not None
-    config_map = builders.build_config_map(owner=body, data=builders.runtime_config(spec, prefix))
+    assert desired.artifacts is not None
+    data = builders.runtime_config(spec, prefix, desired.artifacts.manifest_sha256)
+    config_map = builders.build_config_map(owner=body, data=data)
     desired.config_map = config_map
     config_hash = builders.template_hash(config_map) or ""
     for role in ROLES:

@@ -17,10 +17,10 @@ from typing import Any, Final
 
 from inferedge import __version__
 from inferedge.api.device_profile import DeviceProfileSpec
-from inferedge.api.jobs import Framework
 from inferedge.api.pipeline import MessagingSpec, StorageSpec
 from inferedge.core.identities import inbox_prefix
 from inferedge.core.roles import Role
+from inferedge.core.zoo import Framework
 
 KubeObject = dict[str, Any]
 """A Kubernetes object as the API takes it: a plain dict."""

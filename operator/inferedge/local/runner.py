@@ -10,6 +10,7 @@ run directory holds each step's output for inspection and for the individual com
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -62,6 +63,8 @@ class Prepared:
     store_uri: str
     prefix: str
     manifest: Manifest
+    manifest_sha256: str
+    """The pin the servers are started with."""
     out: Path
 
 
@@ -170,7 +173,9 @@ def prepare(
 
     identity = read_identity(store, trained)
     prefix = artifact_prefix(namespace, name, plan.hash, identity.set_id)
-    manifest = parse_manifest(read_manifest(store, prefix), f"{store.uri}/{prefix}")
+    # The run wrote this set itself, so the digest read here is the pin its servers are given.
+    manifest_bytes = read_manifest(store, prefix)
+    manifest = parse_manifest(manifest_bytes, f"{store.uri}/{prefix}")
     workflow = get_workflow(spec.model.framework)
     for file in (weights_name(workflow), exits_name(workflow)):
         store.get_file(f"{trained}/{file}", out / file)
@@ -192,5 +197,6 @@ def prepare(
         store_uri=store.uri,
         prefix=prefix,
         manifest=manifest,
+        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
         out=out,
     )

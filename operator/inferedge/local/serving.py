@@ -69,6 +69,7 @@ def server_args(prepared: Prepared, role: Role, cache: Path) -> list[str]:
     args = [
         "--store", prepared.store_uri,
         "--prefix", prepared.prefix,
+        "--manifest-sha256", prepared.manifest_sha256,
         "--port", "0",
         "--cache-dir", str(cache),
         "--emulate-slowdown", repr(device.emulation.slowdown),

@@ -18,6 +18,7 @@ sub-millisecond segments).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -276,8 +277,15 @@ class Partition:
             walk.activation = walk.activation[keep]
 
 
-def load_partition(store: ArtifactStore, prefix: str, part: Role, cache_dir: Path) -> Partition:
+def load_partition(
+    store: ArtifactStore, prefix: str, part: Role, cache_dir: Path, manifest_sha256: str
+) -> Partition:
     """Load one part of the artifact set under `prefix`, verified, through a local cache.
+
+    The manifest must have the sha256 `manifest_sha256`, which comes from the trusted side (the
+    operator's ConfigMap, the runner's arguments), not from the store: whoever can write to the
+    bucket cannot swap in a set of their own, because the manifest's file digests are only
+    believed once the manifest itself matches the pin.
 
     Files are kept under `cache_dir/<plan-hash>/<set-id>/`, so a restart or a second replica on
     the same node downloads nothing; every file is checked against the manifest's sha256 on load,
@@ -285,7 +293,14 @@ def load_partition(store: ArtifactStore, prefix: str, part: Role, cache_dir: Pat
     """
     where = parse_set_prefix(prefix)
     source = f"{store.uri}/{where}/{MANIFEST_NAME}"
-    manifest = parse_manifest(read_manifest(store, str(where)), source)
+    data = read_manifest(store, str(where))
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != manifest_sha256:
+        raise PartitionError(
+            f"{source}: sha256 {actual[:12]}… is not the pinned {manifest_sha256[:12]}…; "
+            "refusing the set (it was changed after it was pinned, or the pin is stale)"
+        )
+    manifest = parse_manifest(data, source)
     plan_hash = manifest.plan.hash
     if where.plan_hash != plan_hash:
         raise PartitionError(f"{source}: holds plan {plan_hash}, but its prefix names another")

@@ -7,13 +7,16 @@ the offload service drains, then the HTTP server and the broker connection close
 
 A reload command (`inferedge reload`, or `inferedge run` between its replays) swaps in another
 artifact set of the same pipeline, verified before it serves, or changes c_thr, with no restart.
+Every set is pinned from the trusted side: the server loads only sets whose manifest sha256 it
+was given at start (`--manifest-sha256`, `--pin`), so neither the bucket nor the bus can make
+it load a set of someone else's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from inferedge.core.roles import Role
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.emulation import emulated_link
 from inferedge.runtime.http import make_app
-from inferedge.runtime.partition import Partition, load_partition
+from inferedge.runtime.partition import Partition, PartitionError, load_partition
 from inferedge.runtime.policy import BatchPolicy
 from inferedge.runtime.wiring import cloud_worker, nats_offload, reload_worker
 from inferedge.storage import open_store
@@ -42,6 +45,8 @@ class ServeConfig:
     role: Role
     store_uri: str
     prefix: str
+    manifest_sha256: str
+    """The pin of `prefix`: its manifest's sha256, given by the trusted side."""
     cache_dir: Path
     nats_url: str | None = None
     host: str = "127.0.0.1"
@@ -52,16 +57,31 @@ class ServeConfig:
     encoding: Encoding = "raw"
     compute_slowdown: float = 1.0
     emulated_link: Link | None = None  # edge only: offloads pay this link's bandwidth and RTT
+    pinned_sets: Mapping[str, str] = field(default_factory=dict)
+    """Other sets a reload may switch to, each prefix with its manifest's sha256."""
+
+    def pins(self) -> dict[str, str]:
+        """Every set this server may serve, by normalised prefix, with its manifest sha256."""
+        pins = {str(parse_set_prefix(p)): sha for p, sha in self.pinned_sets.items()}
+        return {**pins, str(parse_set_prefix(self.prefix)): self.manifest_sha256}
 
 
 async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     """Serve until SIGTERM or SIGINT; `announce` gets one line once requests can be served."""
     store = open_store(config.store_uri)
+    pins = config.pins()
 
     async def load(prefix: str) -> Partition:
-        return await asyncio.to_thread(load_partition, store, prefix, config.role, config.cache_dir)
+        if prefix not in pins:
+            raise PartitionError(
+                f"set {prefix} is not pinned for this server (start it with --pin "
+                f"{prefix}=<manifest sha256>, or let the operator roll it)"
+            )
+        return await asyncio.to_thread(
+            load_partition, store, prefix, config.role, config.cache_dir, pins[prefix]
+        )
 
-    partition = await load(config.prefix)
+    partition = await load(str(parse_set_prefix(config.prefix)))
     manifest = partition.manifest
     calibrated = manifest.calibration.threshold if manifest.calibration else None
     threshold = config.threshold if config.threshold is not None else (calibrated or 1.0)

@@ -18,6 +18,7 @@ from inferedge.dnn.tensorflow.export import save_model
 from inferedge.dnn.tensorflow.graph import CutGraph, build_cut_graph
 from inferedge.dnn.tensorflow.layout import to_internal
 from inferedge.dnn.tensorflow.loader import load_model
+from inferedge.core.zoo import ZOO
 from inferedge.dnn.tensorflow.zoo import ZOO_NAMES
 
 REPO = Path(__file__).resolve().parents[3]
@@ -51,6 +52,7 @@ def chain_error(graph: CutGraph, x: np.ndarray) -> float:
 
 def test_zoo_names() -> None:
     assert ZOO_NAMES == ("inception_v3", "mobilenet_v2", "resnet50", "small_resnet")
+    assert ZOO["tensorflow"] == ZOO_NAMES  # what manifests may name is what the zoo builds
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)

@@ -5,6 +5,9 @@ parameter counts match and torchvision state dicts load with `load_state_dict`. 
 (CIFAR, 32x32) get the usual CIFAR stems instead, so early downsampling does not shrink the image
 to nothing.
 
+`small_resnet` is the one model of our own: a residual CNN of about 60k parameters for quick runs
+on small images (the twin of the Keras zoo's).
+
 Every model is a `torch.nn.Sequential` that `torch.fx.symbolic_trace` can trace, and its forward
 is a pure function of its input. Activations are never in-place, because a partition that starts
 at a cut point must not overwrite the tensor it was given, and there are no training-only branches
@@ -494,6 +497,26 @@ def _inception_v3(num_classes: int, input_size: int) -> nn.Sequential:
     return _named(*stem, *blocks, *tail)
 
 
+def _small_resnet(num_classes: int, input_size: int) -> nn.Module:
+    """A four-stage residual CNN of about 60k parameters that trains on digits in seconds:
+    the torch twin of the Keras zoo's `small_resnet`. Adaptive pooling makes it size-agnostic."""
+    del input_size
+    width = 16
+
+    def stage(in_ch: int, out_ch: int, stride: int) -> list[tuple[str, nn.Module]]:
+        return [
+            ("conv", nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)),
+            ("bn", nn.BatchNorm2d(out_ch)),
+            ("relu", nn.ReLU()),
+            ("block", _BasicBlock(out_ch, out_ch, 1, None)),
+        ]
+
+    stages = [stage(3, width, 1), stage(width, 2 * width, 2), stage(2 * width, 2 * width, 2)]
+    layers = [(f"{name}{i + 1}", layer) for i, s in enumerate(stages) for name, layer in s]
+    tail = [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten(1))]
+    return _named(*layers, *tail, ("fc", nn.Linear(2 * width, num_classes)))
+
+
 # --- Public API ---
 
 _BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
@@ -502,6 +525,7 @@ _BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "mobilenet_v2": _mobilenet_v2,
     "resnet18": partial(_resnet, _BasicBlock, (2, 2, 2, 2)),
     "resnet50": partial(_resnet, _Bottleneck, (3, 4, 6, 3)),
+    "small_resnet": _small_resnet,
     "vgg11": partial(_vgg, _VGG11),
     "vgg19": partial(_vgg, _VGG19),
 }
