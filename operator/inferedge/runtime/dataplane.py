@@ -11,6 +11,11 @@ that object to the end; `swap` only changes what later requests see. No request 
 no request mixes two plans. The cloud keeps the plan it served before a swap, so offloads the
 edge sent before it swapped too still get their answer.
 
+Non-finite answers: a classifier that says NaN (inputs near float32's limits overflow inside
+the model) has no answer to give. The edge falls back to its most confident finite exit, or
+answers prediction -1 and confidence 0; either way the row is degraded with the reason
+`invalid_answer`, and no NaN or infinity ever reaches a response.
+
 Emulation: a `compute_slowdown` above 1 stretches every model call by that factor, holding the
 compute thread the whole time, as a slower device would (`Partition.run_edge`); `inferedge run`
 uses it to serve on the edge speed its DeviceProfile declares.
@@ -20,11 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Final
 
 import numpy as np
+from pydantic import ValidationError
 
 from inferedge.core.errors import one_line
 from inferedge.core.roles import Role
@@ -68,9 +77,23 @@ def _degrade_reason(exc: BaseException) -> str:
         return "cloud_not_ready"
     if isinstance(exc, OSError):
         return "unreachable"
-    if isinstance(exc, _InvalidCloudAnswer):
+    # A reply that does not parse as a CloudAnswer (a NaN travels as null) is invalid too.
+    if isinstance(exc, _InvalidCloudAnswer | ValidationError):
         return "invalid_answer"
     return "error"
+
+
+INVALID: Final = "invalid_answer"
+NO_PREDICTION: Final = -1
+"""The prediction of a row no classifier could answer with finite numbers."""
+
+
+def _finite(result: RowResult) -> bool:
+    return math.isfinite(result.confidence)
+
+
+def _no_answer(exit_index: int, cut_index: int) -> RowResult:
+    return RowResult(NO_PREDICTION, 0.0, exit_index, cut_index)
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,8 @@ class _Source:
 
 
 _EDGE = _Source("edge", {})
+_EDGE_INVALID = _Source("edge", {}, INVALID)
+Placed = tuple[RowResult, _Source]
 
 
 class _Served:
@@ -170,12 +195,15 @@ class EdgeDataplane(_Served):
         )
         edge_ms = ms(time.perf_counter() - started)
         placed = [
-            (row, result, _EDGE) for row, result in enumerate(outcome.answers) if result is not None
+            (row, *self._edge_answer(result))
+            for row, result in enumerate(outcome.answers)
+            if result is not None
         ]
         if outcome.pending:
-            results, source = await self._offload_pending(partition, threshold, outcome)
+            offloaded = await self._offload_pending(partition, threshold, outcome)
             placed += [
-                (row, result, source) for row, result in zip(outcome.pending, results, strict=True)
+                (row, result, source)
+                for row, (result, source) in zip(outcome.pending, offloaded, strict=True)
             ]
         total_ms = ms(time.perf_counter() - started)
         answers: list[Answer | None] = [None] * batch.shape[0]
@@ -204,9 +232,16 @@ class EdgeDataplane(_Served):
         self._closed = True
         self._executor.shutdown(wait=False)
 
+    def _edge_answer(self, result: RowResult) -> Placed:
+        """An edge exit's answer, or no answer when it is not a finite number."""
+        if _finite(result):
+            return result, _EDGE
+        self.metrics.degraded.labels(reason=INVALID).inc()
+        return _no_answer(result.exit_index, result.cut_index), _EDGE_INVALID
+
     async def _offload_pending(
         self, partition: Partition, threshold: float, outcome: EdgeOutcome
-    ) -> tuple[tuple[RowResult, ...], _Source]:
+    ) -> list[Placed]:
         count = len(outcome.pending)
         context = OffloadContext(
             plan_hash=partition.plan_hash, threshold=threshold, timeout_s=self._timeout_s
@@ -228,15 +263,29 @@ class EdgeDataplane(_Served):
         if self._last_failure is not None:
             log.info("the cloud answers again (plan %s)", partition.plan_hash)
             self._last_failure = None
-        timings = {
+        source = _Source("cloud", {
             "transfer_ms": max(round_trip_ms - cloud.cloud_ms, 0.0),
             "cloud_ms": cloud.cloud_ms,
-        }
-        return cloud.rows, _Source("cloud", timings)
+        })  # fmt: skip
+        answered: list[Placed] = [(row, source) for row in cloud.rows]
+        # Rows the cloud answered with a non-finite number fall back one by one: the input
+        # made them so, the cloud itself is fine and its other rows stand.
+        invalid = [i for i, row in enumerate(cloud.rows) if not _finite(row)]
+        fallback = self._fallback(
+            partition,
+            outcome,
+            invalid,
+            reason=INVALID,
+            offload_ms=round_trip_ms,
+            cloud_rows=cloud.rows,
+        )
+        for i, placed in zip(invalid, fallback, strict=True):
+            answered[i] = placed
+        return answered
 
     def _degrade(
         self, partition: Partition, outcome: EdgeOutcome, exc: Exception, offload_ms: float
-    ) -> tuple[tuple[RowResult, ...], _Source]:
+    ) -> list[Placed]:
         reason = _degrade_reason(exc)
         count = len(outcome.pending)
         if reason == "plan_mismatch":
@@ -245,19 +294,50 @@ class EdgeDataplane(_Served):
             # Logged on a change of state only: an outage must not write a line per request.
             log.warning("offload failed (%s): %s; answering from edge exits", reason, one_line(exc))
             self._last_failure = reason
-        choices = [degraded_choice(candidates) for candidates in outcome.candidates]
-        results = []
-        for choice in choices:
-            if choice is None:
-                self.metrics.failed.labels(reason=reason).inc(count)
-                raise OffloadFailed(
-                    f"the cloud did not answer ({reason}: {one_line(exc)}) and the edge part of "
-                    f"plan {partition.plan_hash} has no exit to answer instead"
-                ) from exc
-            cut = partition.exit_cut(choice.exit_index)
-            results.append(RowResult(choice.prediction, choice.confidence, choice.exit_index, cut))
-        self.metrics.degraded.labels(reason=reason).inc(count)
-        return tuple(results), _Source("edge", {"offload_ms": offload_ms}, reason)
+        if not all(outcome.candidates):
+            self.metrics.failed.labels(reason=reason).inc(count)
+            raise OffloadFailed(
+                f"the cloud did not answer ({reason}: {one_line(exc)}) and the edge part of "
+                f"plan {partition.plan_hash} has no exit to answer instead"
+            ) from exc
+        return self._fallback(
+            partition, outcome, range(count), reason=reason, offload_ms=offload_ms, cloud_rows=None
+        )
+
+    def _fallback(
+        self,
+        partition: Partition,
+        outcome: EdgeOutcome,
+        indices: Sequence[int],
+        *,
+        reason: str,
+        offload_ms: float,
+        cloud_rows: Sequence[RowResult] | None,
+    ) -> list[Placed]:
+        """Answers for pending rows `indices` from their most confident finite edge exit.
+
+        A row with no finite exit (or none at all: only when the cloud answered it, as
+        `cloud_rows[i]`, with a non-finite number) gets no answer, with reason invalid_answer.
+        """
+        placed: list[Placed] = []
+        for i in indices:
+            candidates = outcome.candidates[i]
+            choice = degraded_choice([c for c in candidates if math.isfinite(c.confidence)])
+            if choice is not None:
+                cut = partition.exit_cut(choice.exit_index)
+                result = RowResult(choice.prediction, choice.confidence, choice.exit_index, cut)
+                placed.append((result, _Source("edge", {"offload_ms": offload_ms}, reason)))
+                self.metrics.degraded.labels(reason=reason).inc()
+                continue
+            if candidates:
+                deepest = max(c.exit_index for c in candidates)
+                result = _no_answer(deepest, partition.exit_cut(deepest))
+            else:
+                assert cloud_rows is not None  # a failed offload without exits raised before
+                result = _no_answer(cloud_rows[i].exit_index, cloud_rows[i].cut_index)
+            placed.append((result, _Source("edge", {"offload_ms": offload_ms}, INVALID)))
+            self.metrics.degraded.labels(reason=INVALID).inc()
+        return placed
 
 
 class CloudDataplane(_Served):

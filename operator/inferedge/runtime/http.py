@@ -1,162 +1,102 @@
 """A thin HTTP face for a dataplane: Open Inference Protocol v2 paths and Prometheus /metrics.
 
-Everything here is decoding, validating and encoding; decisions live in the dataplane. Every
-error answers with the OIP error body `{"error": "<one line>"}`: 400 names the offending field,
-404 an unknown model or path, 503 a server that cannot answer yet (or a cloud that failed with
-no edge exit to fall back on). A malformed request never reaches the dataplane.
+The protocol's shapes are pydantic models (`inferedge.runtime.oip`); decoding and encoding are
+in `inferedge.runtime.oip_codec` and run off the event loop (`inferedge.runtime.decoding`);
+decisions live in the dataplane. Every error answers with the OIP error body
+`{"error": "<one line>"}`: 4xx for a bad request (the line names the field and what was
+expected), 404 an unknown model, version or path, 503 a server that cannot answer.
+
+Readiness means "can answer": an edge with its partition loaded is ready even while its broker
+is down (it answers from its exits, degraded); a cloud also needs its broker, the only way its
+work arrives. The broker's state has its own endpoint and metric.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
-import numpy as np
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import BaseModel
 
-from inferedge.core.errors import InferedgeError, one_line
+from inferedge import __version__
+from inferedge.core.errors import one_line
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
+from inferedge.runtime.decoding import Decoder
 from inferedge.runtime.errors import NotReady, OffloadFailed
-from inferedge.runtime.messages import Answer
 from inferedge.runtime.metrics import CONTENT_TYPE
-from inferedge.runtime.partition import DTYPE, Partition, PartitionError
+from inferedge.runtime.oip import (
+    EXTENSIONS,
+    INFERENCE_HEADER,
+    BrokerState,
+    ErrorResponse,
+    MetadataTensor,
+    ModelMetadata,
+    ModelReady,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+from inferedge.runtime.oip_codec import (
+    DATATYPE,
+    OUTPUTS,
+    InputSpec,
+    Limits,
+    Refused,
+    encode_response,
+)
+from inferedge.runtime.partition import Partition, PartitionError
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME: Final = "input"
-DATATYPE: Final = "FP32"
-MAX_BODY_BYTES: Final = 64 << 20
-MAX_SAMPLES: Final = 256
+SERVER_NAME: Final = "inferedge"
+LINGER_S: Final = 2.0
+"""After refusing a body it did not read, the server reads and drops the rest for this long
+(a client still sending then sees the answer, not a reset), then closes (aiohttp: 10 s)."""
 
 Dataplane = EdgeDataplane | CloudDataplane
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class BadRequest(InferedgeError):
-    """An inference request that does not follow the protocol; the message names the field."""
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        body=model.model_dump_json(exclude_none=True), status=status,
+        content_type="application/json",
+    )  # fmt: skip
 
 
-class _Refused(Exception):
-    """Answer the request with `status` and an OIP error body."""
+def _middleware(dataplane: Dataplane) -> Middleware:
+    @web.middleware
+    async def oip_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Answer every failure, aiohttp's own included (404, 405), with an OIP error body."""
+        try:
+            return await handler(request)
+        except Refused as exc:
+            status, reason, message = exc.status, exc.reason, str(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            status, message = exc.status, f"{request.method} {request.path}: {exc.reason}"
+            reason = f"http_{status}"
+        except Exception as exc:  # a bug: the server answers 500 and lives on
+            log.exception("%s %s failed", request.method, request.path)
+            return _json(ErrorResponse(error=one_line(exc)), 500)
+        dataplane.metrics.refused(reason, f"{request.method} {request.path}: {message}")
+        response = _json(ErrorResponse(error=message), status)
+        if status in (408, 413):  # the rest of the body was never read: do not reuse the socket
+            response.force_close()
+        return response
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-@web.middleware
-async def _oip_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every failure, aiohttp's own included (404, 405, 413), with an OIP error body."""
-    try:
-        return await handler(request)
-    except _Refused as exc:
-        return _error(exc.status, str(exc))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error(exc.status, f"{request.method} {request.path}: {exc.reason}")
-    except Exception as exc:  # the server answers 500 and lives on
-        log.exception("%s %s failed", request.method, request.path)
-        return _error(500, one_line(exc))
+    return oip_errors
 
 
-def parse_infer_request(
-    body: object, input_shape: tuple[int, ...], max_samples: int = MAX_SAMPLES
-) -> tuple[np.ndarray, str | None]:
-    """The input batch (float32, [N, *input_shape]) and request id of an OIP v2 infer body.
-
-    Raises BadRequest with a one-line message naming the field that is wrong.
-    """
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    request_id = body.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise BadRequest(f"id must be a string, got {request_id!r}")
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1:
-        raise BadRequest(f"inputs must be a list of exactly one tensor named {INPUT_NAME!r}")
-    tensor = inputs[0]
-    if not isinstance(tensor, dict):
-        raise BadRequest("inputs[0] must be an object with name, shape, datatype and data")
-    if tensor.get("name") != INPUT_NAME:
-        raise BadRequest(f"inputs[0].name must be {INPUT_NAME!r}, got {tensor.get('name')!r}")
-    if tensor.get("datatype") != DATATYPE:
-        raise BadRequest(f"inputs[0].datatype must be {DATATYPE!r}, got {tensor.get('datatype')!r}")
-    shape = _shape(tensor.get("shape"), input_shape, max_samples)
-    return _data(tensor.get("data"), shape), request_id
-
-
-def _shape(value: object, input_shape: tuple[int, ...], max_samples: int) -> list[int]:
-    expected = f"[N, {', '.join(map(str, input_shape))}] with 1 <= N <= {max_samples}"
-    if (
-        not isinstance(value, list)
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in value)
-        or tuple(value[1:]) != input_shape
-        or not 1 <= value[0] <= max_samples
-    ):
-        raise BadRequest(f"inputs[0].shape must be {expected}, got {value!r}")
-    return value
-
-
-def _data(value: object, shape: list[int]) -> np.ndarray:
-    if not isinstance(value, list):
-        raise BadRequest("inputs[0].data must be a list of numbers (flat, row-major)")
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError):  # ragged nesting
-        raise BadRequest("inputs[0].data must be a list of numbers (flat, row-major)") from None
-    # Strings, booleans and nulls would convert silently with a float dtype: check the kind.
-    if array.dtype.kind not in "iuf":
-        raise BadRequest("inputs[0].data must hold numbers only")
-    needed = math.prod(shape)
-    if array.size != needed:
-        raise BadRequest(f"inputs[0].data has {array.size} values, shape {shape} needs {needed}")
-    with np.errstate(over="ignore"):  # values beyond float32 become infinite, refused below
-        batch = array.reshape(shape).astype(DTYPE)
-    if not np.isfinite(batch).all():
-        raise BadRequest("inputs[0].data must hold finite float32 numbers (no NaN or infinity)")
-    return batch
-
-
-def infer_response(
-    model_name: str, answers: list[Answer], request_id: str | None
-) -> dict[str, Any]:
-    """The OIP v2 response for `answers`: prediction and confidence tensors, and per-sample
-    exit, location, degradation and timings in `parameters` (one list entry per sample)."""
-    n = len(answers)
-    response: dict[str, Any] = {
-        "model_name": model_name,
-        "model_version": answers[0].plan_hash if answers else "",
-        "outputs": [
-            {"name": "prediction", "shape": [n], "datatype": "INT64",
-             "data": [a.prediction for a in answers]},
-            {"name": "confidence", "shape": [n], "datatype": "FP32",
-             "data": [a.confidence for a in answers]},
-        ],
-        "parameters": {
-            "exit_index": [a.exit_index for a in answers],
-            "cut_index": [a.cut_index for a in answers],
-            "location": [a.location for a in answers],
-            "degraded": [a.degraded for a in answers],
-            "reason": [a.reason for a in answers],
-            "timings_ms": [a.timings for a in answers],
-        },
-    }  # fmt: skip
-    if request_id is not None:
-        response["id"] = request_id
-    return response
-
-
-def model_metadata(model_name: str, dataplane: Dataplane, partition: Partition) -> dict[str, Any]:
+def model_metadata(model_name: str, dataplane: Dataplane, partition: Partition) -> ModelMetadata:
     """OIP v2 model metadata, with the plan and the live threshold in `parameters`."""
     plan = partition.manifest.plan
-    parameters: dict[str, Any] = {
+    parameters: dict[str, object] = {
         "location": partition.part,
         "plan_hash": partition.plan_hash,
         "threshold": dataplane.threshold,
@@ -174,90 +114,180 @@ def model_metadata(model_name: str, dataplane: Dataplane, partition: Partition) 
         parameters["max_batch_size"] = policy.max_batch_size
         parameters["max_wait_ms"] = policy.max_wait_ms
     name = INPUT_NAME if partition.part == "edge" else "activation"
-    return {
-        "name": model_name,
-        "versions": [partition.plan_hash],
-        "platform": f"{partition.manifest.framework}/{partition.manifest.format}",
-        "inputs": [{"name": name, "datatype": DATATYPE, "shape": [-1, *partition.input_shape]}],
-        "outputs": [
-            {"name": "prediction", "datatype": "INT64", "shape": [-1]},
-            {"name": "confidence", "datatype": "FP32", "shape": [-1]},
-        ],
-        "parameters": parameters,
-    }
+    return ModelMetadata(
+        name=model_name,
+        versions=[partition.plan_hash],
+        platform=f"{partition.manifest.framework}/{partition.manifest.format}",
+        inputs=[MetadataTensor(name=name, datatype=DATATYPE, shape=[-1, *partition.input_shape])],
+        outputs=[MetadataTensor(name=n, datatype=t, shape=[-1]) for n, (t, _) in OUTPUTS.items()],
+        parameters=parameters,
+    )
+
+
+async def _read_body(request: web.Request, limits: Limits) -> bytearray:
+    """The whole body, or a 413 past the size limit, or a 408 when it trickles in too slowly.
+
+    Read chunk by chunk into one buffer: aiohttp's `read()` ends with a copy of the whole body,
+    which holds the GIL (and so the event loop) for tens of ms at 50 MB.
+    """
+    limit = limits.max_body_bytes
+    too_large = Refused(413, "body_too_large", f"body: expected at most {limit} bytes, got more")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+
+    async def read() -> None:
+        while chunk := await request.content.readany():
+            if len(body) + len(chunk) > limit:
+                raise too_large
+            body.extend(chunk)
+
+    try:
+        await asyncio.wait_for(read(), limits.body_timeout_s)
+    except TimeoutError:
+        raise Refused(408, "body_timeout", f"body: expected the whole body within "
+                      f"{limits.body_timeout_s:g} s, got it too slowly") from None  # fmt: skip
+    return body
+
+
+class _Endpoints:
+    """The OIP handlers of one dataplane, served as one model."""
+
+    def __init__(
+        self,
+        dataplane: Dataplane,
+        model_name: str,
+        broker_connected: Callable[[], bool] | None,
+        limits: Limits,
+        decoder: Decoder,
+    ) -> None:
+        self.dataplane = dataplane
+        self.model_name = model_name
+        self.broker_connected = broker_connected
+        self.limits = limits
+        self.decoder = decoder
+
+    def can_answer(self) -> bool:
+        """Ready: a partition is loaded, and a cloud (whose work comes over NATS) is connected."""
+        if not self.dataplane.ready:
+            return False
+        connected = self.broker_connected
+        return isinstance(self.dataplane, EdgeDataplane) or connected is None or connected()
+
+    def served(self, request: web.Request) -> Partition:
+        """The partition serving the model (and version) `request` names, or a 404 or 503."""
+        name, expected = request.match_info["name"], self.model_name
+        if name != expected:
+            raise Refused(404, "unknown_model", f"model: expected {expected!r}, got {name!r}")
+        partition = self.dataplane.partition
+        if partition is None:
+            raise Refused(503, "not_ready", f"model {expected!r} is not loaded yet")
+        version, plan = request.match_info.get("version"), partition.plan_hash
+        if version is not None and version != plan:
+            raise Refused(404, "unknown_version", f"version: expected {plan!r}, got {version!r}")
+        return partition
+
+    async def server_metadata(self, _: web.Request) -> web.Response:
+        """`GET /v2`."""
+        return _json(ServerMetadata(name=SERVER_NAME, version=__version__,
+                                    extensions=list(EXTENSIONS)))  # fmt: skip
+
+    async def live(self, _: web.Request) -> web.Response:
+        """`GET /v2/health/live`."""
+        return _json(ServerLive(live=True))
+
+    async def ready(self, _: web.Request) -> web.Response:
+        """`GET /v2/health/ready`."""
+        ok = self.can_answer()
+        return _json(ServerReady(ready=ok), 200 if ok else 503)
+
+    async def broker(self, _: web.Request) -> web.Response:
+        """`GET /v2/health/broker`: 200 while connected, 503 (and the state) while not."""
+        up = self.broker_connected is not None and self.broker_connected()
+        degraded = not up and isinstance(self.dataplane, EdgeDataplane)
+        return _json(BrokerState(connected=up, degraded=degraded), 200 if up else 503)
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        """`GET /v2/models/{name}[/versions/{version}]`."""
+        return _json(model_metadata(self.model_name, self.dataplane, self.served(request)))
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        """`GET /v2/models/{name}[/versions/{version}]/ready`."""
+        self.served(request)
+        ok = self.can_answer()
+        return _json(ModelReady(name=self.model_name, ready=ok), 200 if ok else 503)
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        """`GET /metrics`, the Prometheus text format."""
+        body = self.dataplane.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def infer(self, request: web.Request) -> web.Response:
+        """`POST /v2/models/{name}[/versions/{version}]/infer`, edge only."""
+        edge = self.dataplane
+        assert isinstance(edge, EdgeDataplane)  # the route exists for an edge only
+        partition = self.served(request)
+        body = await _read_body(request, self.limits)
+        spec = InputSpec(INPUT_NAME, partition.input_shape)
+        decoded = await self.decoder.decode(body, request.headers.get(INFERENCE_HEADER), spec)
+        try:
+            answers = await edge.infer(decoded.batch)
+        except PartitionError as exc:
+            raise Refused(400, "invalid_request", str(exc)) from None
+        except (NotReady, OffloadFailed) as exc:
+            return _json(ErrorResponse(error=str(exc)), 503)
+        version = answers[0].plan_hash if answers else partition.plan_hash
+        payload, json_length = encode_response(self.model_name, version, answers, decoded.request)
+        if json_length is None:
+            return web.Response(body=payload, content_type="application/json")
+        return web.Response(
+            body=payload, content_type="application/octet-stream",
+            headers={INFERENCE_HEADER: str(json_length)},
+        )  # fmt: skip
 
 
 def make_app(
     dataplane: Dataplane,
     *,
     model_name: str,
-    ready: Callable[[], bool] | None = None,
-    max_samples: int = MAX_SAMPLES,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    broker_connected: Callable[[], bool] | None = None,
+    limits: Limits | None = None,
+    decoder: Decoder | None = None,
 ) -> web.Application:
     """The aiohttp application serving `dataplane` as the OIP model `model_name`.
 
-    `ready` adds the entrypoint's own readiness (e.g. its broker connection) to the
-    dataplane's; /v2/health/ready answers 200 only when both hold. Inference
-    (`POST /v2/models/{name}/infer`) is served by an edge dataplane only: the cloud takes its
-    work as offloads from the edge.
+    `broker_connected` reports the entrypoint's broker (NATS) connection: it is published as
+    `GET /v2/health/broker` and `inferedge_broker_connected`, and gates a cloud's readiness
+    (not an edge's). Inference (`POST /v2/models/{name}/infer`) is served by an edge
+    dataplane only: the cloud takes its work as offloads from the edge. `limits` bound every
+    infer request; `decoder` (tests) replaces the default off-loop decoder.
     """
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[_oip_errors])
+    limits = limits or Limits()
+    decoder = decoder or Decoder(limits)
+    app = web.Application(
+        client_max_size=limits.max_body_bytes,
+        middlewares=[_middleware(dataplane)],
+        # Also closes a connection whose request headers have not all arrived by then.
+        handler_args={"keepalive_timeout": limits.header_timeout_s, "lingering_time": LINGER_S},
+    )
 
-    def is_ready() -> bool:
-        return dataplane.ready and (ready is None or ready())
+    async def close_decoder(_: web.Application) -> None:
+        await decoder.aclose()
 
-    def served(request: web.Request) -> Partition:
-        name = request.match_info["name"]
-        if name != model_name:
-            raise _Refused(404, f"unknown model {name!r}; this server serves {model_name!r}")
-        partition = dataplane.partition
-        if partition is None:
-            raise _Refused(503, f"model {model_name!r} is not loaded yet")
-        return partition
-
-    async def live(_: web.Request) -> web.Response:
-        return web.json_response({"live": True})
-
-    async def health_ready(_: web.Request) -> web.Response:
-        ok = is_ready()
-        return web.json_response({"ready": ok}, status=200 if ok else 503)
-
-    async def metadata(request: web.Request) -> web.Response:
-        return web.json_response(model_metadata(model_name, dataplane, served(request)))
-
-    async def model_ready(request: web.Request) -> web.Response:
-        served(request)
-        ok = is_ready()
-        return web.json_response({"name": model_name, "ready": ok}, status=200 if ok else 503)
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=dataplane.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE}
-        )
-
-    app.router.add_get("/v2/health/live", live)
-    app.router.add_get("/v2/health/ready", health_ready)
-    app.router.add_get("/v2/models/{name}", metadata)
-    app.router.add_get("/v2/models/{name}/ready", model_ready)
-    app.router.add_get("/metrics", metrics)
-    if isinstance(dataplane, EdgeDataplane):
-        edge = dataplane
-
-        async def infer(request: web.Request) -> web.Response:
-            partition = served(request)
-            try:
-                body = await request.json()
-            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
-                return _error(400, f"the request body is not valid JSON: {exc}")
-            try:
-                x, request_id = parse_infer_request(body, partition.input_shape, max_samples)
-                answers = await edge.infer(x)
-            except (BadRequest, PartitionError) as exc:
-                return _error(400, str(exc))
-            except (NotReady, OffloadFailed) as exc:
-                return _error(503, str(exc))
-            return web.json_response(infer_response(model_name, answers, request_id))
-
-        app.router.add_post("/v2/models/{name}/infer", infer)
+    app.on_cleanup.append(close_decoder)
+    if broker_connected is not None:
+        dataplane.metrics.watch_broker(broker_connected)
+    endpoints = _Endpoints(dataplane, model_name, broker_connected, limits, decoder)
+    router = app.router
+    router.add_get("/v2", endpoints.server_metadata)
+    router.add_get("/v2/health/live", endpoints.live)
+    router.add_get("/v2/health/ready", endpoints.ready)
+    if broker_connected is not None:
+        router.add_get("/v2/health/broker", endpoints.broker)
+    router.add_get("/metrics", endpoints.metrics)
+    for model in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        router.add_get(model, endpoints.model_metadata)
+        router.add_get(f"{model}/ready", endpoints.model_ready)
+        if isinstance(dataplane, EdgeDataplane):
+            router.add_post(f"{model}/infer", endpoints.infer)
     return app

@@ -6,10 +6,17 @@ so an edge and a cloud dataplane can share a process without their series collid
 `inferedge_offload_ratio` is a gauge computed at scrape time from the server's own counts
 (offloaded samples / answered samples since start); dashboards that want a windowed ratio use
 `rate(inferedge_offloads_total[5m]) / rate(inferedge_requests_total[5m])` instead.
+
+Refused requests are counted by reason (`inferedge_refused_total{reason}`) and logged at most
+once per reason every `RateLimitedLog.interval_s`, so a client that keeps sending bad requests
+cannot flood the log.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,6 +29,37 @@ _LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 _BYTES_BUCKETS: Final = tuple(float(1 << p) for p in range(10, 28, 2))  # 1 KiB .. 128 MiB
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+log = logging.getLogger("inferedge.runtime.http")
+
+
+class RateLimitedLog:
+    """One warning per reason per `interval_s`; the next one says how many were left out."""
+
+    def __init__(
+        self,
+        logger: logging.Logger = log,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def __call__(self, reason: str, message: str) -> bool:
+        """Log `message` for `reason` unless one was logged within the interval; True if it was."""
+        now = self._clock()
+        last = self._last.get(reason)
+        if last is not None and now - last < self.interval_s:
+            self._skipped[reason] = self._skipped.get(reason, 0) + 1
+            return False
+        self._last[reason] = now
+        skipped = self._skipped.pop(reason, 0)
+        more = f" ({skipped} more since the last one)" if skipped else ""
+        self.logger.warning("refused (%s): %s%s", reason, message, more)
+        return True
 
 
 class Metrics:
@@ -81,6 +119,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         )
+        self.refusals = Counter(
+            "inferedge_refused",
+            "Requests refused before the dataplane (bad input, too large, too slow), by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        self.broker_connected = Gauge(
+            "inferedge_broker_connected",
+            "1 while the server's broker (NATS) connection is up; 0 when down or not watched.",
+            registry=reg,
+        )
+        self.refusal_log = RateLimitedLog()
         self._answered = 0
         self._offloaded = 0
         ratio = Gauge(
@@ -101,6 +151,15 @@ class Metrics:
         self._offloaded += samples
         self.offloads.inc(samples)
         self.activation_bytes.observe(nbytes)
+
+    def refused(self, reason: str, message: str) -> None:
+        """Count a refused request and log it, rate-limited per reason."""
+        self.refusals.labels(reason=reason).inc()
+        self.refusal_log(reason, message)
+
+    def watch_broker(self, connected: Callable[[], bool]) -> None:
+        """Report `connected()` as inferedge_broker_connected at every scrape."""
+        self.broker_connected.set_function(lambda: 1.0 if connected() else 0.0)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

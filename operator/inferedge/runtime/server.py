@@ -115,7 +115,7 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
         None,
         reload_worker(dataplane, config.role, f"{namespace}/{pipeline}", load),
     )
-    app = make_app(dataplane, model_name=pipeline, ready=lambda: messenger.is_connected)
+    app = make_app(dataplane, model_name=pipeline, broker_connected=lambda: messenger.is_connected)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)

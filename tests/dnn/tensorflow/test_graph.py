@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from inferedge.core.errors import ModelRefError
+from inferedge.core.zoo import ZOO
 from inferedge.dnn.tensorflow.backend import KerasBackend, prepare
 from inferedge.dnn.tensorflow.export import save_model
 from inferedge.dnn.tensorflow.graph import CutGraph, build_cut_graph
 from inferedge.dnn.tensorflow.layout import to_internal
 from inferedge.dnn.tensorflow.loader import load_model
-from inferedge.core.zoo import ZOO
 from inferedge.dnn.tensorflow.zoo import ZOO_NAMES
 
 REPO = Path(__file__).resolve().parents[3]
