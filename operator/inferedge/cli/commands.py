@@ -107,19 +107,28 @@ def profile(
     file. Energy is recorded where a real sensor exists (Jetson INA3221, Intel RAPL) and is
     null otherwise.
     """
+    from inferedge.core.resources import input_estimate
     from inferedge.dnn.frameworks import get_backend
     from inferedge.dnn.protocols import ProfileRequest
+    from inferedge.steps.memory import require
 
+    shape = _default_shape(model, input_shape, framework)
+    emulated = memory_mib * MIB if memory_mib else None
+    require(
+        input_estimate(shape, max(batch_sizes)),
+        f"--input-shape {','.join(map(str, shape))} at batch {max(batch_sizes)}",
+        emulated,
+    )
     request = ProfileRequest(
         model_ref=model,
         num_classes=num_classes,
-        input_shape=_default_shape(model, input_shape, framework),
+        input_shape=shape,
         batch_sizes=batch_sizes,
         warmup=warmup,
         repeats=repeats,
         device_name=device_name,
         emulate_slowdown=emulate_slowdown,
-        memory_bytes=memory_mib * MIB if memory_mib else None,
+        memory_bytes=emulated,
     )
     with progress_bar(f"profiling {model} on {device_name}") as progress:
         result = get_backend(framework).profile(request, progress)

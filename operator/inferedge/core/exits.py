@@ -228,3 +228,18 @@ def check_head(
             "class logits (end with flatten and linear)"
         )
     return shapes
+
+
+def head_parameters(layers: tuple[Layer, ...], shapes: list[Shape]) -> int:
+    """Parameters of a head whose layers produce `shapes` (as `check_head` gives them)."""
+    total = 0
+    for layer, before, after in zip(layers, shapes, shapes[1:], strict=False):
+        if isinstance(layer, Conv2d):
+            total += before[0] * after[0] * layer.kernel_size**2 + (after[0] if layer.bias else 0)
+        elif isinstance(layer, Linear):
+            total += before[0] * after[0] + (after[0] if layer.bias else 0)
+        elif isinstance(layer, BatchNorm):
+            total += 2 * before[0]
+        elif isinstance(layer, AdaptivePool) and layer.mode == "mixed":
+            total += 1
+    return total

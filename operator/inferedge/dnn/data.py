@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from inferedge.core.errors import InferedgeError
+from inferedge.core.resources import FLOAT_BYTES, shortfall
+from inferedge.dnn.host import available_memory
 
 DIGITS = "digits"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
@@ -265,6 +267,13 @@ def _read_image(file: Path, mode: str, input_shape: tuple[int, int, int]) -> np.
 def _fit(x: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
     """float32 N x C' x H' x W' images (C' the model's channels or 1) as N x C x H x W."""
     channels, height, width = input_shape
+    refusal = shortfall(
+        len(x) * channels * height * width * FLOAT_BYTES,
+        available_memory(),
+        f"a dataset of {len(x)} images at input shape {list(input_shape)}",
+    )
+    if refusal is not None:
+        raise DatasetError(refusal)
     if x.shape[2:] != (height, width):
         x = np.stack([[_resize(plane, height, width) for plane in image] for image in x]).astype(
             np.float32

@@ -117,3 +117,26 @@ def _proc_fields(path: Path) -> dict[str, str]:
         if sep:
             fields.setdefault(key.strip(), value.strip())
     return fields
+
+
+# cgroup v2, then v1: where a container's memory limit is readable from inside it.
+_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+
+
+def available_memory(emulated_bytes: int | None = None) -> int:
+    """Bytes this host offers: physical memory, its container's limit (a Job's pod) and an
+    emulated device's memory, whichever is least."""
+    offers = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    for path in _LIMITS:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            offers.append(int(text))
+    if emulated_bytes is not None:
+        offers.append(emulated_bytes)
+    return min(offers)

@@ -7,9 +7,11 @@ from pathlib import Path, PurePosixPath
 
 from inferedge.api.jobs import MIB, ProfileJob
 from inferedge.core.profile import MeasuredProfile, dump_profile
+from inferedge.core.resources import input_estimate
 from inferedge.dnn.frameworks import get_backend
 from inferedge.dnn.protocols import ProfileRequest
 from inferedge.steps.data import resolve_dataset
+from inferedge.steps.memory import require
 from inferedge.steps.reporting import Reporter
 from inferedge.storage import fetch_object, open_store
 
@@ -25,6 +27,12 @@ def model_ref(name: str, uri: str | None) -> str:
 
 def run_profile(job: ProfileJob, reporter: Reporter) -> MeasuredProfile:
     """Profile `job.model` as the job says, write the profile to `job.key`, and return it."""
+    emulated = job.memory_mib * MIB if job.memory_mib else None
+    require(
+        input_estimate(job.input_shape, max(job.batch_sizes)),
+        f"profiling at input shape {list(job.input_shape)} and batch {max(job.batch_sizes)}",
+        emulated,
+    )
     num_classes = job.num_classes
     if num_classes is None:
         assert job.dataset is not None  # ProfileJob requires one of the two
@@ -38,7 +46,7 @@ def run_profile(job: ProfileJob, reporter: Reporter) -> MeasuredProfile:
         repeats=job.repeats,
         device_name=job.device_name,
         emulate_slowdown=job.emulate_slowdown or 1.0,
-        memory_bytes=job.memory_mib * MIB if job.memory_mib else None,
+        memory_bytes=emulated,
     )
     with reporter.progress(f"profiling {job.model} on {job.device_name}") as progress:
         profile = get_backend(job.framework).profile(request, progress)

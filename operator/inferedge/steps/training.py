@@ -12,13 +12,15 @@ from inferedge.api.jobs import TrainJob
 from inferedge.api.keys import ArtifactIdentity, identity_key, training_key
 from inferedge.api.pipeline import InferencePipelineSpec, TrainingSpec
 from inferedge.core.digest import sha256_file
-from inferedge.core.plan import parse_plan
+from inferedge.core.plan import Plan, parse_plan
 from inferedge.core.profile import parse_profile
+from inferedge.core.resources import head_estimate, input_estimate
 from inferedge.dnn.data import Splits
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import Schedule, Workflow
 from inferedge.steps.data import pipeline_splits
 from inferedge.steps.evaluation import Criteria, Evaluation, evaluate_plan, write_evaluation
+from inferedge.steps.memory import require
 from inferedge.steps.profile import model_ref
 from inferedge.steps.reporting import Reporter
 from inferedge.storage import fetch_object, open_store, read_text
@@ -95,6 +97,29 @@ def backbone_weights(
     return out
 
 
+def check_training_memory(spec: InferencePipelineSpec, plan: Plan) -> None:
+    """Refuse, before any model is built, input shapes, batch sizes and exit heads whose
+    training cannot fit in this host's memory."""
+    for schedule, what in (
+        (spec.dataset.backbone_training, "training the backbone"),
+        (spec.exits.training, "training the exits"),
+    ):
+        batch = schedule.batch_size
+        require(
+            3 * input_estimate(plan.model.input_shape, batch),  # forward, backward, optimiser
+            f"{what} at input shape {list(plan.model.input_shape)} and batch {batch}",
+        )
+    layers = spec.exits.head.layers
+    if layers is None:
+        return  # the presets are inferedge's own, sized to their exit
+    for point in plan.exits:
+        where = f"spec.exits.head at cut {point.cut_index} ({point.name})"
+        need = head_estimate(
+            layers, point.shape, plan.model.num_classes, spec.exits.training.batch_size, where
+        )
+        require(need, f"{where}, trained at batch {spec.exits.training.batch_size},")
+
+
 def run_training(job: TrainJob, reporter: Reporter) -> Training:
     """Train what `job.spec` asks for against the stored plan and profiles, and write the
     weights, exits, evaluation and identity under `job.output_prefix`."""
@@ -104,6 +129,7 @@ def run_training(job: TrainJob, reporter: Reporter) -> Training:
     plan = parse_plan(read_text(store, job.plan_key), job.plan_key)
     edge = parse_profile(read_text(store, job.edge_profile_key), job.edge_profile_key)
     cloud = parse_profile(read_text(store, job.cloud_profile_key), job.cloud_profile_key)
+    check_training_memory(spec, plan)
     splits = pipeline_splits(spec)
     dataset = splits.train.name.partition(":")[0]
     reporter.info(
