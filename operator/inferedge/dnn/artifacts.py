@@ -10,10 +10,10 @@ backend supplies only how one model is written to a file and read back.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from inferedge import __version__
 from inferedge.core.digest import sha256_file
@@ -123,6 +123,19 @@ def verified_path(root: Path, name: str, sha256: str) -> Path:
             f"file has {actual[:12]}…); refusing to load it"
         )
     return path
+
+
+def json_objects(value: object) -> Iterator[dict[str, Any]]:
+    """Every JSON object nested anywhere in `value` (parsed JSON), without recursion, so a
+    deeply nested file read from the store cannot exhaust the stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
 
 
 def load_steps(

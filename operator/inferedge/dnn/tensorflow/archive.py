@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import keras
 
 from inferedge.core.errors import one_line
+from inferedge.dnn.artifacts import json_objects
 from inferedge.dnn.protocols import ArtifactLoadError
 
 _MODULES: Final[Mapping[str, Any]] = {
@@ -50,20 +51,9 @@ def check_keras_file(path: Path, registered: Mapping[str, type], label: str) -> 
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
         raise ArtifactLoadError(f"{name}: not a .keras archive: {one_line(exc)}") from None
-    for entry in _named_objects(config):
-        _check_entry(entry, registered, name)
-
-
-def _named_objects(value: object) -> Iterator[Mapping[str, Any]]:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if "class_name" in item:
-                yield item
-            stack.extend(item.values())
+    for entry in json_objects(config):
+        if "class_name" in entry:
+            _check_entry(entry, registered, name)
 
 
 def _check_entry(entry: Mapping[str, Any], registered: Mapping[str, type], name: str) -> None:

@@ -36,6 +36,7 @@ from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_
 from torch.export import ExportedProgram
 
 from inferedge.core.errors import one_line
+from inferedge.dnn.artifacts import json_objects
 from inferedge.dnn.protocols import ArtifactLoadError
 
 # torch's JSON-to-schema conversion only builds dataclasses of its schema; it is untyped.
@@ -141,7 +142,7 @@ def load_program(path: Path, label: str) -> ExportedProgram:
             constants = _tensors(entries, _CONSTANTS, _CONSTANTS_CONFIG, name)
     except ArtifactLoadError:
         raise
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, RecursionError) as exc:
         raise ArtifactLoadError(f"{name}: not a torch.export archive: {one_line(exc)}") from None
     try:
         serialized = _to_schema(schema.ExportedProgram, program)
@@ -218,18 +219,12 @@ def _check_spec(value: str, key: str, name: str) -> None:
         spec = json.loads(value)
     except (ValueError, RecursionError):
         raise ArtifactLoadError(f"{name}: {key} is not a JSON pytree spec") from None
-    stack = [spec]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if "type" in item and item["type"] not in _CONTAINERS:
-                raise ArtifactLoadError(
-                    f"{name}: {key} holds a {str(item['type'])[:80]!r}; only tuples, lists and "
-                    "dicts are accepted"
-                )
-            stack.extend(item.values())
+    for item in json_objects(spec):
+        if "type" in item and item["type"] not in _CONTAINERS:
+            raise ArtifactLoadError(
+                f"{name}: {key} holds a {str(item['type'])[:80]!r}; only tuples, lists and "
+                "dicts are accepted"
+            )
 
 
 def _allowed_target(target: object) -> bool:
