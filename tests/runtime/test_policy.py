@@ -135,3 +135,48 @@ def test_take_examples() -> None:
 def test_batch_policy_is_validated(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(PolicyError, match=fragment):
         BatchPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+# -- admission, deadlines, splitting -------------------------------------------------------
+
+
+def test_admission_keeps_accepted_samples_within_the_bound() -> None:
+    from inferedge.runtime.policy import admit
+
+    assert admit(0, 1000, 8)  # an idle cloud takes anything: it will be split
+    assert admit(4, 4, 8)
+    assert not admit(5, 4, 8)
+    assert not admit(8, 1, 8)
+
+
+def test_a_deadline_is_the_arrival_plus_the_budget_on_the_receivers_clock() -> None:
+    from inferedge.runtime.policy import deadline_from_budget, expired
+
+    assert deadline_from_budget(100.0, 250.0) == 100.25
+    assert deadline_from_budget(100.0, None) is None
+    assert not expired(None, 1e9)
+    assert expired(100.25, 100.25)
+    assert not expired(100.25, 100.2)
+
+
+@pytest.mark.parametrize(
+    ("rows", "size", "pieces"),
+    [
+        (0, 8, []),
+        (5, 8, [(0, 5)]),
+        (8, 8, [(0, 8)]),
+        (20, 8, [(0, 8), (8, 16), (16, 20)]),
+        (1024, 256, [(0, 256), (256, 512), (512, 768), (768, 1024)]),
+    ],
+)
+def test_large_offloads_are_split_to_the_batch_size(
+    rows: int, size: int, pieces: list[tuple[int, int]]
+) -> None:
+    from inferedge.runtime.policy import split_rows
+
+    assert split_rows(rows, size) == pieces
+
+
+def test_the_admission_bound_must_be_positive() -> None:
+    with pytest.raises(PolicyError, match="max_queued_samples must be an integer >= 1"):
+        BatchPolicy(max_queued_samples=0)

@@ -59,6 +59,22 @@ from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256T
 @click.option("--max-batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
 @click.option("--max-wait-ms", type=FiniteFloat(min=0), default=5.0, show_default=True)
 @click.option(
+    "--max-queued-samples",
+    type=click.IntRange(1, 1 << 20),
+    default=256,
+    show_default=True,
+    help="Cloud only: samples accepted and not answered yet; an offload past it is refused "
+    "at once (the edge answers it degraded, reason cloud_busy).",
+)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 65536),
+    default=128,
+    show_default=True,
+    help="Cloud only: offloads taken in at once, so the batcher can batch them; one more is "
+    "refused at once as busy.",
+)
+@click.option(
     "--encoding", type=click.Choice(["raw", "fp16", "int8"]), default="raw", show_default=True
 )
 @click.option(
@@ -100,6 +116,8 @@ def serve(
     offload_timeout_ms: float,
     max_batch_size: int,
     max_wait_ms: float,
+    max_queued_samples: int,
+    max_in_flight: int,
     encoding: str,
     emulate_slowdown: float,
     emulate_bandwidth_mbps: float | None,
@@ -136,7 +154,8 @@ def serve(
         port=port,
         threshold=threshold,
         offload_timeout_s=offload_timeout_ms / 1000,
-        batch_policy=BatchPolicy(max_batch_size, max_wait_ms),
+        batch_policy=BatchPolicy(max_batch_size, max_wait_ms, max_queued_samples),
+        max_in_flight=max_in_flight,
         encoding=encoding,  # type: ignore[arg-type]
         compute_slowdown=emulate_slowdown,
         emulated_link=link,

@@ -3,7 +3,12 @@
 Offloads queue in arrival order; a batch is the leading run of queued offloads of one partition
 that fits `max_batch_size` samples. It runs once nothing more can join it (it is full, or the
 offload after it cannot join) or its oldest offload has waited `max_wait_ms`. An offload is never
-split across batches, and a batch never mixes partitions.
+split across batches, and a batch never mixes partitions (the cloud dataplane splits large
+offloads into batch-sized pieces before they get here).
+
+Offloads whose deadline passes while they wait are dropped before their batch runs, with
+DeadlineExpired, and counted (`inferedge_shed_total{reason="expired"}`): the edge has given up
+on them, so computing them would only delay the ones it still waits for.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from inferedge.runtime.compute import compute_thread, ms
 from inferedge.runtime.errors import NotReady
 from inferedge.runtime.messages import CloudAnswer
 from inferedge.runtime.metrics import Metrics
+from inferedge.runtime.overload import DeadlineExpired
 from inferedge.runtime.partition import RowResult
-from inferedge.runtime.policy import BatchPolicy
+from inferedge.runtime.policy import BatchPolicy, expired
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,7 @@ class _Queued:
     thresholds: list[float]
     future: asyncio.Future[CloudAnswer]
     enqueued: float
+    deadline: float | None = None
 
     @property
     def size(self) -> int:
@@ -86,19 +93,27 @@ class Batcher:
         return sum(q.size for q in self._queue)
 
     async def submit(
-        self, part: CloudPart, activation: np.ndarray, thresholds: Sequence[float]
+        self,
+        part: CloudPart,
+        activation: np.ndarray,
+        thresholds: Sequence[float],
+        deadline: float | None = None,
     ) -> CloudAnswer:
         """Run `activation` (a batch, one threshold per row) on `part` in the next batch that
         takes it, and return its rows' answers.
 
-        Raises NotReady once the batcher is closed (or closes before the batch runs), and
+        Raises NotReady once the batcher is closed (or closes before the batch runs),
+        DeadlineExpired when `deadline` (`time.monotonic()`) passes before the batch runs, and
         whatever the batch raised when it failed. A caller that stops waiting (cancelled, timed
         out) leaves the queue: its rows are not computed.
         """
         if self._closed:
             raise NotReady("the cloud dataplane is shut down")
+        now = time.monotonic()
+        if expired(deadline, now):
+            raise self._expired(int(activation.shape[0]), now - (deadline or now))
         future: asyncio.Future[CloudAnswer] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(part, activation, list(thresholds), future, time.monotonic()))
+        self._queue.append(_Queued(part, activation, list(thresholds), future, now, deadline))
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._serve())
@@ -122,11 +137,27 @@ class Batcher:
             batch = await self._next_batch()
             await self._run(batch)
 
+    def _expired(self, samples: int, late_s: float) -> DeadlineExpired:
+        self._metrics.shed.labels(reason="expired").inc()
+        return DeadlineExpired(
+            f"dropped {samples} rows {ms(late_s):.0f} ms past the deadline the edge sent, "
+            "before computing them"
+        )
+
+    def _drop_stale(self) -> None:
+        """Drop queued offloads whose caller gave up or whose deadline passed."""
+        now = time.monotonic()
+        for queued in self._queue:
+            if not queued.future.done() and expired(queued.deadline, now):
+                late_s = now - (queued.deadline or now)
+                queued.future.set_exception(self._expired(queued.size, late_s))
+        if any(q.future.done() for q in self._queue):
+            # The caller gave up (its offload timed out): no point computing its rows.
+            self._queue = deque(q for q in self._queue if not q.future.done())
+
     async def _next_batch(self) -> list[_Queued]:
         while True:
-            if any(q.future.done() for q in self._queue):
-                # The caller gave up (its offload timed out): no point computing its rows.
-                self._queue = deque(q for q in self._queue if not q.future.done())
+            self._drop_stale()
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()

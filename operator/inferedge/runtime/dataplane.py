@@ -3,8 +3,8 @@
 KServe-style: HTTP (`inferedge.runtime.http`) and NATS entrypoints hand arrays in and answers
 out. The edge reaches the cloud only through an injected `offload` coroutine, so the same code
 runs against a broker, a direct call in tests, or anything else. What they exchange is in
-`inferedge.runtime.messages`; the cloud batches concurrent offloads with
-`inferedge.runtime.batching`.
+`inferedge.runtime.messages`; the cloud (`inferedge.runtime.cloud`) batches concurrent offloads
+with `inferedge.runtime.batching`.
 
 Hot reload: each request reads the partition (and the threshold) once, when it starts, and keeps
 that object to the end; `swap` only changes what later requests see. No request is dropped, and
@@ -37,29 +37,24 @@ from pydantic import ValidationError
 
 from inferedge.core.errors import one_line
 from inferedge.core.roles import Role
-from inferedge.runtime.batching import Batcher
+from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.compute import compute_thread, ms
 from inferedge.runtime.errors import NotReady, OffloadFailed, PlanMismatch
-from inferedge.runtime.messages import Answer, CloudAnswer, Offload, OffloadContext
+from inferedge.runtime.messages import Answer, Offload, OffloadContext
 from inferedge.runtime.metrics import Metrics
+from inferedge.runtime.overload import CloudBusy
 from inferedge.runtime.partition import (
     EdgeOutcome,
     Partition,
     PartitionError,
     RowResult,
-    check_slowdown,
 )
-from inferedge.runtime.policy import BatchPolicy, degraded_choice, validate_threshold
+from inferedge.runtime.policy import degraded_choice
+from inferedge.runtime.served import Served
+
+__all__ = ["INVALID", "NO_PREDICTION", "CloudDataplane", "EdgeDataplane"]
 
 log = logging.getLogger(__name__)
-
-
-def _checked(partition: Partition | None, part: Role) -> Partition | None:
-    if partition is not None and partition.part != part:
-        raise PartitionError(f"the {part} dataplane cannot serve the {partition.part} part")
-    if partition is not None and part == "cloud" and not partition.answers_everything:
-        raise PartitionError(f"plan {partition.plan_hash} has an empty cloud part")
-    return partition
 
 
 class _InvalidCloudAnswer(Exception):
@@ -75,6 +70,8 @@ def _degrade_reason(exc: BaseException) -> str:
         return "plan_mismatch"
     if isinstance(exc, NotReady):
         return "cloud_not_ready"
+    if isinstance(exc, CloudBusy):
+        return "cloud_busy"
     if isinstance(exc, OSError):
         return "unreachable"
     # A reply that does not parse as a CloudAnswer (a NaN travels as null) is invalid too.
@@ -110,49 +107,7 @@ _EDGE_INVALID = _Source("edge", {}, INVALID)
 Placed = tuple[RowResult, _Source]
 
 
-class _Served:
-    """What both dataplanes share: the partition being served and the live c_thr."""
-
-    _part: Role
-
-    def __init__(
-        self,
-        partition: Partition | None,
-        threshold: float,
-        metrics: Metrics | None,
-        compute_slowdown: float = 1.0,
-    ):
-        self._partition = _checked(partition, self._part)
-        self._threshold = validate_threshold(threshold)
-        self.metrics = metrics if metrics is not None else Metrics()
-        self.compute_slowdown = check_slowdown(compute_slowdown)
-
-    @property
-    def partition(self) -> Partition | None:
-        """The partition new requests use (None before the first load)."""
-        return self._partition
-
-    @property
-    def threshold(self) -> float:
-        """c_thr for new requests (the cloud's default for offloads that carry none)."""
-        return self._threshold
-
-    @property
-    def ready(self) -> bool:
-        """Whether requests can be served: a partition is loaded (for the edge, the cloud is
-        optional)."""
-        return self._partition is not None
-
-    def set_threshold(self, threshold: float) -> None:
-        """Change c_thr live; requests already running keep the value they started with."""
-        self._threshold = validate_threshold(threshold)
-
-    def swap(self, partition: Partition) -> None:
-        """Serve `partition` from the next request on; running requests finish on the old one."""
-        self._partition = _checked(partition, self._part)
-
-
-class EdgeDataplane(_Served):
+class EdgeDataplane(Served):
     """Runs the edge part, answers at confident exits, offloads the rest, degrades on failure."""
 
     _part = "edge"
@@ -338,76 +293,3 @@ class EdgeDataplane(_Served):
             placed.append((result, _Source("edge", {"offload_ms": offload_ms}, INVALID)))
             self.metrics.degraded.labels(reason=INVALID).inc()
         return placed
-
-
-class CloudDataplane(_Served):
-    """Continues offloaded activations from the split, batching concurrent offloads."""
-
-    _part = "cloud"
-
-    def __init__(
-        self,
-        partition: Partition | None,
-        *,
-        batch_policy: BatchPolicy,
-        threshold: float,
-        metrics: Metrics | None = None,
-        compute_slowdown: float = 1.0,
-    ) -> None:
-        super().__init__(partition, threshold, metrics, compute_slowdown)
-        self._batcher = Batcher(batch_policy, self.metrics, self.compute_slowdown)
-        self._previous: Partition | None = None
-
-    @property
-    def plan_hashes(self) -> tuple[str, ...]:
-        """The plans this cloud answers offloads for: the served one, then the one before it."""
-        return tuple(p.plan_hash for p in (self._partition, self._previous) if p is not None)
-
-    def swap(self, partition: Partition) -> None:
-        """Serve `partition` from now on, still answering offloads of the plan served until now.
-
-        Edges swap after the cloud (a reload reaches the cloud first), so for a while they still
-        send offloads of the old plan; keeping it answers those instead of refusing them.
-        """
-        old = self._partition
-        super().swap(partition)
-        if old is not None and old.plan_hash != partition.plan_hash:
-            self._previous = old
-
-    @property
-    def batch_policy(self) -> BatchPolicy:
-        """How concurrent offloads are grouped."""
-        return self._batcher.policy
-
-    @property
-    def queued_samples(self) -> int:
-        """Samples accepted and waiting for their batch."""
-        return self._batcher.queued_samples
-
-    async def handle(
-        self, activation: np.ndarray, plan_hash: str, threshold: float | None = None
-    ) -> CloudAnswer:
-        """Answer one offload: split activations (one sample or a batch) of plan `plan_hash`.
-
-        `threshold` is the c_thr to test cloud exits against (the edge's, usually); None uses
-        this dataplane's own. Raises PlanMismatch when `plan_hash` is not the served plan,
-        NotReady before a partition is loaded, PartitionError for a malformed activation.
-        """
-        if self._partition is None:
-            raise NotReady("no partition loaded yet")
-        found = [p for p in (self._partition, self._previous) if p and p.plan_hash == plan_hash]
-        if not found:
-            self.metrics.plan_mismatch.inc()
-            raise PlanMismatch(
-                f"offload is for plan {plan_hash!r}, this cloud serves plan "
-                f"{' and '.join(self.plan_hashes)}"
-            )
-        partition = found[0]
-        batch = partition.batch(np.asarray(activation))
-        c_thr = self._threshold if threshold is None else validate_threshold(threshold)
-        self.metrics.activation_bytes.observe(batch.nbytes)
-        return await self._batcher.submit(partition, batch, [c_thr] * batch.shape[0])
-
-    async def aclose(self) -> None:
-        """Stop batching; offloads still waiting fail with NotReady."""
-        await self._batcher.close()

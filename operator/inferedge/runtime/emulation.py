@@ -33,8 +33,11 @@ def emulated_link(offload: Offload, link: Link, encoding: str = "raw") -> Offloa
 
     async def over_link(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
         nbytes = math.ceil(activation.nbytes * factor)
-        await asyncio.sleep(half_rtt_s + nbytes * 8.0 / (link.bandwidth_mbps * 1e6))
-        answer = await offload(activation, context)
+        up_s = half_rtt_s + nbytes * 8.0 / (link.bandwidth_mbps * 1e6)
+        await asyncio.sleep(up_s)
+        # The way up spent part of the edge's budget: the cloud gets what is left of it.
+        left_s = max(context.timeout_s - up_s, 0.001)
+        answer = await offload(activation, context.model_copy(update={"timeout_s": left_s}))
         await asyncio.sleep(half_rtt_s)
         return answer
 

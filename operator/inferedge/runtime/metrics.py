@@ -10,17 +10,26 @@ so an edge and a cloud dataplane can share a process without their series collid
 Refused requests are counted by reason (`inferedge_refused_total{reason}`) and logged at most
 once per reason every `RateLimitedLog.interval_s`, so a client that keeps sending bad requests
 cannot flood the log.
+
+The cloud counts the offloads it answered without computing them, by reason
+(`inferedge_shed_total{reason}`: `expired`, `cloud_busy`), the offloads it split into
+batch-sized pieces, and what its NATS connection refused or dropped
+(`inferedge_bus_refused_total{reason}`, read from the transport's own counts at scrape time).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
+
+from inferedge.transport.refusals import RateLimitedLog
+
+__all__ = ["CONTENT_TYPE", "Metrics", "RateLimitedLog"]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 # 5 ms (a cached edge exit) to 10 s (a cold cloud behind a slow link).
@@ -29,37 +38,6 @@ _LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 _BYTES_BUCKETS: Final = tuple(float(1 << p) for p in range(10, 28, 2))  # 1 KiB .. 128 MiB
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-
-log = logging.getLogger("inferedge.runtime.http")
-
-
-class RateLimitedLog:
-    """One warning per reason per `interval_s`; the next one says how many were left out."""
-
-    def __init__(
-        self,
-        logger: logging.Logger = log,
-        interval_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.logger = logger
-        self.interval_s = interval_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def __call__(self, reason: str, message: str) -> bool:
-        """Log `message` for `reason` unless one was logged within the interval; True if it was."""
-        now = self._clock()
-        last = self._last.get(reason)
-        if last is not None and now - last < self.interval_s:
-            self._skipped[reason] = self._skipped.get(reason, 0) + 1
-            return False
-        self._last[reason] = now
-        skipped = self._skipped.pop(reason, 0)
-        more = f" ({skipped} more since the last one)" if skipped else ""
-        self.logger.warning("refused (%s): %s%s", reason, message, more)
-        return True
 
 
 class Metrics:
@@ -130,6 +108,18 @@ class Metrics:
             "1 while the server's broker (NATS) connection is up; 0 when down or not watched.",
             registry=reg,
         )
+        self.shed = Counter(
+            "inferedge_shed",
+            "Offloads the cloud answered without computing them, by reason: expired (their "
+            "deadline passed before compute) or cloud_busy (refused at admission).",
+            ["reason"],
+            registry=reg,
+        )
+        self.split_offloads = Counter(
+            "inferedge_split_offloads",
+            "Offloads larger than max_batch_size that the cloud ran in batch-sized pieces.",
+            registry=reg,
+        )
         self.refusal_log = RateLimitedLog()
         self._answered = 0
         self._offloaded = 0
@@ -161,6 +151,33 @@ class Metrics:
         """Report `connected()` as inferedge_broker_connected at every scrape."""
         self.broker_connected.set_function(lambda: 1.0 if connected() else 0.0)
 
+    def watch_bus(self, counts: Mapping[str, int]) -> None:
+        """Report `counts` (the transport's refusals and drops by reason, read live) as
+        inferedge_bus_refused_total{reason} at every scrape."""
+        self.registry.register(_BusCollector(counts))
+
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _BusCollector(Collector):
+    """The transport's counts, which it keeps as plain integers (it may not import this)."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "inferedge_bus_refused",
+            "Messages the server's NATS side refused or dropped, by reason: busy (in-flight "
+            "bound), reassembly_busy, reassembly_evicted, slow_consumer (past the pending "
+            "limits), or the error class of a refused message.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._counts.items()):
+            family.add_metric([reason], float(count))
+        yield family
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return iter(())

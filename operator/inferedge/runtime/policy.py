@@ -1,5 +1,6 @@
-"""Pure runtime decisions: when an exit answers, which exit a degraded answer uses, and when the
-cloud's dynamic batcher flushes.
+"""Pure runtime decisions: when an exit answers, which exit a degraded answer uses, when the
+cloud's dynamic batcher flushes, whether the cloud admits an offload, whether an offload's
+deadline has passed, and how a large offload is split into batch-sized pieces.
 
 Plain functions over numbers, in the Ray Serve style: no tensors, no clocks, no event loop, so
 each rule is tested exhaustively on its own and the dataplanes only feed them measurements.
@@ -59,18 +60,28 @@ def degraded_choice(candidates: Sequence[Candidate]) -> Candidate | None:
     return max(candidates, key=lambda c: (c.confidence, c.exit_index))
 
 
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PolicyError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 @dataclass(frozen=True)
 class BatchPolicy:
     """Dynamic batching: flush when `max_batch_size` samples wait or the oldest waited
-    `max_wait_ms`, whichever comes first."""
+    `max_wait_ms`, whichever comes first.
+
+    `max_queued_samples` bounds the samples the cloud has accepted and not answered yet; an
+    offload past it is refused at once (`admit`), so a full cloud says so instead of letting
+    requests wait out their deadline in its queue.
+    """
 
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
+    max_queued_samples: int = 256
 
     def __post_init__(self) -> None:
-        size = self.max_batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise PolicyError(f"max_batch_size must be an integer >= 1, got {size!r}")
+        _positive_int("max_batch_size", self.max_batch_size)
+        _positive_int("max_queued_samples", self.max_queued_samples)
         wait = self.max_wait_ms
         if (
             isinstance(wait, bool)
@@ -106,3 +117,43 @@ class BatchPolicy:
             total += size
             count += 1
         return count
+
+
+def admit(accepted_samples: int, incoming: int, max_queued_samples: int) -> bool:
+    """Whether the cloud takes an offload of `incoming` samples while `accepted_samples` are
+    accepted and not answered yet.
+
+    An idle cloud takes any offload, however large (it is split into batch-sized pieces), so
+    no request is refused for its size alone; otherwise the total must stay within the bound.
+    """
+    return accepted_samples == 0 or accepted_samples + incoming <= max_queued_samples
+
+
+def deadline_from_budget(received: float, budget_ms: float | None) -> float | None:
+    """The local time by which an offload must be answered: its arrival plus the budget the
+    edge sent (milliseconds it still had), or None without a budget.
+
+    The budget is relative, measured from arrival on the receiver's own clock, so the two
+    hosts' clocks never need to agree; the one-way transit it leaves out makes the cloud
+    compute slightly past the edge's deadline at worst, never drop what the edge still wants.
+    """
+    if budget_ms is None:
+        return None
+    return received + budget_ms / 1000.0
+
+
+def expired(deadline: float | None, now: float) -> bool:
+    """Whether an offload's deadline has passed (None: it has none)."""
+    return deadline is not None and now >= deadline
+
+
+def split_rows(rows: int, max_batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges cutting `rows` rows into pieces of at most `max_batch_size`.
+
+    The cloud runs a large offload piece by piece, so one offload can hold the compute thread
+    for one batch at a time rather than for all its rows at once.
+    """
+    if rows < 0:
+        raise PolicyError(f"rows must be >= 0, got {rows}")
+    _positive_int("max_batch_size", max_batch_size)
+    return [(start, min(start + max_batch_size, rows)) for start in range(0, rows, max_batch_size)]

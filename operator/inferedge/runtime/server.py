@@ -2,7 +2,13 @@
 
 It loads its part of a committed artifact set from the store (every file verified), connects to
 NATS (credentials from the environment), serves the Open Inference Protocol over HTTP, and, for
-the cloud, answers offloads in the workers' queue group. SIGTERM or SIGINT stops it cleanly:
+the cloud, answers offloads in the workers' queue group, up to `max_in_flight` at once so the
+batcher sees them together (one more is refused at once as busy).
+
+The edge starts without its broker: while NATS is unreachable it answers from its exits,
+degraded as `unreachable`, and connects in the background once NATS appears. The cloud still
+needs its broker to start (its work only arrives over NATS, so it could not be ready anyway,
+and an exit with one clear line lets its supervisor restart it). SIGTERM or SIGINT stops it cleanly:
 the offload service drains, then the HTTP server and the broker connection close.
 
 A reload command (`inferedge reload`, or `inferedge run` between its replays) swaps in another
@@ -54,6 +60,8 @@ class ServeConfig:
     threshold: float | None = None  # None: the calibrated c_thr from the manifest
     offload_timeout_s: float = 2.0
     batch_policy: BatchPolicy = field(default_factory=BatchPolicy)
+    max_in_flight: int = 128
+    """Cloud only: offloads taken in at once (waiting for their batch); more get BusyError."""
     encoding: Encoding = "raw"
     compute_slowdown: float = 1.0
     emulated_link: Link | None = None  # edge only: offloads pay this link's bandwidth and RTT
@@ -88,7 +96,11 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     where = parse_set_prefix(config.prefix)
     namespace, pipeline = where.namespace, where.pipeline
     offloads = subject(namespace, pipeline, "offload")
-    messenger = await Messenger.connect(config.nats_url, name=f"inferedge-{config.role}")
+    messenger = await Messenger.connect(
+        config.nats_url,
+        name=f"inferedge-{config.role}",
+        retry_in_background=config.role == "edge",
+    )
     dataplane: EdgeDataplane | CloudDataplane
     service = None
     if config.role == "edge":
@@ -109,7 +121,15 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
             threshold=threshold,
             compute_slowdown=config.compute_slowdown,
         )
-        service = await messenger.serve(offloads, QUEUE_GROUP, cloud_worker(dataplane))
+        service = await messenger.serve(
+            offloads,
+            QUEUE_GROUP,
+            cloud_worker(dataplane),
+            concurrency=config.max_in_flight,
+            max_in_flight=config.max_in_flight,
+            refuse_when_full=True,
+        )
+    dataplane.metrics.watch_bus(messenger.refusals.counts)
     reloads = await messenger.serve(
         reload_subject(namespace, pipeline, config.role),
         None,

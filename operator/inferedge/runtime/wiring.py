@@ -3,12 +3,17 @@
 The edge sends the split activation with the wire codec; the cloud answers with its
 `CloudAnswer` as JSON. Transport failures are mapped onto what the edge dataplane already knows
 how to degrade on: a timeout, an unreachable cloud (`ConnectionError`), a plan-hash refusal
-(`PlanMismatch`) or a cloud without a partition yet (`NotReady`).
+(`PlanMismatch`), a cloud without a partition yet (`NotReady`) or a full one (`CloudBusy`).
+
+Every offload carries the edge's remaining budget in milliseconds (`Inferedge-Extra-budget-ms`),
+not an absolute deadline: the cloud adds it to the offload's arrival on its own clock, so the
+hosts' clocks need not agree, and drops the offload unanswered-by-compute once it has passed.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -19,13 +24,20 @@ from inferedge.core.roles import Role
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import NotReady, PlanMismatch
 from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
+from inferedge.runtime.overload import CloudBusy, DeadlineExpired
 from inferedge.runtime.partition import Partition
+from inferedge.runtime.policy import deadline_from_budget
 from inferedge.transport.client import Handler, Messenger
 from inferedge.transport.codec import Encoding, Payload, decode, encode
 from inferedge.transport.control import ReloadAck, parse_reload
 from inferedge.transport.errors import RemoteError, RequestTimeout, TransportError, WireError
+from inferedge.transport.service import received_at
 
 THRESHOLD = "threshold"  # wire extra: the edge's c_thr, for the cloud's own exits
+BUDGET = "budget-ms"  # wire extra: milliseconds the edge still waits, from when it sent
+# Error replies that mean "the cloud is full": its admission bound, its in-flight bound, its
+# chunk reassembly budget (the transport's BusyError).
+_BUSY = ("CloudBusy:", "BusyError:")
 
 
 def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw") -> Offload:
@@ -37,7 +49,7 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
             request_id=uuid.uuid4().hex,
             plan_hash=context.plan_hash,
             encoding=encoding,
-            extra={THRESHOLD: repr(context.threshold)},
+            extra={THRESHOLD: repr(context.threshold), BUDGET: f"{context.timeout_s * 1000:.1f}"},
         )
         try:
             _, reply = await messenger.request(subject, headers, payload, timeout=context.timeout_s)
@@ -50,6 +62,10 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
                 raise PlanMismatch(text) from exc
             if "NotReady:" in text:
                 raise NotReady(text) from exc
+            if any(busy in text for busy in _BUSY):
+                raise CloudBusy(text) from exc
+            if "DeadlineExpired:" in text:
+                raise TimeoutError(text) from exc
             raise
         except TransportError as exc:  # no responders, a lost connection
             raise ConnectionError(str(exc)) from exc
@@ -72,17 +88,42 @@ def _threshold(extra: Mapping[str, str]) -> float | None:
     return value
 
 
+def _budget_ms(extra: Mapping[str, str]) -> float | None:
+    if BUDGET not in extra:
+        return None  # an older edge: no deadline, as before
+    try:
+        value = float(extra[BUDGET])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise WireError(
+            f"Inferedge-Extra-{BUDGET}: expected milliseconds >= 0, got {extra[BUDGET]!r}"
+        )
+    return value
+
+
 def cloud_worker(dataplane: CloudDataplane) -> Handler:
     """A `Messenger.serve` handler that answers offloads with `dataplane`.
 
-    Any error (a malformed message, a plan mismatch) propagates to `serve`, which replies with
-    it as a one-line error and keeps serving.
+    The offload's deadline is its arrival (`received_at`, this host's clock) plus the budget
+    the edge sent. Any error (a malformed message, a plan mismatch, a full cloud, a passed
+    deadline) propagates to `serve`, which replies with it as a one-line error and keeps
+    serving.
     """
 
     async def handle(headers: Mapping[str, str], payload: Payload) -> tuple[dict[str, str], bytes]:
+        arrived = received_at()
         array, meta = decode(headers, payload)
+        deadline = deadline_from_budget(
+            time.monotonic() if arrived is None else arrived, _budget_ms(meta.extra)
+        )
+        if deadline is not None and time.monotonic() >= deadline:
+            dataplane.metrics.shed.labels(reason="expired").inc()
+            raise DeadlineExpired("the offload's budget was spent before it was decoded")
         # Decoded views of the message are read-only; torch wants memory it may write.
-        answer = await dataplane.handle(np.array(array), meta.plan_hash, _threshold(meta.extra))
+        answer = await dataplane.handle(
+            np.array(array), meta.plan_hash, _threshold(meta.extra), deadline
+        )
         return {}, answer.model_dump_json().encode()
 
     return handle

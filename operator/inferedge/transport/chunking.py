@@ -19,10 +19,17 @@ Protocol (no JetStream needed; the same in both directions, request and reply):
    falls a whole ACK_EVERY_BYTES behind.
 4. The receiver copies each chunk into one preallocated buffer, refuses an index or length it
    does not expect (WireError), and gives up, freeing the buffer, when the next chunk does not
-   arrive within `idle_timeout_s` or the whole message within `transfer_timeout_s`. Receivers
-   cap the message size, the number of messages being reassembled and their bytes together
-   (`ReassemblyLimits`); an announcement past the size cap is refused with WireError, one
-   past the others with BusyError.
+   arrive within `idle_timeout_s` or the whole message within its transfer deadline (the
+   announced size at `min_rate_bytes_per_s`, plus two `idle_timeout_s`, at most
+   `transfer_timeout_s`). Receivers cap the message size, the number of messages being
+   reassembled and their bytes together (`ReassemblyLimits`); an announcement past the size cap
+   is refused with WireError, one past the others with BusyError.
+5. Announcements that never send data must not starve real transfers: when the budget is full,
+   a new announcement evicts the oldest slot that has not received its first chunk for
+   `evict_unstarted_after_s` (a real sender sends chunk 0 right after the go-ahead, one round
+   trip), and that slot's announcer gets a BusyError reply. Slots that are receiving data are
+   never evicted, so a flood of announcements can delay a transfer by at most that long, and
+   cannot break one that has started.
 
 For a request, C is also where the final reply arrives (its reply subject); a reply larger than
 max_payload travels the same way from the responder to the requester's reply subject.
@@ -31,12 +38,10 @@ max_payload travels the same way from the responder to the requester's reply sub
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Final, cast
 
 import nats.errors
@@ -62,6 +67,24 @@ from inferedge.transport.headers import (
     MiB,
     header_block_size,
 )
+from inferedge.transport.reassembly import (
+    ReassemblyBudget,
+    ReassemblyLimits,
+    Slot,
+    transfer_deadline_s,
+)
+
+__all__ = [
+    "ReassemblyBudget",
+    "ReassemblyLimits",
+    "byte_view",
+    "check_reply",
+    "chunk_size",
+    "fits",
+    "is_chunked",
+    "receive_chunked",
+    "send_chunked",
+]
 
 CHUNKS: Final = "Inferedge-Chunks"
 SIZE: Final = "Inferedge-Size"
@@ -79,61 +102,6 @@ _STREAM_PENDING_BYTES: Final = (MAX_UNACKED + 1) * ACK_EVERY_BYTES
 _MIN_CHUNK_BYTES: Final = 1024
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReassemblyLimits:
-    """How much a receiver accepts: per message, at once, and how long it waits.
-
-    `idle_timeout_s` bounds the wait for each chunk (and, on the sending side, for each ack);
-    `transfer_timeout_s` bounds a whole reassembly, so a peer dripping chunks cannot hold its
-    share of the budget for long.
-    """
-
-    max_message_bytes: int = 256 * MiB
-    max_partial_messages: int = 8
-    max_buffered_bytes: int = 512 * MiB
-    idle_timeout_s: float = 10.0
-    transfer_timeout_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_partial_messages", "max_buffered_bytes"):
-            if getattr(self, name) < 1:
-                raise TransportError(f"{name}={getattr(self, name)}: expected at least 1")
-        for name in ("idle_timeout_s", "transfer_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise TransportError(f"{name}={getattr(self, name)}: expected above 0")
-
-
-class ReassemblyBudget:
-    """Counts the partial messages being reassembled and their bytes, against the limits."""
-
-    def __init__(self, limits: ReassemblyLimits) -> None:
-        self.limits = limits
-        self.partial_messages = 0
-        self.buffered_bytes = 0
-
-    @contextlib.contextmanager
-    def reserve(self, size: int) -> Iterator[None]:
-        """Hold room for one message of `size` bytes while it is reassembled; BusyError if full."""
-        limits = self.limits
-        if self.partial_messages >= limits.max_partial_messages:
-            raise BusyError(
-                f"{self.partial_messages} chunked messages are already being reassembled "
-                f"(limit {limits.max_partial_messages}); retry later"
-            )
-        if self.buffered_bytes + size > limits.max_buffered_bytes:
-            raise BusyError(
-                f"{self.buffered_bytes} bytes of chunked messages are already buffered; "
-                f"{size} more would pass the limit of {limits.max_buffered_bytes}; retry later"
-            )
-        self.partial_messages += 1
-        self.buffered_bytes += size
-        try:
-            yield
-        finally:
-            self.partial_messages -= 1
-            self.buffered_bytes -= size
 
 
 def byte_view(payload: Payload) -> memoryview:
@@ -246,7 +214,7 @@ async def receive_chunked(
     if not announcement.reply:
         raise WireError(f"{CHUNKS}: the announcement has no reply subject for the go-ahead")
     limits = budget.limits
-    with budget.reserve(total):
+    with budget.reserve(total) as slot:
         stream = await nc.subscribe(
             nc.new_inbox(), pending_bytes_limit=_STREAM_PENDING_BYTES + 2 * size
         )
@@ -254,12 +222,17 @@ async def receive_chunked(
             await nc.publish(announcement.reply, b"", headers={STREAM: stream.subject})
             # Allocated while the go-ahead travels, and left unzeroed: chunks fill all of it.
             view = np.empty(total, np.uint8).data
-            async with asyncio.timeout(limits.transfer_timeout_s):
+            within = transfer_deadline_s(total, limits)
+            async with asyncio.timeout(within):
                 for index in range(count):
                     offset = index * size
                     expected = min(size, total - offset)
                     what = f"chunk {index} of {count}"
-                    msg = await _next(stream, limits.idle_timeout_s, what)
+                    if index == 0:
+                        msg = await _first(stream, limits.idle_timeout_s, slot)
+                        slot.started = True
+                    else:
+                        msg = await _next(stream, limits.idle_timeout_s, what)
                     got = (msg.headers or {}).get(CHUNK)
                     if got != str(index):
                         raise WireError(f"{CHUNK}: {got!r} arrived where {index} was expected")
@@ -271,7 +244,6 @@ async def receive_chunked(
                     if msg.reply:
                         await nc.publish(msg.reply, b"", headers={CHUNK: str(index)})
         except TimeoutError as exc:
-            within = limits.transfer_timeout_s
             raise RequestTimeout(f"{count} chunks did not all arrive within {within:g} s") from exc
         finally:
             await unsubscribe_quietly(stream)
@@ -318,6 +290,23 @@ def _positive_int(headers: Mapping[str, str], key: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
         raise WireError(f"{key}: {text[:40]!r}: expected a positive integer")
     return int(text)
+
+
+async def _first(stream: Subscription, timeout_s: float, slot: Slot) -> Msg:
+    """The first chunk, unless the slot is evicted first (BusyError)."""
+    chunk = asyncio.ensure_future(_next(stream, timeout_s, "chunk 0"))
+    slot.on_evict = chunk.cancel
+    try:
+        return await chunk
+    except asyncio.CancelledError:
+        if not slot.evicted:
+            raise  # this receiver itself is being cancelled
+        raise BusyError(
+            "evicted: no chunk arrived while the reassembly budget was full and another "
+            "message was announced; retry later"
+        ) from None
+    finally:
+        slot.on_evict = None
 
 
 async def _next(subscription: Subscription, timeout_s: float, what: str) -> Msg:

@@ -1,10 +1,12 @@
 """Messenger: request/reply and serving over NATS, with chunking and error replies built in.
 
 A Messenger owns one nats-py connection that reconnects by itself, forever, a fraction of a
-second apart; disconnects and reconnects are logged. Messages larger than the server's
-max_payload are chunked transparently in both directions (see `chunking`). A service never
-dies of a bad message or a failing handler: the requester gets an `Inferedge-Error` reply,
-raised on its side as RemoteError.
+second apart; disconnects and reconnects are logged. With `retry_in_background`, a first
+connection that fails does not fail `connect()`: the Messenger comes up unconnected (requests
+fail at once as not connected, services are subscribed once it connects) and keeps trying.
+Messages larger than the server's max_payload are chunked transparently in both directions
+(see `chunking`). A service never dies of a bad message or a failing handler: the requester
+gets an `Inferedge-Error` reply, raised on its side as RemoteError.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from nats.aio.msg import Msg
 
 from inferedge.core.errors import one_line
 from inferedge.transport.chunking import (
-    ReassemblyBudget,
-    ReassemblyLimits,
     as_bytes,
     byte_view,
     check_no_protocol_headers,
@@ -36,6 +36,7 @@ from inferedge.transport.chunking import (
     unsubscribe_quietly,
 )
 from inferedge.transport.codec import Payload
+from inferedge.transport.connecting import attempt
 from inferedge.transport.errors import (
     AuthorizationError,
     NoResponders,
@@ -45,12 +46,19 @@ from inferedge.transport.errors import (
     TransportError,
 )
 from inferedge.transport.events import ConnectionEvents
+from inferedge.transport.reassembly import ReassemblyBudget, ReassemblyLimits
+from inferedge.transport.refusals import RateLimitedLog, Refusals
 from inferedge.transport.service import Handler, Headers, Service
 from inferedge.transport.settings import NatsSettings
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Handler", "Headers", "Messenger", "Service"]
 
 DEFAULT_TIMEOUT_S: Final = 10.0
+# nats-py's own per-subscription defaults are 512 Ki messages and 128 MiB.
+DEFAULT_PENDING_MSGS: Final = 65536
+DEFAULT_PENDING_BYTES: Final = 64 * 1024 * 1024
+# Background connection attempts back off up to this far apart.
+_MAX_RETRY_WAIT_S: Final = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +76,14 @@ class Messenger:
         self._nc = nc
         self._events = events
         self._inbox_prefix = inbox_prefix or "_INBOX"
-        self.budget = ReassemblyBudget(limits)
+        self.budget = ReassemblyBudget(limits, events.refusals)
+        self.refusals = events.refusals
+        """What this connection's services and nats-py refused or dropped, by reason."""
         # Services stay alive through their subscription's callback; stopped ones drop out.
         self._services: weakref.WeakSet[Service] = weakref.WeakSet()
+        # Services asked for before the first connection, subscribed once it is up.
+        self._deferred: list[tuple[str, str | None, Service, tuple[int, int]]] = []
+        self._connecting: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -82,15 +95,18 @@ class Messenger:
         limits: ReassemblyLimits | None = None,
         reconnect_wait_s: float = 0.25,
         connect_timeout_s: float = 10.0,
+        retry_in_background: bool = False,
     ) -> Messenger:
         """Connect to NATS; servers and credentials come from `settings` or the environment.
 
         `url` overrides the URL from the environment (never the credentials). The first
         connection is given `connect_timeout_s`; after that, the client reconnects forever.
+        With `retry_in_background`, an unreachable server is not an error: the Messenger is
+        returned unconnected and connects when the server appears (refused credentials still
+        raise AuthorizationError at once).
         """
         settings = settings or NatsSettings.from_env(url=url)
-        nc = Client()
-        events = ConnectionEvents(nc)
+        events = ConnectionEvents(Client(), Refusals(RateLimitedLog(log)))
         # nats-py annotates the waits as int but sleeps on them, so fractions of a second work.
         options: dict[str, Any] = {
             **settings.connect_options(),
@@ -104,25 +120,23 @@ class Messenger:
             "reconnected_cb": events.reconnected,
             "closed_cb": events.closed,
         }
-        where = ", ".join(settings.servers)
+        limits = limits or ReassemblyLimits()
+        # In the background mode a missing broker must not hold the caller for long.
+        first_s = min(connect_timeout_s, 2.0) if retry_in_background else connect_timeout_s
         try:
-            await _connect_unless_refused(nc, options, events, connect_timeout_s)
+            nc = await attempt(settings, options, events, first_s)
         except AuthorizationError:
-            await _close_quietly(nc)
-            raise AuthorizationError(
-                f"NATS at {where} refused to sign in this client {settings.signs_in}"
-            ) from None
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            reason = one_line(nc.last_error) if nc.last_error else one_line(exc)
-            await _close_quietly(nc)
-            raise TransportError(
-                f"cannot connect to NATS at {where} within "
-                f"{connect_timeout_s:g} s ({reason}); is nats-server running? "
-                "(INFEREDGE_NATS_URL sets where)"
-            ) from exc
-        events.up.set()
-        events.connected_once = True
-        return cls(nc, events, limits or ReassemblyLimits(), settings.inbox_prefix)
+            raise  # wrong credentials do not fix themselves: fail now, loudly
+        except TransportError as exc:
+            if not retry_in_background:
+                raise
+            log.warning("%s; carrying on without it, connecting in the background", exc)
+            messenger = cls(Client(), events, limits, settings.inbox_prefix)
+            messenger._connecting = asyncio.create_task(
+                messenger._connect_later(settings, options, reconnect_wait_s, connect_timeout_s)
+            )
+            return messenger
+        return cls(nc, events, limits, settings.inbox_prefix)
 
     @property
     def max_payload(self) -> int:
@@ -157,6 +171,7 @@ class Messenger:
         Raises RemoteError (the service answered with an error), NoResponders, RequestTimeout
         (no complete reply within `timeout` seconds), WireError or TransportError.
         """
+        self._check_connected_once(subject)
         headers = dict(headers)
         check_no_protocol_headers(headers)
         view = byte_view(payload)
@@ -193,23 +208,47 @@ class Messenger:
         *,
         concurrency: int = 1,
         max_in_flight: int = 64,
+        refuse_when_full: bool = False,
+        pending_msgs_limit: int = DEFAULT_PENDING_MSGS,
+        pending_bytes_limit: int = DEFAULT_PENDING_BYTES,
     ) -> Service:
         """Answer requests on `subject` with `handler` until the Service is stopped.
 
         Subscribers sharing a `queue` group split the requests between them; with None every
         subscriber gets every request. At most `concurrency` handler calls run at once and at
         most `max_in_flight` requests are taken in (being reassembled or waiting); beyond that
-        they wait in the subscription. Any exception becomes an `Inferedge-Error` reply.
+        they wait in the subscription, or with `refuse_when_full` get a BusyError reply at once.
+        Past the subscription's pending limits nats-py drops messages (counted in `refusals`
+        as `slow_consumer`) rather than let nats-server cut the connection off. Any exception
+        becomes an `Inferedge-Error` reply. Before the first connection (`retry_in_background`)
+        the service is returned at once and subscribed when the connection comes up.
         """
         if concurrency < 1 or max_in_flight < concurrency:
             raise TransportError(
                 f"concurrency={concurrency}, max_in_flight={max_in_flight}: "
                 "expected 1 <= concurrency <= max_in_flight"
             )
-        service = Service(self._nc, self.budget, handler, concurrency, max_in_flight)
+        service = Service(
+            self._nc,
+            self.budget,
+            handler,
+            concurrency,
+            max_in_flight,
+            refusals=self.refusals,
+            refuse_when_full=refuse_when_full,
+        )
+        pending = (pending_msgs_limit, pending_bytes_limit)
+        if not self._events.connected_once:
+            self._deferred.append((subject, queue, service, pending))
+            self._services.add(service)
+            return service
         try:
             service.subscription = await self._nc.subscribe(
-                subject, queue=queue or "", cb=service.take
+                subject,
+                queue=queue or "",
+                cb=service.take,
+                pending_msgs_limit=pending[0],
+                pending_bytes_limit=pending[1],
             )
             # A round trip, so requests reach this service once serve() returns.
             await self._round_trip()
@@ -235,6 +274,7 @@ class Messenger:
         """
         if expect < 1:
             raise TransportError(f"expect must be >= 1, got {expect}")
+        self._check_connected_once(subject)
         inbox = await self._nc.subscribe(self._nc.new_inbox())
         replies: list[bytes | RemoteError] = []
         try:
@@ -268,10 +308,68 @@ class Messenger:
 
     async def close(self) -> None:
         """Stop every service (answering what is in flight), then close the connection."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
         for service in list(self._services):
             await service.stop()
         self._events.closing = True
-        await self._nc.close()
+        if self._events.connected_once:
+            await self._nc.close()
+
+    def _check_connected_once(self, subject: str) -> None:
+        if not self._events.connected_once:
+            raise TransportError(
+                f"{subject}: not connected to NATS yet (connecting in the background)"
+            )
+
+    async def _connect_later(
+        self,
+        settings: NatsSettings,
+        options: dict[str, Any],
+        wait_s: float,
+        connect_timeout_s: float,
+    ) -> None:
+        """Try to connect until it works, then subscribe the services asked for meanwhile."""
+        failures = RateLimitedLog(log, interval_s=30.0, what="still not connected")
+        while True:
+            await asyncio.sleep(wait_s)
+            wait_s = min(wait_s * 2, _MAX_RETRY_WAIT_S)
+            try:
+                nc = await attempt(settings, options, self._events, connect_timeout_s)
+            except TransportError as exc:
+                failures("connect", one_line(exc))
+                continue
+            break
+        self._nc = nc
+        url = nc.connected_url
+        log.warning("connected to NATS at %s", url.netloc if url else "?")
+        deferred, self._deferred = self._deferred, []
+        for subject, queue, service, pending in deferred:
+            if service.stopped:
+                continue
+            service.attach(nc)
+            try:
+                service.subscription = await nc.subscribe(
+                    subject,
+                    queue=queue or "",
+                    cb=service.take,
+                    pending_msgs_limit=pending[0],
+                    pending_bytes_limit=pending[1],
+                )
+            except nats.errors.Error as exc:
+                log.error("cannot serve %s: %s", subject, one_line(exc))
+        with contextlib.suppress(nats.errors.Error):
+            await self._round_trip()
+        for subject, queue, _, _ in deferred:
+            if self._events.denied("subscription", subject):
+                group = f" in queue group {queue}" if queue else ""
+                log.error(
+                    "cannot serve %s: NATS does not allow this identity to subscribe to it%s",
+                    subject,
+                    group,
+                )
 
     async def __aenter__(self) -> Self:
         return self
@@ -311,29 +409,3 @@ class Messenger:
             return await control.next_msg(timeout=None)
         finally:
             await unsubscribe_quietly(control)
-
-
-async def _connect_unless_refused(
-    nc: Client, options: dict[str, Any], events: ConnectionEvents, timeout_s: float
-) -> None:
-    """nats-py's connect(), which retries refused credentials until the timeout; this gives
-    up at the first refusal (AuthorizationError) instead."""
-    connecting = asyncio.ensure_future(nc.connect(**options))
-    refused = asyncio.ensure_future(events.refused.wait())
-    try:
-        async with asyncio.timeout(timeout_s):
-            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        refused.cancel()
-        if not connecting.done():
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connecting
-    if events.refused.is_set() and not nc.is_connected:
-        raise AuthorizationError("refused")
-    connecting.result()  # raises what connect() raised
-
-
-async def _close_quietly(nc: Client) -> None:
-    with contextlib.suppress(nats.errors.Error):
-        await nc.close()

@@ -17,6 +17,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from inferedge.core.errors import one_line
+from inferedge.transport.refusals import RateLimitedLog, Refusals
 
 Operation = Literal["publish", "subscription"]
 
@@ -33,8 +34,10 @@ log = logging.getLogger("inferedge.transport.client")
 class ConnectionEvents:
     """nats-py's connection callbacks, as log lines; quiet about a close we asked for."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, refusals: Refusals | None = None) -> None:
         self.closing = False
+        # Messages nats-py dropped (a subscription past its pending limits), counted by reason.
+        self.refusals = refusals or Refusals(RateLimitedLog(log, what="dropped"))
         self.connected_once = False
         # Set while connected; nats-py calls `reconnected` only after the server has
         # acknowledged the renewed subscriptions (a PING/PONG after replaying them).
@@ -62,7 +65,16 @@ class ConnectionEvents:
                 )
         return None
 
+    def bind(self, nc: Client) -> None:
+        """Report on `nc` from now on (a Messenger that connects in the background tries a
+        fresh client per attempt)."""
+        self._nc = nc
+
     async def error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            # One per dropped message: a flood must cost a count, not a log line each.
+            self.refusals("slow_consumer", f"NATS client dropped a message on {exc.subject}")
+            return
         text = str(exc).lower()
         if match := _VIOLATION.search(text):
             operation: Operation = "publish" if match.group(1) == "publish" else "subscription"
