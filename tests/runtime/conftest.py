@@ -8,9 +8,12 @@ the edge, so a failed offload has nothing to fall back on).
 from __future__ import annotations
 
 import hashlib
+import json
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,3 +139,17 @@ def images() -> Callable[[int], np.ndarray]:
         return np.random.default_rng(seed).standard_normal((n, *SHAPE)).astype(np.float32)
 
     return make
+
+
+def infer(url: str, x: np.ndarray) -> dict[str, Any]:
+    """POST one JSON inference of `x` to the edge at `url`; the decoded response."""
+    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                        "data": x.ravel().tolist()}]}  # fmt: skip
+    request = urllib.request.Request(
+        f"{url}/v2/models/main/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer

@@ -4,9 +4,7 @@ authorizing nats-server, each signed in as its own identity, the runner as contr
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from inferedge.transport.client import Messenger
 from inferedge.transport.control import reload_pipeline
 from inferedge.transport.identities import fresh_credentials, server_users
 from inferedge.transport.server import EmbeddedNats
-from tests.runtime.conftest import Exported
+from tests.runtime.conftest import Exported, infer
 
 
 def args(exported: Exported, role: Role, *extra: str) -> list[str]:
@@ -29,19 +27,6 @@ def args(exported: Exported, role: Role, *extra: str) -> list[str]:
     return ["--store", str(root), "--prefix", prefix, "--manifest-sha256", exported.pin(prefix),
             "--port", "0", "--cache-dir", str(root.parent / f"cache-id-{role}"),
             *extra]  # fmt: skip
-
-
-def infer(url: str, x: np.ndarray) -> dict[str, list[object]]:
-    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
-                        "data": x.ravel().tolist()}]}  # fmt: skip
-    request = urllib.request.Request(
-        f"{url}/v2/models/main/infer",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        params: dict[str, list[object]] = json.loads(response.read())["parameters"]
-        return params
 
 
 def test_servers_offload_and_reload_each_as_its_own_identity(
@@ -55,7 +40,7 @@ def test_servers_offload_and_reload_each_as_its_own_identity(
     with broker_and_servers(
         "default", "main", role_args, tmp_path, env={}, max_payload=1 << 20, start_timeout_s=60
     ) as bus:
-        assert infer(bus.started["edge"].url, x)["location"] == ["cloud", "cloud"]
+        assert infer(bus.started["edge"].url, x)["parameters"]["location"] == ["cloud", "cloud"]
 
         async def reload_as_control_then_as_nobody() -> None:
             async with await Messenger.connect(settings=bus.control) as control:
@@ -66,7 +51,7 @@ def test_servers_offload_and_reload_each_as_its_own_identity(
 
         asyncio.run(reload_as_control_then_as_nobody())
         # c_thr 0: every sample now leaves at the first exit, on the edge.
-        assert infer(bus.started["edge"].url, x)["location"] == ["edge", "edge"]
+        assert infer(bus.started["edge"].url, x)["parameters"]["location"] == ["edge", "edge"]
         assert bus.control.user == "inferedge-control"
     for role in ("edge", "cloud"):
         log = (tmp_path / f"{role}.log").read_text()

@@ -4,9 +4,7 @@ answers when the cloud dies, hot reload of a new plan under load, live c_thr, re
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from inferedge.transport.control import ReloadError, reload_pipeline
 from inferedge.transport.errors import RemoteError
 from inferedge.transport.subjects import reload_subject
 from tests.clitools import RunCli, assert_one_line_error
-from tests.runtime.conftest import Exported
+from tests.runtime.conftest import Exported, infer
 
 REPO = Path(__file__).resolve().parents[2]
 Images = Callable[..., np.ndarray]
@@ -34,18 +32,6 @@ def server(
             "--nats-url", nats.url, "--port", "0",
             "--cache-dir", str(root.parent / f"cache-{role}"), *extra]  # fmt: skip
     return ServerProcess(role, args, root.parent / "logs" / f"{role}.log", start_timeout_s=60)
-
-
-def infer(url: str, x: np.ndarray) -> dict[str, object]:
-    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
-                        "data": x.ravel().tolist()}]}  # fmt: skip
-    request = urllib.request.Request(
-        f"{url}/v2/models/main/infer",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 @pytest.fixture
