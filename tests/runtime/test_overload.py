@@ -16,8 +16,8 @@ import pytest_asyncio
 
 from inferedge.runtime.batching import Batcher
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
+from inferedge.runtime.errors import DeadlineExpired
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.overload import DeadlineExpired
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import BatchPolicy
 from inferedge.runtime.wiring import BUDGET, cloud_worker, nats_offload

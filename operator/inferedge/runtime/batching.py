@@ -27,10 +27,9 @@ import numpy as np
 
 from inferedge.core.errors import one_line
 from inferedge.runtime.compute import compute_thread, ms
-from inferedge.runtime.errors import NotReady
+from inferedge.runtime.errors import DeadlineExpired, NotReady
 from inferedge.runtime.messages import CloudAnswer
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.overload import DeadlineExpired
 from inferedge.runtime.partition import RowResult
 from inferedge.runtime.policy import BatchPolicy, expired
 

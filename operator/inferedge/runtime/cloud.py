@@ -16,10 +16,9 @@ import numpy as np
 
 from inferedge.runtime.batching import Batcher
 from inferedge.runtime.compute import ms
-from inferedge.runtime.errors import NotReady, PlanMismatch
+from inferedge.runtime.errors import CloudBusy, NotReady, PlanMismatch
 from inferedge.runtime.messages import CloudAnswer
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.overload import CloudBusy
 from inferedge.runtime.partition import Partition, RowResult
 from inferedge.runtime.policy import BatchPolicy, admit, split_rows, validate_threshold
 from inferedge.runtime.served import Served

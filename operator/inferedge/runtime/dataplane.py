@@ -39,10 +39,9 @@ from inferedge.core.errors import one_line
 from inferedge.core.roles import Role
 from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.compute import compute_thread, ms
-from inferedge.runtime.errors import NotReady, OffloadFailed, PlanMismatch
+from inferedge.runtime.errors import CloudBusy, NotReady, OffloadFailed, PlanMismatch
 from inferedge.runtime.messages import Answer, Offload, OffloadContext
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.overload import CloudBusy
 from inferedge.runtime.partition import (
     EdgeOutcome,
     Partition,

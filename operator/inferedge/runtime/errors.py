@@ -1,4 +1,8 @@
-"""Errors a dataplane raises to its entrypoints (HTTP, NATS), which map them to their protocol."""
+"""Errors a dataplane raises to its entrypoints (HTTP, NATS), which map them to their protocol.
+
+Those that travel back to the edge as error replies start the reply with their class name,
+which the edge maps back onto the error (`wiring.nats_offload`).
+"""
 
 from __future__ import annotations
 
@@ -19,3 +23,13 @@ class PlanMismatch(InferedgeError):
 
 class OffloadFailed(InferedgeError):
     """The cloud did not answer and the edge part has no exit to fall back on."""
+
+
+class CloudBusy(InferedgeError):
+    """The cloud refused an offload at once because it is full (its admission bound, its
+    in-flight bound, or its chunk reassembly budget); the edge degrades with `cloud_busy`."""
+
+
+class DeadlineExpired(InferedgeError):
+    """An offload's deadline passed before its rows were computed; they were dropped, and the
+    edge (which has usually given up by then) reads it as a `timeout`."""

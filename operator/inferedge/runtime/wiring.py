@@ -22,9 +22,8 @@ import numpy as np
 from inferedge.core.manifest import ManifestError, parse_set_prefix
 from inferedge.core.roles import Role
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
-from inferedge.runtime.errors import NotReady, PlanMismatch
+from inferedge.runtime.errors import CloudBusy, DeadlineExpired, NotReady, PlanMismatch
 from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
-from inferedge.runtime.overload import CloudBusy, DeadlineExpired
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import deadline_from_budget
 from inferedge.transport.client import Handler, Messenger
