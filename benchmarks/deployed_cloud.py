@@ -48,6 +48,7 @@ from inferedge.dnn.torch.export import export_partitions, load_part, make_manife
 from inferedge.dnn.torch.graph import build_cut_graph
 from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.workflow import TorchWorkflow
+from inferedge.runtime.coalescing import Coalescer
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.http import make_app
 from inferedge.runtime.messages import OffloadContext
@@ -115,7 +116,7 @@ class Deployed:
             refuse_when_full=self.opts.get("refuse_when_full", True),
         )  # fmt: skip
         self.edge = EdgeDataplane(
-            edge_part, threshold=NEVER, offload=nats_offload(self.messenger, OFFLOAD),
+            edge_part, threshold=NEVER, offload=Coalescer(nats_offload(self.messenger, OFFLOAD)),
             offload_timeout_s=self.opts.get("timeout_s", 2.0),
         )  # fmt: skip
         self.runner = web.AppRunner(make_app(self.edge, model_name="deployed"), access_log=None)
@@ -155,7 +156,7 @@ async def throughput(
     the edge, or the edge's offload function with `x` as the activation."""
     payload = body(x[:1])
     async with Deployed(*parts, BatchPolicy(b, 5.0, max_queued_samples=4 * b), timeout_s=30) as d:
-        offload = nats_offload(d.messenger, OFFLOAD)
+        offload = Coalescer(nats_offload(d.messenger, OFFLOAD))  # as `inferedge serve` wires it
         context = OffloadContext(plan_hash=parts[1].plan_hash, threshold=NEVER, timeout_s=30.0)
 
         async def client(count: int, sizes: list[int] | None) -> None:

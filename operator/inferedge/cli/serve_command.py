@@ -75,6 +75,14 @@ from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256T
     "refused at once as busy.",
 )
 @click.option(
+    "--offloads-in-flight",
+    type=click.IntRange(1, 1024),
+    default=2,
+    show_default=True,
+    help="Edge only: offload messages on the wire at once; offloads that arrive meanwhile wait "
+    "and leave together as one message, so busy edges pay the per-message cost once per group.",
+)
+@click.option(
     "--encoding", type=click.Choice(["raw", "fp16", "int8"]), default="raw", show_default=True
 )
 @click.option(
@@ -118,6 +126,7 @@ def serve(
     max_wait_ms: float,
     max_queued_samples: int,
     max_in_flight: int,
+    offloads_in_flight: int,
     encoding: str,
     emulate_slowdown: float,
     emulate_bandwidth_mbps: float | None,
@@ -156,6 +165,7 @@ def serve(
         offload_timeout_s=offload_timeout_ms / 1000,
         batch_policy=BatchPolicy(max_batch_size, max_wait_ms, max_queued_samples),
         max_in_flight=max_in_flight,
+        offloads_in_flight=offloads_in_flight,
         encoding=encoding,  # type: ignore[arg-type]
         compute_slowdown=emulate_slowdown,
         emulated_link=link,

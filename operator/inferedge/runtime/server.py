@@ -31,6 +31,7 @@ from aiohttp import web
 from inferedge.core.link import Link
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.roles import Role
+from inferedge.runtime.coalescing import Coalescer
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.emulation import emulated_link
 from inferedge.runtime.http import make_app
@@ -65,6 +66,8 @@ class ServeConfig:
     encoding: Encoding = "raw"
     compute_slowdown: float = 1.0
     emulated_link: Link | None = None  # edge only: offloads pay this link's bandwidth and RTT
+    offloads_in_flight: int = 2
+    """Edge only: offload messages on the wire at once; more offloads wait and leave together."""
     pinned_sets: Mapping[str, str] = field(default_factory=dict)
     """Other sets a reload may switch to, each prefix with its manifest's sha256."""
 
@@ -107,6 +110,8 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
         offload = nats_offload(messenger, offloads, config.encoding)
         if config.emulated_link is not None:
             offload = emulated_link(offload, config.emulated_link, config.encoding)
+        # Coalesced before the link: a group crosses it as the one message it is.
+        offload = Coalescer(offload, max_in_flight=config.offloads_in_flight)
         dataplane = EdgeDataplane(
             partition,
             threshold=threshold,
