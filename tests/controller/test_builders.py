@@ -43,6 +43,8 @@ def example(
 ) -> tuple[DeviceProfileSpec, DeviceProfileSpec, InferencePipelineSpec]:
     edge, cloud, pipeline = (d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d)
     pipeline["spec"]["model"]["framework"] = framework
+    if framework == "tensorflow":  # the example's resnet18 is a torch zoo model only
+        pipeline["spec"]["model"]["name"] = "resnet50"
     return (
         DeviceProfileSpec.model_validate(edge["spec"]),
         DeviceProfileSpec.model_validate(cloud["spec"]),

@@ -335,3 +335,28 @@ async def test_a_request_succeeds_after_the_server_restarts() -> None:
             assert client.is_connected
     finally:
         server.stop()
+
+
+def test_a_cancelled_broadcast_stays_cancelled(nats_server: EmbeddedNats) -> None:
+    """nats-py's flush swallows CancelledError; a broadcast cancelled at any point (Ctrl-C in
+    `inferedge run` cancels its main task) must still end cancelled, never return."""
+
+    async def run() -> list[str]:
+        outcomes = []
+        async with await Messenger.connect(nats_server.url) as messenger:
+            for yields in range(40):
+                task = asyncio.create_task(
+                    messenger.broadcast("cancel.me", b"{}", expect=1, timeout=30)
+                )
+                for _ in range(yields):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    outcomes.append("cancelled")
+                else:
+                    outcomes.append(f"returned after {yields} yields")
+        return outcomes
+
+    assert set(asyncio.run(run())) == {"cancelled"}

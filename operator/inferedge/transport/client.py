@@ -389,6 +389,11 @@ class Messenger:
         the queue is written out first; without that the PONG can beat a SUB or PUB.
         """
         await self._nc._flush_pending(force_flush=True)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # _flush_pending swallows CancelledError: re-raise it, or a Ctrl-C (asyncio.run
+            # cancels the main task) or a timeout that lands here would be lost.
+            raise asyncio.CancelledError
         await self._nc.flush()
 
     async def _chunked_request(
