@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import pytest_asyncio
 import torch
 from torch import nn
 
@@ -36,6 +37,8 @@ from inferedge.runtime.partition import Partition, load_partition
 from inferedge.steps.export import export_to_store
 from inferedge.storage.artifacts import read_manifest
 from inferedge.storage.local import LocalStore
+from inferedge.transport.client import Messenger
+from inferedge.transport.server import EmbeddedNats
 
 MODEL = "tests.models:small_resnet"
 SHAPE = (3, 16, 16)
@@ -153,3 +156,17 @@ def infer(url: str, x: np.ndarray) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=30) as response:
         answer: dict[str, Any] = json.loads(response.read())
         return answer
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[EmbeddedNats]:
+    """A nats-server of its own for one test, without authorization."""
+    async with EmbeddedNats() as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def messenger(server: EmbeddedNats) -> AsyncIterator[Messenger]:
+    """A Messenger connected to the test's own nats-server."""
+    async with await Messenger.connect(server.url) as m:
+        yield m

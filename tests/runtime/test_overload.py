@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-import pytest_asyncio
 
 from inferedge.runtime.batching import Batcher
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
@@ -29,18 +28,6 @@ from tests.runtime.helpers import eventually
 NEVER = 2.0  # every request goes to the cloud
 OFFLOAD = subject("default", "main", "offload")
 LONG_WAIT_MS = 60_000.0  # a batch only runs when full: batching does not depend on timing
-
-
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[EmbeddedNats]:
-    async with EmbeddedNats() as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def messenger(server: EmbeddedNats) -> AsyncIterator[Messenger]:
-    async with await Messenger.connect(server.url) as m:
-        yield m
 
 
 def edge_over(m: Messenger, part: Partition, timeout_s: float = 60.0) -> EdgeDataplane:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import nats
 import numpy as np
 import pytest
-import pytest_asyncio
 
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.partition import Partition
@@ -19,18 +18,6 @@ from tests.runtime.conftest import Exported
 
 NEVER = 2.0  # no confidence reaches it: every request goes to the final classifier
 OFFLOAD = subject("default", "main", "offload")
-
-
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[EmbeddedNats]:
-    async with EmbeddedNats() as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def messenger(server: EmbeddedNats) -> AsyncIterator[Messenger]:
-    async with await Messenger.connect(server.url) as m:
-        yield m
 
 
 def edge_over(m: Messenger, part: Partition, timeout_s: float = 5.0) -> EdgeDataplane:

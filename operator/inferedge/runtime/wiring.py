@@ -27,7 +27,7 @@ from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import deadline_from_budget
 from inferedge.transport.client import Handler, Messenger
-from inferedge.transport.codec import Encoding, Payload, decode, encode
+from inferedge.transport.codec import EXTRA_PREFIX, Encoding, Payload, decode, encode
 from inferedge.transport.control import ReloadAck, parse_reload
 from inferedge.transport.errors import RemoteError, RequestTimeout, TransportError, WireError
 from inferedge.transport.service import received_at
@@ -74,30 +74,24 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
 
 
 def _threshold(extra: Mapping[str, str]) -> float | None:
-    if THRESHOLD not in extra:
-        return None
-    try:
-        value = float(extra[THRESHOLD])
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise WireError(
-            f"Inferedge-Extra-Threshold: expected a number >= 0, got {extra[THRESHOLD]!r}"
-        )
-    return value
+    return _non_negative(extra, THRESHOLD, "a number")
 
 
 def _budget_ms(extra: Mapping[str, str]) -> float | None:
-    if BUDGET not in extra:
-        return None  # an older edge: no deadline, as before
+    # None: an older edge, which sends no deadline.
+    return _non_negative(extra, BUDGET, "milliseconds")
+
+
+def _non_negative(extra: Mapping[str, str], key: str, what: str) -> float | None:
+    """The header's finite number >= 0, None when absent; WireError names the header."""
+    if key not in extra:
+        return None
     try:
-        value = float(extra[BUDGET])
+        value = float(extra[key])
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise WireError(
-            f"Inferedge-Extra-{BUDGET}: expected milliseconds >= 0, got {extra[BUDGET]!r}"
-        )
+        raise WireError(f"{EXTRA_PREFIX}{key}: expected {what} >= 0, got {extra[key]!r}")
     return value
 
 
