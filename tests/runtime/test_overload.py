@@ -216,8 +216,10 @@ async def test_a_service_asked_for_before_the_broker_is_subscribed_once_it_is_up
 
     await waiting.serve("test.deferred", None, echo)
     async with EmbeddedNats(port=port) as broker:
-        await waiting.wait_connected(30)
-        async with await Messenger.connect(broker.url) as asker:
-            _, reply = await asker.request("test.deferred", {}, b"ping", timeout=10)
-            assert reply == b"pong"
-        await waiting.close()
+        try:
+            await waiting.wait_connected(30)
+            async with await Messenger.connect(broker.url) as asker:
+                _, reply = await asker.request("test.deferred", {}, b"ping", timeout=10)
+                assert reply == b"pong"
+        finally:
+            await waiting.close()  # while the broker is up: a failure must not hang the loop

@@ -152,7 +152,12 @@ class Messenger:
         """Wait until the connection is up; after a reconnect, until its subscriptions are
         renewed on the server, so requests reach this Messenger's services again."""
         try:
-            await asyncio.wait_for(self._events.up.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                if self._connecting is not None:
+                    # A first connection made in the background is up only once the services
+                    # asked for meanwhile are subscribed, which that task does last.
+                    await asyncio.shield(self._connecting)
+                await self._events.up.wait()
         except TimeoutError as exc:
             raise TransportError(f"not connected to NATS within {timeout:g} s") from exc
 
