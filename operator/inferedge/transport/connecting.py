@@ -42,6 +42,9 @@ async def attempt(
     return nc
 
 
+_CANCEL_WAIT_S = 1.0
+
+
 async def _connect_unless_refused(
     nc: Client, options: dict[str, Any], events: ConnectionEvents, timeout_s: float
 ) -> None:
@@ -56,10 +59,13 @@ async def _connect_unless_refused(
         refused.cancel()
         if not connecting.done():
             connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connecting
+            # nats-py's connect() can swallow a cancellation and go on retrying: wait for it a
+            # bounded time only, or a failed first attempt could hang its caller for good.
+            await asyncio.wait({connecting}, timeout=_CANCEL_WAIT_S)
     if events.refused.is_set() and not nc.is_connected:
         raise AuthorizationError("refused")
+    if not connecting.done():
+        raise TimeoutError("nats-py's connect() did not stop when cancelled")
     connecting.result()  # raises what connect() raised
 
 
