@@ -111,7 +111,7 @@ def test_plan_request_takes_the_edge_link_unless_the_pipeline_overrides_it() -> 
 
 def test_status_scalars_for_printer_columns_are_derived() -> None:
     from inferedge.api.device_profile import DeviceProfileStatus
-    from inferedge.api.pipeline import PlanSummary
+    from inferedge.api.pipeline_status import PlanSummary
 
     summary = PlanSummary(
         hash="abc",

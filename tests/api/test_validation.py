@@ -203,7 +203,7 @@ def _models(root: type[BaseModel]) -> set[type[BaseModel]]:
     """Every model class the root's schema is built from."""
     names = set(root.model_json_schema()["$defs"]) | {root.__name__}
     found: set[type[BaseModel]] = set()
-    for module in ("inferedge.api.base", "inferedge.api.pipeline",
+    for module in ("inferedge.api.base", "inferedge.api.pipeline", "inferedge.api.pipeline_status",
                    "inferedge.api.device_profile", "inferedge.core.exits"):  # fmt: skip
         for value in vars(importlib.import_module(module)).values():
             if isinstance(value, type) and issubclass(value, BaseModel) and value.__name__ in names:

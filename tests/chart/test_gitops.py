@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from inferedge.api.pipeline import InferencePipelineStatus
+from inferedge.api.pipeline_status import InferencePipelineStatus
 from tests.chart.helpers import CHART, ROOT
 
 LUA = CHART / "files" / "argocd-health.lua"

@@ -19,6 +19,8 @@ API_GROUP = "inferedge.io"
 API_VERSION = "v1alpha1"
 GROUP_VERSION: Final = "inferedge.io/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# Longest URI a spec or status field takes (object store prefixes, model and dataset files).
+URI_MAX = 2048
 # resource.Quantity's serialised form (e.g. 500m, 2, 1.5Gi, 1e3).
 _DECIMAL = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
 QUANTITY = rf"^(\+|-)?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL}))?$"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from inferedge.api.base import (
-    CONDITIONS_LIST,
     DNS_LABEL,
     GROUP_VERSION,
+    URI_MAX,
     CelRule,
     LinkSpec,
     ObjectMeta,
@@ -17,9 +17,8 @@ from inferedge.api.base import (
     Spec,
     cel,
 )
-from inferedge.core.conditions import Condition
+from inferedge.api.pipeline_status import InferencePipelineStatus
 from inferedge.core.exits import ExitHeadSpec
-from inferedge.core.lifecycle import Phase
 from inferedge.core.placement import PARETO_80_20_ALPHA
 from inferedge.core.zoo import (
     MODEL_NAME,
@@ -32,7 +31,6 @@ from inferedge.core.zoo import (
 
 # One input dimension: 8192 covers any image side or sequence length we can profile.
 InputDim = Annotated[int, Field(ge=1, le=8192)]
-URI_MAX = 2048
 
 
 def _cel_list(names: tuple[str, ...]) -> str:
@@ -350,100 +348,6 @@ class InferencePipelineSpec(Spec):
         if self.edge.profile == self.cloud.profile:
             raise ValueError("edge.profile and cloud.profile must name different DeviceProfiles")
         return self
-
-
-class PlanSummary(Spec):
-    """The plan in a few fields, for printer columns and humans."""
-
-    hash: str = Field(max_length=128, description="Plan hash; names the artifact set.")
-    split: int = Field(ge=0, description="Index of the cut point the model is split at.")
-    split_name: str = Field(max_length=253, description="Layer the edge part ends with.")
-    edge_exits: tuple[int, ...] = Field(
-        max_length=3, description="Cut-point indices of the edge part's exits."
-    )
-    cloud_exits: tuple[int, ...] = Field(
-        max_length=3, description="Cut-point indices of the cloud part's exits."
-    )
-    predicted_latency_ms: float = Field(ge=0, description="Planner's expected latency, ms.")
-    exits: str | None = Field(
-        default=None,
-        max_length=16,
-        description="Exit counts as edge+cloud, e.g. 2+1 (derived when unset; printer column).",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _derive_exits(cls, data: Any) -> Any:
-        # The printer column needs a scalar; derive it so writers cannot forget it.
-        if isinstance(data, dict) and data.get("exits") is None:
-            edge = data.get("edgeExits", data.get("edge_exits"))
-            cloud = data.get("cloudExits", data.get("cloud_exits"))
-            if isinstance(edge, list | tuple) and isinstance(cloud, list | tuple):
-                return {**data, "exits": f"{len(edge)}+{len(cloud)}"}
-        return data
-
-
-class ArtifactRef(Spec):
-    """Where the exported partitions are, and the manifest's digest."""
-
-    uri: str = Field(max_length=URI_MAX, description="Prefix of the committed artifact set.")
-    manifest_sha256: str = Field(
-        pattern=r"^[0-9a-f]{64}$",
-        description="sha256 of the set's manifest.json, pinned when its export run finished; "
-        "the servers load the set only while its manifest matches.",
-    )
-    export_run: str = Field(
-        default="",
-        max_length=64,
-        description="UID of the export Job that published the set; a new run pins afresh.",
-    )
-    digests: dict[str, str] = Field(
-        default_factory=dict,
-        max_length=64,
-        description="sha256 of each file of the set, by key (e.g. edge.pt2, cloud.pt2).",
-    )
-
-
-class PartStatus(Spec):
-    """Live state of one part's Deployment."""
-
-    deployment: str | None = Field(
-        default=None, max_length=253, description="Name of the Deployment serving this part."
-    )
-    replicas: int = Field(default=0, ge=0, description="Pods wanted.")
-    ready_replicas: int = Field(default=0, ge=0, description="Pods passing their readiness probe.")
-
-
-class InferencePipelineStatus(Spec):
-    """What the operator observed; conditions drive `kubectl wait --for=condition=Ready`."""
-
-    phase: Phase = Field(default="Pending", description="Where the pipeline is in its lifecycle.")
-    observed_generation: int | None = Field(
-        default=None, ge=0, description="metadata.generation this status describes."
-    )
-    conditions: tuple[Condition, ...] = Field(
-        default=(),
-        max_length=32,
-        json_schema_extra=CONDITIONS_LIST,
-        description="Profiled, Planned, ExitsTrained, ArtifactsStored, EdgeReady, CloudReady, "
-        "Ready (metav1.Condition shape).",
-    )
-    plan: PlanSummary | None = Field(default=None, description="The plan in effect.")
-    threshold: float | None = Field(
-        default=None, ge=0, le=1, description="The confidence threshold c_thr in effect."
-    )
-    artifacts: ArtifactRef | None = Field(
-        default=None, description="The committed artifact set the parts serve."
-    )
-    edge: PartStatus | None = Field(default=None, description="The edge Deployment.")
-    cloud: PartStatus | None = Field(default=None, description="The cloud Deployment.")
-    offload_ratio: float | None = Field(
-        default=None, ge=0, le=1, description="Live share of samples the edge offloads."
-    )
-    message: str = Field(default="", max_length=32768, description="Last notable event.")
-    kopf: dict[str, Any] | None = Field(
-        default=None, description="The operator framework's own bookkeeping; not an API."
-    )
 
 
 class InferencePipeline(Spec):

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from inferedge.api import keys
 from inferedge.api.convert import plan_request
 from inferedge.api.device_profile import DeviceProfileSpec
-from inferedge.api.pipeline import ArtifactRef, InferencePipelineSpec, PlanSummary
+from inferedge.api.pipeline import InferencePipelineSpec
+from inferedge.api.pipeline_status import ArtifactRef, PlanSummary
 from inferedge.controller import builders, jobs, naming, pods
 from inferedge.controller.cache import ObjectCache
 from inferedge.controller.kube import CONFIG_MAPS, Kube

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from inferedge.api.pipeline import InferencePipelineStatus, PartStatus
+from inferedge.api.pipeline_status import InferencePipelineStatus, PartStatus
 from inferedge.controller import jobs, naming
 from inferedge.controller.cache import ObjectKey
 from inferedge.controller.children import create_once, ensure, now_rfc3339

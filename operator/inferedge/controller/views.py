@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inferedge.api.pipeline import InferencePipelineStatus
+from inferedge.api.pipeline_status import InferencePipelineStatus
 from inferedge.controller.profiling import Recorded
 from inferedge.core.conditions import Condition, conditions_from_status
 from inferedge.core.roles import ROLES
