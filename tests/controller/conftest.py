@@ -82,14 +82,16 @@ class Cluster:
     def events(self, name: str) -> list[dict[str, Any]]:
         """Events about the object `name`, oldest first (in the order they were created:
         resourceVersion is opaque to clients, so it is not used to order them)."""
+        # Listed before the log is read: an event the operator posts in between would be listed
+        # yet missing from an older copy of the log.
+        found = [
+            e for e in self.api.items(ns_path("events")) if e["involvedObject"].get("name") == name
+        ]
         created = {
             obj["metadata"]["uid"]: i
             for i, (_, _, kind, obj) in enumerate(list(self.emulator._log))
             if kind == "ADDED"
         }
-        found = [
-            e for e in self.api.items(ns_path("events")) if e["involvedObject"].get("name") == name
-        ]
         return sorted(found, key=lambda e: created[e["metadata"]["uid"]])
 
     def created(self, plural: str, name_part: str) -> int:
