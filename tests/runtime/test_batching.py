@@ -97,7 +97,7 @@ async def test_concurrent_offloads_fill_batches_up_to_the_limit(
     answers = await asyncio.gather(*(batcher.submit(part, rows(i), [NEVER]) for i in range(16)))
     # All sixteen arrive before the worker runs: two full batches, without waiting the 1 s.
     assert part.batches == [8, 8]
-    assert [a.batch_size for a in answers] == [8] * 16
+    assert [(a.batch_size, a.max_batch_size) for a in answers] == [(8, 8)] * 16
     assert all(a.queue_ms < 1000.0 for a in answers)
     assert [a.rows[0].prediction for a in answers] == list(range(16))
     assert {a.plan_hash for a in answers} == {part.plan_hash}
@@ -133,7 +133,7 @@ async def test_batched_answers_are_the_unbatched_ones(
     answers = await asyncio.gather(
         *(batcher.submit(cloud_part, activation[i : i + 1], [NEVER]) for i in range(16))
     )
-    assert [a.batch_size for a in answers] == [8] * 16
+    assert [(a.batch_size, a.max_batch_size) for a in answers] == [(8, 8)] * 16
     assert [a.rows[0] for a in answers] == cloud_part.run_cloud(activation, [NEVER] * 16)
 
 

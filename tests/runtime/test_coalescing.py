@@ -21,12 +21,15 @@ CONTEXT = OffloadContext(plan_hash="p1", threshold=0.5, timeout_s=2.0)
 class Cloud:
     """Records each message it is sent; answers once `release` is set (or at once)."""
 
-    def __init__(self, *, hold: bool = False, fail: bool = False) -> None:
+    def __init__(
+        self, *, hold: bool = False, fail: bool = False, max_batch_size: int | None = None
+    ) -> None:
         self.messages: list[tuple[np.ndarray, OffloadContext]] = []
         self.release = asyncio.Event()
         if not hold:
             self.release.set()
         self.fail = fail
+        self.max_batch_size = max_batch_size
 
     async def __call__(self, activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
         self.messages.append((activation, context))
@@ -35,7 +38,12 @@ class Cloud:
             raise ConnectionError("the cloud went away")
         rows = tuple(RowResult(int(row[0]), 1.0, 0, 1) for row in activation)
         return CloudAnswer(
-            plan_hash=context.plan_hash, rows=rows, queue_ms=0, compute_ms=1, batch_size=len(rows)
+            plan_hash=context.plan_hash,
+            rows=rows,
+            queue_ms=0,
+            compute_ms=1,
+            batch_size=len(rows),
+            max_batch_size=self.max_batch_size,
         )
 
     def rows(self) -> list[int]:
@@ -97,6 +105,27 @@ def test_groups_keep_to_one_plan_and_threshold_and_to_max_rows() -> None:
 
     # The oldest waiting offload (threshold 0.9) picks each group; others wait their turn.
     assert asyncio.run(run()) == [(1, 0.5), (3, 0.9), (3, 0.5), (1, 0.9), (1, 0.5)]
+
+
+def test_messages_keep_within_the_batch_limit_the_cloud_states() -> None:
+    """A message larger than the cloud's batch would run in pieces and be answered after the
+    last, leaving the cloud idle meanwhile; once an answer states the limit, groups keep to it."""
+
+    async def run() -> tuple[list[int], list[list[int]]]:
+        cloud = Cloud(hold=True, max_batch_size=4)
+        coalescer = Coalescer(cloud, max_in_flight=2, linger_ms=0)
+        calls = [asyncio.create_task(coalescer(sample(i), CONTEXT)) for i in range(12)]
+        await settle()
+        cloud.release.set()
+        answers = await asyncio.gather(*calls)
+        # A larger offload still leaves whole, alone: the cloud splits it itself.
+        big = await coalescer(sample(99, rows=6), CONTEXT)
+        return cloud.rows(), [[r.prediction for r in a.rows] for a in [*answers, big]]
+
+    rows, predictions = asyncio.run(run())
+    # Two single offloads in flight before any answer, then the ten waiting in groups of <= 4.
+    assert rows == [1, 1, 4, 4, 2, 6]
+    assert predictions == [[i] for i in range(12)] + [[99] * 6]
 
 
 def test_a_failed_message_fails_every_caller_of_its_group() -> None:

@@ -16,6 +16,7 @@ import pytest
 from inferedge.runtime.batching import Batcher
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import DeadlineExpired
+from inferedge.runtime.messages import OffloadContext
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import BatchPolicy
@@ -138,6 +139,11 @@ async def test_a_large_offload_is_split_to_the_batch_size(
     assert sample(cloud, "inferedge_split_offloads_total") == 1
     assert sample(cloud, "inferedge_batch_size_count") == 3  # 8 + 8 + 4
     assert sample(cloud, "inferedge_batch_size_bucket", le="8.0") == 3  # none above 8
+    # The answer states the limit, so an edge that groups offloads can keep within it.
+    activation = edge_part.run_edge(x, NEVER).activation
+    context = OffloadContext(plan_hash=cloud_part.plan_hash, threshold=NEVER, timeout_s=60.0)
+    answer = await nats_offload(messenger, OFFLOAD)(activation, context)
+    assert (len(answer.rows), answer.batch_size, answer.max_batch_size) == (20, 8, 8)
     await service.stop()
     await cloud.aclose()
 

@@ -229,6 +229,7 @@ class Batcher:
                     queue_ms=queue_ms,
                     compute_ms=compute_ms,
                     batch_size=samples,
+                    max_batch_size=self.policy.max_batch_size,
                 )
             )
 

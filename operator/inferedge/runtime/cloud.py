@@ -141,6 +141,7 @@ class CloudDataplane(Served):
             queue_ms=max(total_ms - compute_ms, 0.0),
             compute_ms=compute_ms,
             batch_size=batch_size,
+            max_batch_size=self.batch_policy.max_batch_size,
         )
 
     async def aclose(self) -> None:

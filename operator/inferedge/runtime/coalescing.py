@@ -10,6 +10,12 @@ again at once, so a freed slot is held for `linger_ms` to let them join the next
 instead of the first of them leaving alone. At low load nothing waits: an offload with a free
 slot and no linger leaves at once.
 
+A message is also kept within the cloud's batch limit, which every answer states
+(`CloudAnswer.max_batch_size`). The cloud runs a larger message in pieces and answers it only
+after the last, so one message of two batches leaves the cloud idle while its answer travels
+back and its callers offload again; two messages of one batch each keep it busy, the second
+computing while the first's callers come back.
+
 A group shares one message, so it shares its plan, its threshold and its budget: offloads are
 grouped only with others of the same plan and threshold, and the message carries the least
 budget left among them. Each caller gets its own rows of the answer, or the group's error.
@@ -52,6 +58,7 @@ class Coalescer:
         self._offload = offload
         self._max_in_flight = max_in_flight
         self._max_rows = max_rows
+        self._cloud_batch: int | None = None  # the cloud's batch limit, from its last answer
         self._linger_s = linger_ms / 1000
         self._lingering = False
         self._in_flight = 0
@@ -94,9 +101,10 @@ class Coalescer:
         group: list[_Waiting] = []
         rest: list[_Waiting] = []
         rows = 0
+        limit = min(self._max_rows, self._cloud_batch or self._max_rows)
         for waiting in self._waiting:
             same = (waiting.context.plan_hash, waiting.context.threshold) == key
-            fits = rows + len(waiting.activation) <= self._max_rows or not group
+            fits = rows + len(waiting.activation) <= limit or not group
             if same and fits:
                 group.append(waiting)
                 rows += len(waiting.activation)
@@ -123,6 +131,7 @@ class Coalescer:
                     if not waiting.answer.done():
                         waiting.answer.set_exception(exc)
                 return
+            self._cloud_batch = answer.max_batch_size
             _share(answer, group)
         finally:
             self._release()

@@ -57,6 +57,15 @@ class CloudAnswer(_Frozen):
     queue_ms: float = Field(ge=0.0, description="Time waiting in the batcher.")
     compute_ms: float = Field(ge=0.0, description="Time running the batch.")
     batch_size: int = Field(ge=1, description="Samples in the batch this offload rode in.")
+    max_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "The cloud's batch limit: a larger offload runs in pieces, one after another, and is "
+            "answered after the last, so an edge that groups offloads keeps each message within "
+            "it. None: a cloud that does not say."
+        ),
+    )
 
     @property
     def cloud_ms(self) -> float:
