@@ -192,9 +192,9 @@ def test_a_bad_flag_exits_2_with_one_line() -> None:
 
 
 def test_store_keys_ignore_what_does_not_change_the_bytes() -> None:
-    rolled = SPEC.model_copy(
-        update={"inference": SPEC.inference.model_copy(update={"threshold": 0.9})}
-    )
+    batching = SPEC.inference.cloud_batching.model_copy(update={"max_batch_size": 8})
+    serving = {"threshold": 0.9, "offloads_in_flight": 4, "cloud_batching": batching}
+    rolled = SPEC.model_copy(update={"inference": SPEC.inference.model_copy(update=serving)})
     assert training_key(rolled, "0" * 16) == training_key(SPEC, "0" * 16)
     assert profiling_key(rolled, EDGE) == profiling_key(SPEC, EDGE)
     other_head = InferencePipelineSpec.model_validate(

@@ -11,7 +11,7 @@ import yaml
 from inferedge.api.base import SecretKeyRef
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.jobs import ExportJob, ProfileJob, TrainJob
-from inferedge.api.pipeline import InferencePipelineSpec
+from inferedge.api.pipeline import CloudBatchingSpec, InferencePipelineSpec
 from inferedge.cli import cli
 from inferedge.controller import builders, jobs, naming, pods
 from tests.controller.conftest import EXAMPLE
@@ -359,3 +359,27 @@ def test_no_credential_is_in_a_config_map_an_arg_or_a_job() -> None:
         names = {e["name"] for e in container["env"]}
         if manifest["kind"] == "Job":  # steps never talk to NATS
             assert not any(n.startswith("INFEREDGE_NATS_") for n in names)
+
+
+@pytest.mark.parametrize("role", ["edge", "cloud"])
+def test_the_serving_settings_reach_the_serve_flags(
+    role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, spec = example()
+    inference = spec.inference.model_copy(
+        update={
+            "offloads_in_flight": 3,
+            "cloud_batching": CloudBatchingSpec(
+                max_batch_size=16, max_wait_ms=2.5, max_queued_samples=64, max_in_flight=40
+            ),
+        }
+    )
+    data = builders.runtime_config(spec.model_copy(update={"inference": inference}), SET, PIN)
+    (container,) = pod_spec(_deployment(role))["containers"]
+    command, rest, prefix = _command(container["args"])
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    params = command.make_context("inferedge", list(rest), auto_envvar_prefix=prefix).params
+    names = ("offloads_in_flight", "max_batch_size", "max_wait_ms", "max_queued_samples",
+             "max_in_flight")  # fmt: skip
+    assert [params[n] for n in names] == [3, 16, 2.5, 64, 40]

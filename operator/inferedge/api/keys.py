@@ -60,8 +60,9 @@ def training_key(spec: InferencePipelineSpec, plan_hash: str) -> str:
     """What trained exits and their calibration depend on: the plan and the training-relevant
     parts of the spec.
 
-    The fixed threshold, timeouts, encoding, replicas, storage and messaging are left out: a
-    change to them rolls the runtime config and never retrains.
+    The fixed threshold, timeouts, encoding, serving settings (batching, offloads in flight),
+    replicas, storage and messaging are left out: a change to them rolls the runtime config and
+    never retrains.
     """
     inference = spec.inference
     payload = {

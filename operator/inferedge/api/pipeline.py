@@ -229,8 +229,58 @@ class ExitsSpec(Spec):
     )
 
 
+_BATCH, _QUEUED = 32, 256  # `inferedge serve`'s defaults for the cloud's batching
+
+
+class CloudBatchingSpec(Spec):
+    """How the cloud batches offloads: `inferedge serve cloud`'s batching flags."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                # Defaults spelled out: the API server checks the rule against `{}` as well.
+                rule=f"(has(self.maxQueuedSamples) ? self.maxQueuedSamples : {_QUEUED}) >= "
+                f"(has(self.maxBatchSize) ? self.maxBatchSize : {_BATCH})",
+                message="maxQueuedSamples must be at least maxBatchSize, or no batch could fill",
+                mirrors="CloudBatchingSpec._a_batch_fits_the_queue",
+            )
+        )
+    )
+
+    max_batch_size: int = Field(
+        default=_BATCH, ge=1, le=4096, description="Most samples in one batch of the cloud part."
+    )
+    max_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=10000,
+        description="Longest a sample waits for company before its batch runs anyway.",
+    )
+    max_queued_samples: int = Field(
+        default=_QUEUED,
+        ge=1,
+        le=1 << 20,
+        description="Samples accepted and not answered yet; past it the cloud refuses at once "
+        "(cloud_busy) and the edge answers degraded instead of waiting out its timeout.",
+    )
+    max_in_flight: int = Field(
+        default=128,
+        ge=1,
+        le=65536,
+        description="Offload messages a cloud pod takes in at once, so its batcher can batch them.",
+    )
+
+    @model_validator(mode="after")
+    def _a_batch_fits_the_queue(self) -> CloudBatchingSpec:
+        if self.max_queued_samples < self.max_batch_size:
+            raise ValueError(
+                "maxQueuedSamples must be at least maxBatchSize, or no batch could fill"
+            )
+        return self
+
+
 class InferenceSpec(Spec):
-    """How confident an exit must be to answer."""
+    """How confident an exit must be to answer, and how the edge and the cloud serve."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
@@ -269,6 +319,14 @@ class InferenceSpec(Spec):
     activation_encoding: Literal["raw", "fp16", "int8"] = Field(
         default="raw", description="Wire encoding of offloaded activations."
     )
+    offloads_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=1024,
+        description="Offload messages an edge pod keeps on the wire at once; offloads that "
+        "arrive meanwhile leave together in the next one.",
+    )
+    cloud_batching: CloudBatchingSpec = Field(default_factory=CloudBatchingSpec)
 
     @model_validator(mode="after")
     def _one_rule(self) -> InferenceSpec:

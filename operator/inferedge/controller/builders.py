@@ -45,12 +45,18 @@ def runtime_config(
     envvar of an option), so the ConfigMap needs no translation layer.
     """
     inference = spec.inference
+    batching = inference.cloud_batching
     data = {
         "INFEREDGE_STORE": spec.storage.uri,
         "INFEREDGE_PREFIX": artifact_prefix,
         "INFEREDGE_MANIFEST_SHA256": manifest_sha256,
         "INFEREDGE_SERVE_OFFLOAD_TIMEOUT_MS": f"{inference.offload_timeout_ms:g}",
         "INFEREDGE_SERVE_ENCODING": inference.activation_encoding,
+        "INFEREDGE_SERVE_OFFLOADS_IN_FLIGHT": str(inference.offloads_in_flight),
+        "INFEREDGE_SERVE_MAX_BATCH_SIZE": str(batching.max_batch_size),
+        "INFEREDGE_SERVE_MAX_WAIT_MS": f"{batching.max_wait_ms:g}",
+        "INFEREDGE_SERVE_MAX_QUEUED_SAMPLES": str(batching.max_queued_samples),
+        "INFEREDGE_SERVE_MAX_IN_FLIGHT": str(batching.max_in_flight),
     }
     if spec.messaging.nats_url:
         data["INFEREDGE_NATS_URL"] = spec.messaging.nats_url
