@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from inferedge.core.manifest import Manifest
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.dnn.protocols import ProfileRequest
@@ -42,11 +43,8 @@ TARGET_RATIO = 0.90
 NEVER = 2.0  # a threshold no confidence reaches: no row leaves early
 
 
-def cloud_partition(
-    model: str, shape: tuple[int, ...], classes: int, out: Path
-) -> tuple[Partition, list[torch.nn.Module]]:
-    """Profile, plan (memory split, no exits) and export `model`; load its cloud part, served
-    and as the plain torch modules of its segments."""
+def export_plan(model: str, shape: tuple[int, ...], classes: int, out: Path) -> Manifest:
+    """Profile, plan (memory split, no exits) and export `model` into `out`; its manifest."""
     base: dict[str, Any] = {"model_ref": model, "num_classes": classes, "input_shape": shape,
                             "batch_sizes": (1,), "warmup": 0, "repeats": 1}  # fmt: skip
     backend = TorchBackend()
@@ -58,7 +56,15 @@ def cloud_partition(
     loaded = load_model(model, classes, shape)
     graph = build_cut_graph(loaded.module.eval(), torch.zeros(1, *shape), name=loaded.name)
     files, steps = export_partitions(graph, plan, {}, out)
-    manifest = make_manifest(plan, files, steps, None)
+    return make_manifest(plan, files, steps, None)
+
+
+def cloud_partition(
+    model: str, shape: tuple[int, ...], classes: int, out: Path
+) -> tuple[Partition, list[torch.nn.Module]]:
+    """`export_plan`, then its cloud part loaded, served and as the plain torch modules of its
+    segments."""
+    manifest = export_plan(model, shape, classes, out)
     modules = [step.segment for step in load_part(manifest, "cloud", out)]
     return Partition(manifest, "cloud", TorchWorkflow().load_part(manifest, "cloud", out)), modules
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchmarks.cloud_batching import plain_throughput
+from benchmarks.cloud_batching import NEVER, plain_throughput
 
 from inferedge.core.manifest import Manifest
 from inferedge.dnn.torch.export import load_part
@@ -35,8 +35,6 @@ from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import BatchPolicy
 from inferedge.runtime.wiring import cloud_worker
 from inferedge.transport.client import Messenger
-
-NEVER = 2.0  # a threshold no confidence reaches: no row leaves early
 
 
 @dataclass(frozen=True)

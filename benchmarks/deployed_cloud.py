@@ -41,16 +41,10 @@ import aiohttp
 import numpy as np
 import torch
 from aiohttp import web
-from benchmarks.cloud_process import NEVER, CloudProcess, CloudSetup, Serving, split_cores
+from benchmarks.cloud_batching import NEVER, export_plan
+from benchmarks.cloud_process import CloudProcess, CloudSetup, Serving, split_cores
 
 from inferedge.core.manifest import Manifest
-from inferedge.core.plan import PlanRequest
-from inferedge.core.planner import make_plan
-from inferedge.dnn.protocols import ProfileRequest
-from inferedge.dnn.torch.backend import TorchBackend
-from inferedge.dnn.torch.export import export_partitions, make_manifest
-from inferedge.dnn.torch.graph import build_cut_graph
-from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.workflow import TorchWorkflow
 from inferedge.runtime.coalescing import Coalescer
 from inferedge.runtime.dataplane import EdgeDataplane
@@ -77,19 +71,8 @@ class Exported:
 
 
 def export(model: str, shape: tuple[int, ...], out: Path) -> Exported:
-    """Profile, plan (memory split, no exits) and export `model`."""
-    base: dict[str, Any] = {"model_ref": model, "num_classes": 10, "input_shape": shape,
-                            "batch_sizes": (1,), "warmup": 0, "repeats": 1}  # fmt: skip
-    backend = TorchBackend()
-    edge = backend.profile(ProfileRequest(**base, device_name="edge", emulate_slowdown=4.0))
-    cloud = backend.profile(ProfileRequest(**base, device_name="cloud"))
-    request = PlanRequest(strategy="memory", memory_fraction=0.3, edge_exits=0, cloud_exits=0)
-    plan = make_plan(edge, cloud, request)
-    torch.manual_seed(0)
-    loaded = load_model(model, 10, shape)
-    graph = build_cut_graph(loaded.module.eval(), torch.zeros(1, *shape), name=loaded.name)
-    files, steps = export_partitions(graph, plan, {}, out)
-    manifest = make_manifest(plan, files, steps, None)
+    """Profile, plan (memory split, no exits) and export `model`; load its edge part."""
+    manifest = export_plan(model, shape, 10, out)
     workflow = TorchWorkflow()
     cloud_part = Partition(manifest, "cloud", workflow.load_part(manifest, "cloud", out))
     edge_part = Partition(manifest, "edge", workflow.load_part(manifest, "edge", out))
