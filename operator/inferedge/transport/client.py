@@ -46,6 +46,7 @@ from inferedge.transport.errors import (
     TransportError,
 )
 from inferedge.transport.events import ConnectionEvents
+from inferedge.transport.library_log import quiet_library_tracebacks
 from inferedge.transport.reassembly import ReassemblyBudget, ReassemblyLimits
 from inferedge.transport.refusals import RateLimitedLog, Refusals
 from inferedge.transport.service import Handler, Headers, Service
@@ -105,6 +106,7 @@ class Messenger:
         returned unconnected and connects when the server appears (refused credentials still
         raise AuthorizationError at once).
         """
+        quiet_library_tracebacks()
         settings = settings or NatsSettings.from_env(url=url)
         events = ConnectionEvents(Client(), Refusals(RateLimitedLog(log)))
         # nats-py annotates the waits as int but sleeps on them, so fractions of a second work.
