@@ -12,12 +12,8 @@ from inferedge.core.knobs import Setting
 from inferedge.core.knobs import xavier_nx as xavier_space
 from inferedge.local.arrivals import Bursty, Fixed, Poisson
 from inferedge.local.emulated_device import xavier_nx
-from inferedge.local.knob_simulator import (
-    SchedutilGovernor,
-    measure_reference,
-    simulate_window,
-    tune,
-)
+from inferedge.local.governor import DefaultGovernors, GovernorModel
+from inferedge.local.knob_simulator import measure_reference, simulate_window, tune
 
 TOP = Setting(24, 14, 16)
 TOP_AT_5 = Setting(24, 14, 5)
@@ -183,17 +179,28 @@ def test_ecogd_nearly_matches_grid_search_with_far_fewer_windows() -> None:
     assert eco.mean_ms < 0.3 * 1000 * reference.latency_s
 
 
-def test_schedutil_settles_where_utilisation_meets_its_headroom() -> None:
+def test_the_default_governors_run_the_clocks_and_cost_more_than_the_tuned_optimum() -> None:
     device, space, pattern = xavier_nx(), xavier_space(), Fixed(0.05)
     reference = measure_reference(device, space, pattern, rng=random.Random(0))
-    governor = SchedutilGovernor(device, batch=1)
-    assert governor.next_setting() == Setting(24, 14, 1)
-    run = tune(governor, device, pattern, 20, rng=random.Random(0), reference=reference)
-    assert run.converged_at is not None
-    assert run.best.batch == 1
-    assert run.best.cpu_step < 24
-    # it keeps the device at most 80 % busy (1 / 1.25) at the chosen clocks, or at its lowest
-    busy = device.service_s(run.best) / 0.05
-    assert busy <= 1.0
-    # it saves no energy per request against batch 16 at the top clocks: batching does
-    assert run.energy_j_per_request > reference.energy_j_per_request
+    governors = DefaultGovernors(device, batch=8)
+    assert governors.next_setting() == Setting(24, 14, 8)
+    run = tune(
+        governors, device, pattern, 3, rng=random.Random(0), reference=reference,
+        governor=GovernorModel(),
+    )  # fmt: skip
+    assert run.converged_at == 1
+    assert run.best.batch == 8
+    final = run.final
+    # batches start after idle at low clocks and ramp up: slower than at the top clocks
+    assert device.cpu.at(0) < final.cpu_mhz < device.cpu.top_mhz
+    assert device.gpu.at(0) < final.gpu_mhz < device.gpu.top_mhz
+    fixed = simulate_window(device, Setting(24, 14, 8), pattern, rng=random.Random(0))
+    assert final.busy_s > fixed.busy_s
+    # idle time is spent at the lowest clocks
+    assert final.idle_energy_j == pytest.approx(
+        final.idle_s * device.power_w(Setting(0, 0, 8), busy=False)
+    )
+    tuned = tune(
+        EcoGD(space, reference), device, pattern, 120, rng=random.Random(0), reference=reference
+    )
+    assert tuned.converged_cost < run.converged_cost

@@ -21,6 +21,18 @@ A measurement older than `history_steps` windows is stale: it is not used and is
 when a round needs it. A window whose arrival rate differs from the rate at the last reset by more
 than `arrival_change` (relative) clears the history, since every cost was measured under another
 load; the centre stays where it is and the search restarts from there.
+
+One extension, on by default (`batch_scan=True`; off, the optimiser is EcoGD as published):
+the cost is smooth in the clocks but not in the batch size. Under bursts of n requests a batch
+that divides n serves each burst without waiting for the next, so the cost has a deep notch at
+every divisor of n and hill climbing one batch step at a time stops at the first local minimum
+(from batch 16 under bursts of 10 it stops at 15, 60 % above the best). So before the first
+round, and again whenever the centre has won its round at clocks at least `rescan_steps` steps
+(in either clock) from every scan since the last reset, every batch of the space is measured at
+the centre's clocks (13 windows on the Xavier NX, against 3,003 for the grid) and the cheapest
+becomes the centre; hill climbing goes on from there. Where the notches lie depends on the
+arrivals rather than the clocks, so a centre that wanders a step or two under noisy arrivals
+does not scan again.
 """
 
 from __future__ import annotations
@@ -34,12 +46,14 @@ from inferedge.core.knobs import Measurement, Reference, SearchSpace, Setting, c
 
 HISTORY_STEPS = 20
 LOOP_STEPS = 10
+RESCAN_STEPS = 3
 ARRIVAL_CHANGE = 0.10
 # one round measures at most the centre, 6 sides and 4 diagonals; a shorter memory could forget
 # the first of them before the round decides, and never decide
 _ROUND_MEASUREMENTS = 11
 
-_Action = Literal["measure", "move", "stay"]
+_Action = Literal["measure", "move", "stay", "scan", "scanned"]
+_Clocks = tuple[int, int]
 
 
 def estimate_diagonal(centre: float, cpu_side: float, gpu_side: float) -> float:
@@ -83,6 +97,8 @@ class EcoGD:
         history_steps: int = HISTORY_STEPS,
         loop_steps: int = LOOP_STEPS,
         arrival_change: float = ARRIVAL_CHANGE,
+        batch_scan: bool = True,
+        rescan_steps: int = RESCAN_STEPS,
     ) -> None:
         if isinstance(history_steps, bool) or history_steps < _ROUND_MEASUREMENTS:
             raise ValueError(
@@ -91,6 +107,8 @@ class EcoGD:
             )
         if isinstance(loop_steps, bool) or loop_steps < 1:
             raise ValueError(f"loop_steps: must be at least 1, got {loop_steps}")
+        if isinstance(rescan_steps, bool) or rescan_steps < 1:
+            raise ValueError(f"rescan_steps: must be at least 1, got {rescan_steps}")
         if not arrival_change > 0.0:  # also rejects NaN
             raise ValueError(f"arrival_change: must be positive, got {arrival_change}")
         self._space = space
@@ -99,6 +117,11 @@ class EcoGD:
         self._history_steps = history_steps
         self._loop_steps = loop_steps
         self._arrival_change = arrival_change
+        self._batch_scan = batch_scan
+        self._rescan_steps = rescan_steps
+        # the clocks whose batch line has been scanned since the last reset
+        self._scanned: set[_Clocks] = set()
+        self._scanning = batch_scan
         self._centre = space.max_setting()
         self._history: dict[Setting, _Entry] = {}
         self._step = 0
@@ -127,6 +150,11 @@ class EcoGD:
     def jumps(self) -> int:
         """How many times loop detection jumped."""
         return self._jumps
+
+    @property
+    def scanned_clocks(self) -> tuple[tuple[int, int], ...]:
+        """The (CPU step, GPU step) pairs whose batch line was scanned since the last reset."""
+        return tuple(sorted(self._scanned))
 
     @property
     def resets(self) -> int:
@@ -181,7 +209,7 @@ class EcoGD:
         return tuple(found)
 
     def next_setting(self) -> Setting:
-        """The point the current round needs, or the centre once it has won its round."""
+        """The point the current scan or round needs, or the centre once it has won its round."""
         _, setting = self._plan()
         return setting
 
@@ -193,10 +221,17 @@ class EcoGD:
         self._step += 1
         moved = False
         action, target = self._plan()
-        # each move lands on a strictly cheaper measured point, so this chain ends
-        while action == "move":
-            self._centre = target
-            moved = True
+        # each move lands on a strictly cheaper measured point and a scan makes its clocks
+        # scanned until the next reset, so this settles
+        while action in ("move", "scan", "scanned"):
+            if action == "scan":
+                self._scanning = True
+            elif action == "scanned":
+                self._scanning = False
+                self._scanned.add((self._centre.cpu_step, self._centre.gpu_step))
+            if action != "scan" and target != self._centre:
+                self._centre = target
+                moved = True
             action, target = self._plan()
         self._since_move = 0 if moved else self._since_move + 1
         if moved:
@@ -206,12 +241,26 @@ class EcoGD:
             if self._since_move >= self._loop_steps:
                 self._jump()
 
+    def scan_line(self) -> tuple[Setting, ...]:
+        """Every batch of the space at the centre's clocks: the points a batch scan measures."""
+        c = self._centre
+        batches = range(self._space.min_batch, self._space.max_batch + 1)
+        return tuple(Setting(c.cpu_step, c.gpu_step, b) for b in batches)
+
     def best(self) -> Setting:
         """The setting with the lowest fresh measured cost, or the centre if none is fresh."""
         fresh = [(c, s) for s in self._history if (c := self.fresh_cost(s)) is not None]
         return min(fresh)[1] if fresh else self._centre
 
     def _plan(self) -> tuple[_Action, Setting]:
+        if self._scanning:
+            line = self.scan_line()
+            for probe in line:
+                if self.fresh_cost(probe) is None:
+                    return "measure", probe
+            costs = {s: c for s in line if (c := self.fresh_cost(s)) is not None}
+            # ties keep the centre, as in a round
+            return "scanned", min(line, key=lambda s: (costs[s], s != self._centre))
         for probe in (self._centre, *self._space.neighbours(self._centre)):
             if self.fresh_cost(probe) is None:
                 return "measure", probe
@@ -221,10 +270,19 @@ class EcoGD:
             key=lambda c: (c.cost, 0 if c.setting == self._centre else 1 + c.estimated),
         )
         if winner.setting == self._centre:
+            if self._batch_scan and self._far_from_scans():
+                return "scan", self._centre
             return "stay", self._centre
         if winner.estimated:
             return "measure", winner.setting
         return "move", winner.setting
+
+    def _far_from_scans(self) -> bool:
+        c = self._centre
+        return all(
+            max(abs(c.cpu_step - cpu), abs(c.gpu_step - gpu)) >= self._rescan_steps
+            for cpu, gpu in self._scanned
+        )
 
     def _maybe_reset(self, measurement: Measurement) -> None:
         interval = measurement.arrival_interval_s
@@ -236,6 +294,8 @@ class EcoGD:
             return
         self._baseline_interval_s = interval
         self._history.clear()
+        self._scanned.clear()
+        self._scanning = self._batch_scan
         self._since_move = 0
         self._converged = False
         self._resets += 1

@@ -24,12 +24,11 @@ import simpy
 from inferedge.core.knobs import Measurement, Optimiser, Reference, SearchSpace, Setting, cost
 from inferedge.local.arrivals import ArrivalPattern
 from inferedge.local.emulated_device import EmulatedDevice
+from inferedge.local.governor import GovernorModel
 
 WINDOW_REQUESTS = 316
 """Requests kept per window: EcoEdgeInfer measured 416 and discarded the first 100."""
 WARMUP_REQUESTS = 100
-SCHEDUTIL_HEADROOM = 1.25
-"""Linux schedutil asks for 1.25 x the frequency that would just carry the measured load."""
 # a jittered batch never takes less than this share of its modelled time
 _MIN_JITTER_FACTOR = 0.1
 
@@ -49,6 +48,9 @@ class EmulatedWindow:
     idle_s: float
     busy_energy_j: float
     idle_energy_j: float
+    cpu_mhz: float
+    gpu_mhz: float
+    """The mean clocks while busy: the setting's own, or the governors' (`governor` given)."""
     emulated: Literal[True] = True
 
 
@@ -58,6 +60,8 @@ class _Batch:
     duration: float
     size: int
     power_w: float
+    cpu_mhz: float
+    gpu_mhz: float
 
 
 class _Server:
@@ -68,12 +72,15 @@ class _Server:
         device: EmulatedDevice,
         setting: Setting,
         rng: random.Random,
+        *,
         total: int,
         max_wait_s: float | None,
+        governor: GovernorModel | None,
     ) -> None:
         self.env = simpy.Environment()
         self.device, self.setting, self.rng = device, setting, rng
-        self.total, self.max_wait_s = total, max_wait_s
+        self.total, self.max_wait_s, self.governor = total, max_wait_s, governor
+        self.utilisation = 0.0  # the governors' signal, when they run the clocks
         self.arrivals: list[float] = []
         self.completions: list[float] = []
         self.batches: list[_Batch] = []
@@ -105,16 +112,34 @@ class _Server:
             level = self.device.memory_level(busy)
             # a partial batch (max wait) is served at its own size
             served = replace(self.setting, batch=len(taken))
-            duration = self.device.service_s(served) * self._jitter()
-            power = self.device.power_w(self.setting, busy=True, memory_level=level)
+            duration, power, cpu_mhz, gpu_mhz = self._run(served, previous, level)
             yield self.env.timeout(duration)
-            previous = _Batch(start, duration, len(taken), power)
+            previous = _Batch(start, duration, len(taken), power, cpu_mhz, gpu_mhz)
             self.batches.append(previous)
             self.completions.extend(self.env.now for _ in taken)
             self.charges.extend(power * duration / len(taken) for _ in taken)
             if len(self.completions) >= self.total:
                 self.finished.succeed()
                 return
+
+    def _run(
+        self, served: Setting, previous: _Batch | None, memory_level: float
+    ) -> tuple[float, float, float, float]:
+        """Duration, mean power and mean clocks of one batch, at fixed clocks or governed."""
+        jitter = self._jitter()
+        if self.governor is None:
+            duration = self.device.service_s(served) * jitter
+            power = self.device.power_w(self.setting, busy=True, memory_level=memory_level)
+            cpu, gpu = self.device.cpu, self.device.gpu
+            return duration, power, cpu.at(served.cpu_step), gpu.at(served.gpu_step)
+        if previous is not None:
+            idle = self.env.now - previous.start - previous.duration
+            self.utilisation = self.governor.decay(self.utilisation, idle)
+        run = self.governor.serve(
+            self.device, served.batch, self.utilisation, memory_level=memory_level, jitter=jitter
+        )
+        self.utilisation = run.utilisation
+        return run.duration_s, run.energy_j / run.duration_s, run.cpu_mhz, run.gpu_mhz
 
     def _wait_for_batch(self) -> Generator[simpy.Event, Any, None]:
         while len(self.queue) < self.setting.batch:
@@ -144,12 +169,14 @@ def simulate_window(
     requests: int = WINDOW_REQUESTS,
     warmup: int = WARMUP_REQUESTS,
     max_wait_s: float | None = None,
+    governor: GovernorModel | None = None,
 ) -> EmulatedWindow:
     """Simulate `warmup + requests` requests from an empty queue and keep the last `requests`.
 
     Latency is completion minus arrival (queueing and the wait for a batch to fill included);
     energy per request is the kept requests' share of their batches' busy energy; the arrival
-    interval is the mean gap before each kept request.
+    interval is the mean gap before each kept request. With `governor`, the device's default
+    governors run the clocks (the setting's clocks are ignored, its batch is kept).
     """
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
         raise ValueError(f"requests: must be a positive integer, got {requests!r}")
@@ -158,7 +185,9 @@ def simulate_window(
     if max_wait_s is not None and not (math.isfinite(max_wait_s) and max_wait_s > 0):
         raise ValueError(f"max_wait_s: must be a positive finite number or None, got {max_wait_s}")
     device.check(setting)
-    server = _Server(device, setting, rng, warmup + requests, max_wait_s)
+    server = _Server(
+        device, setting, rng, total=warmup + requests, max_wait_s=max_wait_s, governor=governor
+    )
     server.env.process(server.arrive(pattern))
     server.env.process(server.serve())
     server.env.run(until=server.finished)
@@ -170,13 +199,16 @@ def simulate_window(
         raise ValueError(f"requests: the window's {requests} arrivals span no time; use more")
     latencies = sorted(server.completions[i] - server.arrivals[i] for i in kept)
     begin, end = server.arrivals[warmup], server.completions[warmup + requests - 1]
-    busy_s = busy_energy_j = 0.0
+    busy_s = busy_energy_j = cpu_weighted = gpu_weighted = 0.0
     for batch in server.batches:
         overlap = min(end, batch.start + batch.duration) - max(begin, batch.start)
         if overlap > 0:
             busy_s += overlap
             busy_energy_j += overlap * batch.power_w
+            cpu_weighted += overlap * batch.cpu_mhz
+            gpu_weighted += overlap * batch.gpu_mhz
     idle_s = max(0.0, (end - begin) - busy_s)
+    idle_clocks = setting if governor is None else Setting(0, 0, setting.batch)
     measurement = Measurement(
         energy_j_per_request=sum(server.charges[i] for i in kept) / requests,
         latency_s=sum(latencies) / requests,
@@ -191,7 +223,10 @@ def simulate_window(
         busy_s=busy_s,
         idle_s=idle_s,
         busy_energy_j=busy_energy_j,
-        idle_energy_j=idle_s * device.power_w(setting, busy=False),
+        # governors drop to the lowest clocks when idle
+        idle_energy_j=idle_s * device.power_w(idle_clocks, busy=False),
+        cpu_mhz=cpu_weighted / busy_s if busy_s > 0 else device.cpu.at(setting.cpu_step),
+        gpu_mhz=gpu_weighted / busy_s if busy_s > 0 else device.gpu.at(setting.gpu_step),
     )
 
 
@@ -261,6 +296,7 @@ def tune(
     rng: random.Random,
     reference: Reference,
     max_wait_s: float | None = None,
+    governor: GovernorModel | None = None,
 ) -> TuningRun:
     """Drive `optimiser` for `windows` windows on the emulated device under `pattern`.
 
@@ -275,14 +311,18 @@ def tune(
     converged_at: int | None = None
     for _ in range(windows):
         setting = optimiser.next_setting()
-        window = simulate_window(device, setting, pattern, rng=rng, max_wait_s=max_wait_s)
+        window = simulate_window(
+            device, setting, pattern, rng=rng, max_wait_s=max_wait_s, governor=governor
+        )
         optimiser.observe(setting, window.measurement)
         converged = optimiser.converged
         if converged and converged_at is None:
             converged_at = len(record) + 1
         record.append(TunedWindow(setting, window, cost(window.measurement, reference), converged))
     best = optimiser.best()
-    final = simulate_window(device, best, pattern, rng=rng, max_wait_s=max_wait_s)
+    final = simulate_window(
+        device, best, pattern, rng=rng, max_wait_s=max_wait_s, governor=governor
+    )
     final_cost = cost(final.measurement, reference)
     paid = record[:converged_at] if converged_at is not None else record
     return TuningRun(
@@ -294,55 +334,3 @@ def tune(
         converged_at=converged_at,
         exploration_cost=sum(max(0.0, w.cost - final_cost) for w in paid),
     )
-
-
-class SchedutilGovernor:
-    """The DVFS baseline: Linux's `schedutil` on both clocks at a fixed batch, as an Optimiser.
-
-    After each window it sets each clock to the lowest step reaching 1.25 x the current
-    frequency x the utilisation, the frequency that would carry the load with 25 % headroom. The
-    utilisation is the device's modelled busy fraction, service time over the time the batch took
-    to arrive (capped at 1), and both clocks see it, since the CPU feeds every GPU batch. The real
-    governors (schedutil on the CPU, nvhost_podgov on the GPU) decide every few milliseconds, not
-    once per window, so this is their steady state, not their transients. `converged` means the
-    last window changed no clock; it ignores energy and latency, so `best()` is just the current
-    setting. EcoEdgeInfer ran it at batches 8 and 16.
-    """
-
-    def __init__(self, device: EmulatedDevice, *, batch: int) -> None:
-        self._device = device
-        self._setting = Setting(len(device.cpu) - 1, len(device.gpu) - 1, batch)
-        device.check(self._setting)
-        self._changed = True
-        self._count = 0
-
-    @property
-    def measurements(self) -> int:
-        """Windows observed so far."""
-        return self._count
-
-    @property
-    def converged(self) -> bool:
-        """Whether the last window left both clocks where they were."""
-        return self._count > 0 and not self._changed
-
-    def next_setting(self) -> Setting:
-        """The clocks the governor picked last, at the fixed batch."""
-        return self._setting
-
-    def observe(self, setting: Setting, measurement: Measurement) -> None:
-        """Pick the clocks the utilisation of the window at `setting` asks for."""
-        self._device.check(setting)
-        fill_s = setting.batch * measurement.arrival_interval_s
-        utilisation = min(1.0, self._device.service_s(setting) / fill_s)
-        cpu, gpu = self._device.cpu, self._device.gpu
-        want_cpu = SCHEDUTIL_HEADROOM * cpu.at(setting.cpu_step) * utilisation
-        want_gpu = SCHEDUTIL_HEADROOM * gpu.at(setting.gpu_step) * utilisation
-        chosen = Setting(cpu.step_at_least(want_cpu), gpu.step_at_least(want_gpu), setting.batch)
-        self._changed = chosen != self._setting
-        self._setting = chosen
-        self._count += 1
-
-    def best(self) -> Setting:
-        """The current setting."""
-        return self._setting
