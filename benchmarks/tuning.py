@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from inferedge.core.ecogd import EcoGD
+from inferedge.core.emulated_device import EmulatedDevice
+from inferedge.core.emulated_device import xavier_nx as emulated_xavier_nx
 from inferedge.core.knob_search import EpsilonGreedy, GridSearch, LinearSweep, MaxSettings
 from inferedge.core.knobs import Optimiser, Reference, SearchSpace, xavier_nx
 from inferedge.local.arrivals import ArrivalPattern, parse_pattern
-from inferedge.local.emulated_device import EmulatedDevice
-from inferedge.local.emulated_device import xavier_nx as emulated_xavier_nx
 from inferedge.local.governor import DefaultGovernors, GovernorModel
 from inferedge.local.knob_simulator import TuningRun, measure_reference, tune
 from inferedge.runtime.bayes_search import BayesianSearch

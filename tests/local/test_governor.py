@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from inferedge.core.emulated_device import xavier_nx
 from inferedge.core.knobs import Measurement, Setting
-from inferedge.local.emulated_device import xavier_nx
 from inferedge.local.governor import DefaultGovernors, GovernorModel
 
 DEVICE = xavier_nx()

@@ -7,11 +7,11 @@ import random
 import pytest
 
 from inferedge.core.ecogd import EcoGD
+from inferedge.core.emulated_device import xavier_nx
 from inferedge.core.knob_search import GridSearch, MaxSettings
 from inferedge.core.knobs import Setting
 from inferedge.core.knobs import xavier_nx as xavier_space
 from inferedge.local.arrivals import Bursty, Fixed, Poisson
-from inferedge.local.emulated_device import xavier_nx
 from inferedge.local.governor import DefaultGovernors, GovernorModel
 from inferedge.local.knob_simulator import measure_reference, simulate_window, tune
 

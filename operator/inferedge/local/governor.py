@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from inferedge.core.emulated_device import EmulatedDevice
 from inferedge.core.knobs import Measurement, Setting
-from inferedge.local.emulated_device import EmulatedDevice
 
 PELT_HALF_LIFE_S = 0.032
 HEADROOM = 1.25

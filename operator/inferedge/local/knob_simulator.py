@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import simpy
 
+from inferedge.core.emulated_device import EmulatedDevice
 from inferedge.core.knobs import Measurement, Optimiser, Reference, SearchSpace, Setting, cost
 from inferedge.local.arrivals import ArrivalPattern
-from inferedge.local.emulated_device import EmulatedDevice
 from inferedge.local.governor import GovernorModel
 
 WINDOW_REQUESTS = 316

@@ -1,7 +1,8 @@
 """An emulated edge device for the energy knobs: clock tables, a service-time model, a power model.
 
 Everything here is a model, not a measurement: `EmulatedDevice.emulated` is always True, and the
-simulator that runs it (`knob_simulator`) labels every figure it produces the same way.
+simulator that runs it (`local.knob_simulator`) and the edge server that emulates it label every
+figure they produce the same way. It lives in `core` because both need it (pure arithmetic).
 
 Service time of one batch of b samples at CPU clock f_c and GPU clock f_g (F_c, F_g the top
 clocks; r_c = F_c / f_c and r_g = F_g / f_g are the slow-down factors, 1 at the top):

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from inferedge.core.emulated_device import ClockTable, xavier_nx
 from inferedge.core.knobs import Setting
 from inferedge.core.knobs import xavier_nx as xavier_space
 from inferedge.local.arrivals import Fixed
-from inferedge.local.emulated_device import ClockTable, xavier_nx
 from inferedge.local.knob_simulator import simulate_window
 
 # published at maximum settings, ResNet-50: inter-arrival s -> (L0 s, E0 in the meter's unit)
