@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from inferedge import __version__
+from inferedge.cli.agent_command import agent
 from inferedge.cli.artifact_commands import export, verify
 from inferedge.cli.cluster_commands import cluster
 from inferedge.cli.commands import cuts, plan, profile, zoo
@@ -52,6 +53,7 @@ cli.add_command(cluster)
 cli.add_command(operator)
 cli.add_command(run)
 cli.add_command(reload)
+cli.add_command(agent)
 
 
 def _one_line(message: str) -> str:

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, get_args
+from typing import get_args
 
+from inferedge.core.clock_wishes import ClockKind
 from inferedge.core.errors import InferedgeError, one_line
-
-ClockKind = Literal["cpu", "gpu"]
 
 GPU_DEVFREQ_NAMES = ("57000000.gpu", "17000000.gv11b", "17000000.ga10b", "17000000.gpu")
 """The Jetson GPUs' devfreq devices: Nano, Xavier, Orin (JetPack 5), Orin (JetPack 6)."""
