@@ -83,6 +83,22 @@ from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256T
     "and leave together as one message, so busy edges pay the per-message cost once per group.",
 )
 @click.option(
+    "--edge-batch-size",
+    type=click.IntRange(1, 4096),
+    default=1,
+    show_default=True,
+    help="Edge only: requests that queue while the edge computes run together, up to this many "
+    "samples (a larger request runs alone); 1 runs one request at a time.",
+)
+@click.option(
+    "--edge-max-wait-ms",
+    type=FiniteFloat(min=0),
+    default=0.0,
+    show_default=True,
+    help="Edge only: how long a batch short of --edge-batch-size may wait for more requests "
+    "after its oldest one arrived; 0 runs what is queued as soon as the edge is free.",
+)
+@click.option(
     "--encoding", type=click.Choice(["raw", "fp16", "int8"]), default="raw", show_default=True
 )
 @click.option(
@@ -127,6 +143,8 @@ def serve(
     max_queued_samples: int,
     max_in_flight: int,
     offloads_in_flight: int,
+    edge_batch_size: int,
+    edge_max_wait_ms: float,
     encoding: str,
     emulate_slowdown: float,
     emulate_bandwidth_mbps: float | None,
@@ -166,6 +184,8 @@ def serve(
         batch_policy=BatchPolicy(max_batch_size, max_wait_ms, max_queued_samples),
         max_in_flight=max_in_flight,
         offloads_in_flight=offloads_in_flight,
+        edge_batch_size=edge_batch_size,
+        edge_max_wait_ms=edge_max_wait_ms,
         encoding=encoding,  # type: ignore[arg-type]
         compute_slowdown=emulate_slowdown,
         emulated_link=link,

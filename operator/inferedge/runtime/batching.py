@@ -166,8 +166,8 @@ class Batcher:
             # More requests wait than fit the group (it is full, or another plan's requests
             # follow it): waiting cannot grow it.
             capped = len(group) < len(self._queue)
-            if capped or self.policy.flush_now(sum(group), waited_ms):
-                return [self._queue.popleft() for _ in range(self.policy.take(group))]
+            if count := self.policy.due(group, waited_ms, blocked=capped):
+                return [self._queue.popleft() for _ in range(count)]
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(

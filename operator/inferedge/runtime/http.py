@@ -4,7 +4,8 @@ The protocol's shapes are pydantic models (`inferedge.runtime.oip`); decoding an
 in `inferedge.runtime.oip_codec` and run off the event loop (`inferedge.runtime.decoding`);
 decisions live in the dataplane. Every error answers with the OIP error body
 `{"error": "<one line>"}`: 4xx for a bad request (the line names the field and what was
-expected), 404 an unknown model, version or path, 503 a server that cannot answer.
+expected), 404 an unknown model, version or path, 503 a server that cannot answer now (not
+loaded, the cloud failed with no exit to fall back on, or the edge's request queue is full).
 
 Readiness means "can answer": an edge with its partition loaded is ready even while its broker
 is down (it answers from its exits, degraded); a cloud also needs its broker, the only way its
@@ -26,6 +27,7 @@ from inferedge import __version__
 from inferedge.core.errors import one_line
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.decoding import Decoder
+from inferedge.runtime.edge_batching import EdgeBatcher, EdgeBusy
 from inferedge.runtime.errors import NotReady, OffloadFailed
 from inferedge.runtime.metrics import CONTENT_TYPE
 from inferedge.runtime.oip import (
@@ -160,12 +162,15 @@ class _Endpoints:
         broker_connected: Callable[[], bool] | None,
         limits: Limits,
         decoder: Decoder,
+        *,
+        batcher: EdgeBatcher | None,
     ) -> None:
         self.dataplane = dataplane
         self.model_name = model_name
         self.broker_connected = broker_connected
         self.limits = limits
         self.decoder = decoder
+        self.batcher = batcher
 
     def can_answer(self) -> bool:
         """Ready: a partition is loaded, and a cloud (whose work comes over NATS) is connected."""
@@ -231,9 +236,11 @@ class _Endpoints:
         spec = InputSpec(INPUT_NAME, partition.input_shape)
         decoded = await self.decoder.decode(body, request.headers.get(INFERENCE_HEADER), spec)
         try:
-            answers = await edge.infer(decoded.batch)
+            answers = await (self.batcher or edge).infer(decoded.batch)
         except PartitionError as exc:
             raise Refused(400, "invalid_request", str(exc)) from None
+        except EdgeBusy as exc:
+            raise Refused(503, "edge_busy", str(exc)) from None
         except (NotReady, OffloadFailed) as exc:
             return _json(ErrorResponse(error=str(exc)), 503)
         version = answers[0].plan_hash if answers else partition.plan_hash
@@ -253,6 +260,7 @@ def make_app(
     broker_connected: Callable[[], bool] | None = None,
     limits: Limits | None = None,
     decoder: Decoder | None = None,
+    batcher: EdgeBatcher | None = None,
 ) -> web.Application:
     """The aiohttp application serving `dataplane` as the OIP model `model_name`.
 
@@ -260,7 +268,9 @@ def make_app(
     `GET /v2/health/broker` and `inferedge_broker_connected`, and gates a cloud's readiness
     (not an edge's). Inference (`POST /v2/models/{name}/infer`) is served by an edge
     dataplane only: the cloud takes its work as offloads from the edge. `limits` bound every
-    infer request; `decoder` (tests) replaces the default off-loop decoder.
+    infer request; `decoder` (tests) replaces the default off-loop decoder. An edge's
+    `batcher` (over this `dataplane`) runs its inferences, batching those that arrive while it
+    is busy; without one, each runs on its own.
     """
     limits = limits or Limits()
     decoder = decoder or Decoder(limits)
@@ -277,7 +287,9 @@ def make_app(
     app.on_cleanup.append(close_decoder)
     if broker_connected is not None:
         dataplane.metrics.watch_broker(broker_connected)
-    endpoints = _Endpoints(dataplane, model_name, broker_connected, limits, decoder)
+    endpoints = _Endpoints(
+        dataplane, model_name, broker_connected, limits, decoder, batcher=batcher
+    )
     router = app.router
     router.add_get("/v2", endpoints.server_metadata)
     router.add_get("/v2/health/live", endpoints.live)

@@ -15,6 +15,10 @@ The cloud counts the offloads it answered without computing them, by reason
 (`inferedge_shed_total{reason}`: `expired`, `cloud_busy`), the offloads it split into
 batch-sized pieces, and what its NATS connection refused or dropped
 (`inferedge_bus_refused_total{reason}`, read from the transport's own counts at scrape time).
+
+The edge's batcher records the samples of each batch it ran and each request's wait in its
+queue (`inferedge_edge_batch_size`, `inferedge_edge_queue_seconds`); a request its full queue
+turned away is counted as refused, reason `edge_busy`.
 """
 
 from __future__ import annotations
@@ -94,6 +98,18 @@ class Metrics:
         self.queue_seconds = Histogram(
             "inferedge_queue_seconds",
             "Time an offload waited in the cloud's batcher before its batch ran.",
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.edge_batch_size = Histogram(
+            "inferedge_edge_batch_size",
+            "Samples per batch the edge ran (requests queued while it was busy run together).",
+            buckets=_BATCH_BUCKETS,
+            registry=reg,
+        )
+        self.edge_queue_seconds = Histogram(
+            "inferedge_edge_queue_seconds",
+            "Time a request waited in the edge's batcher before its batch ran.",
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         )

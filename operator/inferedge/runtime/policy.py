@@ -1,6 +1,6 @@
-"""Pure runtime decisions: when an exit answers, which exit a degraded answer uses, when the
-cloud's dynamic batcher flushes, whether the cloud admits an offload, whether an offload's
-deadline has passed, and how a large offload is split into batch-sized pieces.
+"""Pure runtime decisions: when an exit answers, which exit a degraded answer uses, when a
+dynamic batcher (the cloud's or the edge's) runs a batch, whether a queue admits a request,
+whether an offload's deadline has passed, and how a large offload is split into pieces.
 
 Plain functions over numbers, in the Ray Serve style: no tensors, no clocks, no event loop, so
 each rule is tested exhaustively on its own and the dataplanes only feed them measurements.
@@ -118,10 +118,23 @@ class BatchPolicy:
             count += 1
         return count
 
+    def due(self, sizes: Sequence[int], oldest_wait_ms: float, *, blocked: bool = False) -> int:
+        """How many queued requests (in FIFO order, each `sizes[i]` samples) to run as a batch
+        now, or 0 to wait for more, at most `wait_budget_ms` longer.
+
+        A batch runs once nothing more can join it (it is full, the request after it does not
+        fit, or the caller knows, by `blocked`, that whatever follows `sizes` cannot join), or
+        once its oldest request has waited `max_wait_ms`.
+        """
+        count = self.take(sizes)
+        if blocked or count < len(sizes) or self.flush_now(sum(sizes[:count]), oldest_wait_ms):
+            return count
+        return 0
+
 
 def admit(accepted_samples: int, incoming: int, max_queued_samples: int) -> bool:
     """Whether the cloud takes an offload of `incoming` samples while `accepted_samples` are
-    accepted and not answered yet.
+    accepted and not answered yet (the edge's batcher asks the same of its queue).
 
     An idle cloud takes any offload, however large (it is split into batch-sized pieces), so
     no request is refused for its size alone; otherwise the total must stay within the bound.

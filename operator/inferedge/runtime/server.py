@@ -11,6 +11,9 @@ needs its broker to start (its work only arrives over NATS, so it could not be r
 and an exit with one clear line lets its supervisor restart it). SIGTERM or SIGINT stops it cleanly:
 the offload service drains, then the HTTP server and the broker connection close.
 
+The edge answers HTTP requests through its request batcher (`build_edge`): requests that
+arrive while its compute is busy run together, up to `edge_batch_size` samples.
+
 A reload command (`inferedge reload`, or `inferedge run` between its replays) swaps in another
 artifact set of the same pipeline, verified before it serves, or changes c_thr, with no restart.
 Every set is pinned from the trusted side: the server loads only sets whose manifest sha256 it
@@ -33,8 +36,10 @@ from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.roles import Role
 from inferedge.runtime.coalescing import Coalescer
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
+from inferedge.runtime.edge_batching import EdgeBatcher, release_at_offload
 from inferedge.runtime.emulation import emulated_link
 from inferedge.runtime.http import make_app
+from inferedge.runtime.messages import Offload
 from inferedge.runtime.partition import Partition, PartitionError, load_partition
 from inferedge.runtime.policy import BatchPolicy
 from inferedge.runtime.wiring import cloud_worker, nats_offload, reload_worker
@@ -68,6 +73,10 @@ class ServeConfig:
     emulated_link: Link | None = None  # edge only: offloads pay this link's bandwidth and RTT
     offloads_in_flight: int = 2
     """Edge only: offload messages on the wire at once; more offloads wait and leave together."""
+    edge_batch_size: int = 1
+    """Edge only: samples of queued requests run together at most (1: one request at a time)."""
+    edge_max_wait_ms: float = 0.0
+    """Edge only: how long a batch short of `edge_batch_size` may wait for more (0: never)."""
     pinned_sets: Mapping[str, str] = field(default_factory=dict)
     """Other sets a reload may switch to, each prefix with its manifest's sha256."""
 
@@ -75,6 +84,29 @@ class ServeConfig:
         """Every set this server may serve, by normalised prefix, with its manifest sha256."""
         pins = {str(parse_set_prefix(p)): sha for p, sha in self.pinned_sets.items()}
         return {**pins, str(parse_set_prefix(self.prefix)): self.manifest_sha256}
+
+
+def build_edge(
+    config: ServeConfig, partition: Partition, threshold: float, offload: Offload
+) -> EdgeBatcher:
+    """The edge's dataplane (`EdgeBatcher.dataplane`) behind its request batcher, offloading
+    through `offload` (the transport) as `config` says: what `serve` serves over HTTP, and the
+    handle through which the batch size and wait are changed while serving."""
+    if config.emulated_link is not None:
+        offload = emulated_link(offload, config.emulated_link, config.encoding)
+    # Coalesced before the link: a group crosses it as the one message it is.
+    offload = Coalescer(offload, max_in_flight=config.offloads_in_flight)
+    dataplane = EdgeDataplane(
+        partition,
+        threshold=threshold,
+        # The next batch computes while this one waits for the cloud.
+        offload=release_at_offload(offload),
+        offload_timeout_s=config.offload_timeout_s,
+        compute_slowdown=config.compute_slowdown,
+    )
+    return EdgeBatcher(
+        dataplane, batch_size=config.edge_batch_size, max_wait_ms=config.edge_max_wait_ms
+    )
 
 
 async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
@@ -106,19 +138,11 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     )
     dataplane: EdgeDataplane | CloudDataplane
     service = None
+    batcher = None
     if config.role == "edge":
         offload = nats_offload(messenger, offloads, config.encoding)
-        if config.emulated_link is not None:
-            offload = emulated_link(offload, config.emulated_link, config.encoding)
-        # Coalesced before the link: a group crosses it as the one message it is.
-        offload = Coalescer(offload, max_in_flight=config.offloads_in_flight)
-        dataplane = EdgeDataplane(
-            partition,
-            threshold=threshold,
-            offload=offload,
-            offload_timeout_s=config.offload_timeout_s,
-            compute_slowdown=config.compute_slowdown,
-        )
+        batcher = build_edge(config, partition, threshold, offload)
+        dataplane = batcher.dataplane
     else:
         dataplane = CloudDataplane(
             partition,
@@ -140,7 +164,12 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
         None,
         reload_worker(dataplane, config.role, f"{namespace}/{pipeline}", load),
     )
-    app = make_app(dataplane, model_name=pipeline, broker_connected=lambda: messenger.is_connected)
+    app = make_app(
+        dataplane,
+        model_name=pipeline,
+        broker_connected=lambda: messenger.is_connected,
+        batcher=batcher,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
@@ -161,5 +190,7 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
         if service is not None:
             await service.stop()
         await runner.cleanup()
+        if batcher is not None:
+            await batcher.aclose()
         await dataplane.aclose()
         await messenger.close()
