@@ -12,8 +12,10 @@ from inferedge.api.base import SecretKeyRef
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.jobs import ExportJob, ProfileJob, TrainJob
 from inferedge.api.pipeline import CloudBatchingSpec, InferencePipelineSpec
+from inferedge.api.tuning import TuningSpec
 from inferedge.cli import cli
 from inferedge.controller import builders, jobs, naming, pods
+from inferedge.core.roles import Role
 from tests.controller.conftest import EXAMPLE
 
 OWNER = {
@@ -383,3 +385,50 @@ def test_the_serving_settings_reach_the_serve_flags(
     names = ("offloads_in_flight", "max_batch_size", "max_wait_ms", "max_queued_samples",
              "max_in_flight")  # fmt: skip
     assert [params[n] for n in names] == [3, 16, 2.5, 64, 40]
+
+
+@pytest.mark.parametrize("role", ["edge", "cloud"])
+def test_the_edge_profile_s_tuning_reaches_the_serve_command(
+    role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edge, _, spec = example()
+    tuning = TuningSpec(optimiser="bayes", window_requests=50, max_batch=8)
+    tuned = edge.model_copy(update={"tuning": tuning})
+    data = builders.runtime_config(spec, SET, PIN, edge=tuned)
+    assert "INFEREDGE_SERVE_TUNING" not in builders.runtime_config(spec, SET, PIN, edge=edge)
+    (container,) = pod_spec(_deployment(role))["containers"]
+    command, rest, prefix = _command(container["args"])
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    params = command.make_context("inferedge", list(rest), auto_envvar_prefix=prefix).params
+    # the same model on both sides; the cloud parses it too, and ignores it
+    assert params["tuning"] == tuning
+
+
+def test_only_an_edge_that_tunes_its_clocks_mounts_the_clock_agent_s_directory() -> None:
+    edge, _, spec = example()
+
+    def mounts(role: Role, device: DeviceProfileSpec) -> tuple[list[Any], list[Any]]:
+        deployment = builders.build_deployment(
+            owner=OWNER, role=role, spec=spec, device=device, config_hash="h", images=IMAGES
+        )
+        pod = pod_spec(deployment)
+        (container,) = pod["containers"]
+        agent = [v for v in pod["volumes"] if v["name"] == "clock-agent"]
+        return agent, [m for m in container["volumeMounts"] if m["name"] == "clock-agent"]
+
+    assert mounts("edge", edge) == ([], [])
+    clocks = edge.model_copy(update={"tuning": TuningSpec()})
+    volumes, mounted = mounts("edge", clocks)
+    assert volumes == [{"name": "clock-agent",
+                        "hostPath": {"path": "/run/inferedge", "type": "Directory"}}]  # fmt: skip
+    assert mounted == [{"name": "clock-agent", "mountPath": "/run/inferedge", "readOnly": True}]
+    batch_only = edge.model_copy(update={"tuning": TuningSpec(clocks=False)})
+    assert mounts("edge", batch_only) == ([], [])
+    # the pod stays non-root and read-only whatever it mounts
+    deployment = builders.build_deployment(
+        owner=OWNER, role="edge", spec=spec, device=clocks, config_hash="h", images=IMAGES
+    )
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod_spec(deployment)["securityContext"]["runAsNonRoot"] is True

@@ -19,6 +19,7 @@ from inferedge.api.base import (
     Spec,
     cel,
 )
+from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.core.conditions import RFC3339, Condition
 from inferedge.core.roles import Role
 
@@ -139,10 +140,27 @@ class EmulationSpec(Spec):
         alias="memoryMiB",
         description="Memory the device offers, MiB.",
     )
+    knobs: KnobEmulationSpec | None = Field(
+        default=None,
+        description="Clocks, service time and power of the device, for spec.tuning without "
+        "real clocks or power rails (every figure labelled emulated).",
+    )
 
 
 class DeviceProfileSpec(Spec):
     """Where a device class's pods run and how it is measured."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                rule="!has(self.tuning) || self.role == 'edge'",
+                message="tuning is for edge profiles: the cloud's batching is "
+                "spec.inference.cloudBatching of the pipeline",
+                mirrors="DeviceProfileSpec._tuning_at_the_edge",
+                field_path=".tuning",
+            )
+        )
+    )
 
     role: Role = Field(
         description="edge (runs the first part, near the data) or cloud (runs the rest)."
@@ -176,6 +194,20 @@ class DeviceProfileSpec(Spec):
     emulation: EmulationSpec = Field(
         default_factory=EmulationSpec, description="How `inferedge run` stands in for this device."
     )
+    tuning: TuningSpec | None = Field(
+        default=None,
+        description="Tune the edge's batch size and clocks online for energy and latency "
+        "(edge profiles); off when unset.",
+    )
+
+    @model_validator(mode="after")
+    def _tuning_at_the_edge(self) -> DeviceProfileSpec:
+        if self.tuning is not None and self.role != "edge":
+            raise ValueError(
+                "tuning is for edge profiles: the cloud's batching is "
+                "spec.inference.cloudBatching of the pipeline"
+            )
+        return self
 
 
 class ProfileResult(Spec):

@@ -7,8 +7,9 @@ import re
 from typing import Any
 
 import click
+from pydantic import BaseModel, ValidationError
 
-from inferedge.core.errors import InferedgeError
+from inferedge.core.errors import InferedgeError, describe_validation_error
 from inferedge.core.manifest import parse_set_prefix
 
 
@@ -131,3 +132,20 @@ class SetPinType(click.ParamType[tuple[str, str], Any]):
             SetPrefixType().convert(prefix, param, ctx),
             Sha256Type().convert(digest, param, ctx),
         )
+
+
+class SpecJson(click.ParamType[BaseModel, Any]):
+    """A custom resource's field as JSON, validated by its model (what the operator's ConfigMap
+    carries, spelled as in the resource: camelCase)."""
+
+    def __init__(self, model: type[BaseModel], field: str) -> None:
+        self.model, self.field = model, field
+        self.name = "JSON"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, self.model):
+            return value
+        try:
+            return self.model.model_validate_json(str(value))
+        except ValidationError as exc:
+            self.fail(describe_validation_error(exc, self.field), param, ctx)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.cli.artifact_commands import store_option
-from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256Type
+from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256Type, SpecJson
 
 
 @click.command()
@@ -99,6 +100,32 @@ from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256T
     "after its oldest one arrived; 0 runs what is queued as soon as the edge is free.",
 )
 @click.option(
+    "--tuning",
+    type=SpecJson(TuningSpec, "tuning"),
+    envvar="INFEREDGE_SERVE_TUNING",
+    help="Edge only (the cloud ignores it, as the pipeline's ConfigMap serves both): tune the "
+    "batch size and clocks online, as a DeviceProfile's spec.tuning "
+    'in JSON, e.g. \'{"optimiser": "ecogd"}\' (off when unset) [env: '
+    "INFEREDGE_SERVE_TUNING]. Its report is at GET /tuning.",
+)
+@click.option(
+    "--clock-agent-socket",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/run/inferedge/clocks.sock"),
+    show_default=True,
+    envvar="INFEREDGE_SERVE_CLOCK_AGENT_SOCKET",
+    help="Edge only, with --tuning: the node's clock agent (`inferedge agent`); without one "
+    "only the batch size is tuned [env: INFEREDGE_SERVE_CLOCK_AGENT_SOCKET].",
+)
+@click.option(
+    "--emulate-knobs",
+    type=SpecJson(KnobEmulationSpec, "emulate-knobs"),
+    envvar="INFEREDGE_SERVE_EMULATE_KNOBS",
+    help="Edge only, with --tuning: clocks and power of an emulated device, as a "
+    "DeviceProfile's spec.emulation.knobs in JSON, e.g. '{}' for the Xavier NX preset; "
+    "every tuning figure is then labelled emulated.",
+)
+@click.option(
     "--encoding", type=click.Choice(["raw", "fp16", "int8"]), default="raw", show_default=True
 )
 @click.option(
@@ -145,6 +172,9 @@ def serve(
     offloads_in_flight: int,
     edge_batch_size: int,
     edge_max_wait_ms: float,
+    tuning: TuningSpec | None,
+    clock_agent_socket: Path,
+    emulate_knobs: KnobEmulationSpec | None,
     encoding: str,
     emulate_slowdown: float,
     emulate_bandwidth_mbps: float | None,
@@ -186,6 +216,9 @@ def serve(
         offloads_in_flight=offloads_in_flight,
         edge_batch_size=edge_batch_size,
         edge_max_wait_ms=edge_max_wait_ms,
+        tuning=tuning,
+        clock_agent_socket=clock_agent_socket,
+        emulated_knobs=emulate_knobs,
         encoding=encoding,  # type: ignore[arg-type]
         compute_slowdown=emulate_slowdown,
         emulated_link=link,

@@ -16,6 +16,7 @@ from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.controller import naming
 from inferedge.controller.pods import (
     CACHE_DIR,
+    CLOCK_AGENT_DIR,
     DEFAULT_NATS_SECRETS,
     HTTP_PORT,
     Images,
@@ -34,7 +35,10 @@ from inferedge.core.roles import Role
 
 
 def runtime_config(
-    spec: InferencePipelineSpec, artifact_prefix: str, manifest_sha256: str
+    spec: InferencePipelineSpec,
+    artifact_prefix: str,
+    manifest_sha256: str,
+    edge: DeviceProfileSpec | None = None,
 ) -> dict[str, str]:
     """What `inferedge serve` reads from the environment (the runtime ConfigMap's data).
 
@@ -42,7 +46,8 @@ def runtime_config(
     finished, and the servers refuse the set if the stored manifest no longer matches.
 
     The variable names are the serve command's own (`INFEREDGE_SERVE_<FLAG>`, or the explicit
-    envvar of an option), so the ConfigMap needs no translation layer.
+    envvar of an option), so the ConfigMap needs no translation layer. The edge profile's
+    `tuning` travels as the JSON the serve command's --tuning takes (the cloud ignores it).
     """
     inference = spec.inference
     batching = inference.cloud_batching
@@ -62,6 +67,8 @@ def runtime_config(
         data["INFEREDGE_NATS_URL"] = spec.messaging.nats_url
     if inference.threshold is not None:
         data["INFEREDGE_SERVE_THRESHOLD"] = f"{inference.threshold:g}"
+    if edge is not None and edge.tuning is not None:
+        data["INFEREDGE_SERVE_TUNING"] = edge.tuning.model_dump_json(by_alias=True)
     return data
 
 
@@ -127,6 +134,19 @@ def build_deployment(
         extra_mounts=[{"name": "cache", "mountPath": CACHE_DIR}],
     )
     container["envFrom"] = [{"configMapRef": {"name": names.config}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "cache", "emptyDir": {}},
+    ]
+    if role == "edge" and device.tuning is not None and device.tuning.clocks:
+        # The node's clock agent (the chart's clockAgent) listens in this host directory; a
+        # socket is reached through a read-only mount, and nothing else lives there.
+        volumes.append(
+            {"name": "clock-agent", "hostPath": {"path": CLOCK_AGENT_DIR, "type": "Directory"}}
+        )
+        container["volumeMounts"].append(
+            {"name": "clock-agent", "mountPath": CLOCK_AGENT_DIR, "readOnly": True}
+        )
     container["ports"] = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
     container["readinessProbe"] = _probe("/v2/health/ready", 5)
     container["livenessProbe"] = {**_probe("/v2/health/live", 10), "failureThreshold": 6}
@@ -143,10 +163,7 @@ def build_deployment(
                 "automountServiceAccountToken": False,
                 "securityContext": pod_security(),
                 "containers": [container],
-                "volumes": [
-                    {"name": "tmp", "emptyDir": {}},
-                    {"name": "cache", "emptyDir": {}},
-                ],
+                "volumes": volumes,
                 **scheduling(device),
             },
         },

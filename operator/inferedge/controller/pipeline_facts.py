@@ -336,7 +336,9 @@ async def _deploy_desired(
     spec, body = desired.spec, desired.pipeline.raw
     assert spec is not None
     assert desired.artifacts is not None
-    data = builders.runtime_config(spec, prefix, desired.artifacts.manifest_sha256)
+    data = builders.runtime_config(
+        spec, prefix, desired.artifacts.manifest_sha256, edge=desired.devices["edge"][1]
+    )
     config_map = builders.build_config_map(owner=body, data=data)
     desired.config_map = config_map
     config_hash = builders.template_hash(config_map) or ""

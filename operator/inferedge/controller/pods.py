@@ -28,6 +28,8 @@ KubeObject = dict[str, Any]
 HTTP_PORT: Final = 8080
 CACHE_DIR: Final = "/var/cache/inferedge"
 TMP_DIR: Final = "/tmp"
+CLOCK_AGENT_DIR: Final = "/run/inferedge"
+"""Where the chart's clock agent listens (clockAgent.socketDir, at its default)."""
 NON_ROOT_UID: Final = 65532
 EDGE_DEFAULT_SELECTOR: Final = {"kubernetes.io/arch": "arm64"}
 

@@ -19,6 +19,11 @@ batch-sized pieces, and what its NATS connection refused or dropped
 The edge's batcher records the samples of each batch it ran and each request's wait in its
 queue (`inferedge_edge_batch_size`, `inferedge_edge_queue_seconds`); a request its full queue
 turned away is counted as refused, reason `edge_busy`.
+
+An edge that tunes its knobs publishes each window's outcome: `inferedge_tuning_cost`,
+`inferedge_tuning_energy_joules_per_request{source}` (`emulated` or `measured`, never mixed),
+`inferedge_tuning_latency_seconds`, `inferedge_tuning_knob{knob}` (`cpu_khz`, `gpu_khz`,
+`batch`), `inferedge_tuning_converged` and `inferedge_tuning_windows_total`.
 """
 
 from __future__ import annotations
@@ -113,6 +118,36 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         )
+        self.tuning_cost = Gauge(
+            "inferedge_tuning_cost",
+            "The tuner's cost 1/2 (E/E0 + L/L0) over its last window (1 at the maximum settings).",
+            registry=reg,
+        )
+        self.tuning_energy = Gauge(
+            "inferedge_tuning_energy_joules_per_request",
+            "Energy per request over the tuner's last window, by source (emulated|measured).",
+            ["source"],
+            registry=reg,
+        )
+        self.tuning_latency = Gauge(
+            "inferedge_tuning_latency_seconds",
+            "Mean latency (arrival to answer) over the tuner's last window.",
+            registry=reg,
+        )
+        self.tuning_knob = Gauge(
+            "inferedge_tuning_knob",
+            "The knob values being served: cpu_khz, gpu_khz, batch.",
+            ["knob"],
+            registry=reg,
+        )
+        self.tuning_converged = Gauge(
+            "inferedge_tuning_converged",
+            "1 once the optimiser calls itself converged, 0 while it explores.",
+            registry=reg,
+        )
+        self.tuning_windows = Counter(
+            "inferedge_tuning_windows", "Windows the tuner measured.", registry=reg
+        )
         self.refusals = Counter(
             "inferedge_refused",
             "Requests refused before the dataplane (bad input, too large, too slow), by reason.",
@@ -162,6 +197,21 @@ class Metrics:
         """Count a refused request and log it, rate-limited per reason."""
         self.refusals.labels(reason=reason).inc()
         self.refusal_log(reason, message)
+
+    def tuned(
+        self, cost: float, energy_j: float, latency_s: float, *, emulated: bool, converged: bool
+    ) -> None:
+        """Publish one tuning window's outcome."""
+        self.tuning_windows.inc()
+        self.tuning_cost.set(cost)
+        self.tuning_energy.labels(source="emulated" if emulated else "measured").set(energy_j)
+        self.tuning_latency.set(latency_s)
+        self.tuning_converged.set(1.0 if converged else 0.0)
+
+    def knobs(self, values: Mapping[str, float]) -> None:
+        """Publish the knob values being served."""
+        for knob, value in values.items():
+            self.tuning_knob.labels(knob=knob).set(value)
 
     def watch_broker(self, connected: Callable[[], bool]) -> None:
         """Report `connected()` as inferedge_broker_connected at every scrape."""

@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
+from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.core.link import Link
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.roles import Role
+from inferedge.runtime.clock_agent import DEFAULT_SOCKET
 from inferedge.runtime.coalescing import Coalescer
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.edge_batching import EdgeBatcher, release_at_offload
@@ -42,6 +45,7 @@ from inferedge.runtime.http import make_app
 from inferedge.runtime.messages import Offload
 from inferedge.runtime.partition import Partition, PartitionError, load_partition
 from inferedge.runtime.policy import BatchPolicy
+from inferedge.runtime.tuning_setup import ActiveTuning, start_tuning
 from inferedge.runtime.wiring import cloud_worker, nats_offload, reload_worker
 from inferedge.storage import open_store
 from inferedge.transport import QUEUE_GROUP, subject
@@ -77,6 +81,11 @@ class ServeConfig:
     """Edge only: samples of queued requests run together at most (1: one request at a time)."""
     edge_max_wait_ms: float = 0.0
     """Edge only: how long a batch short of `edge_batch_size` may wait for more (0: never)."""
+    tuning: TuningSpec | None = None
+    """Edge only: tune the batch size and clocks online (`runtime.knob_tuner`)."""
+    clock_agent_socket: Path = DEFAULT_SOCKET
+    emulated_knobs: KnobEmulationSpec | None = None
+    """Edge only: tune an emulated device's clocks and power instead of the node's."""
     pinned_sets: Mapping[str, str] = field(default_factory=dict)
     """Other sets a reload may switch to, each prefix with its manifest's sha256."""
 
@@ -107,6 +116,34 @@ def build_edge(
     return EdgeBatcher(
         dataplane, batch_size=config.edge_batch_size, max_wait_ms=config.edge_max_wait_ms
     )
+
+
+async def _tune(
+    config: ServeConfig, batcher: EdgeBatcher | None, app: web.Application, pipeline: str
+) -> ActiveTuning | None:
+    """Start the edge's knob tuner when `config` asks for one, its report at GET /tuning."""
+    if batcher is None or config.tuning is None:
+        return None
+    tuning = await start_tuning(
+        config.tuning,
+        batcher,
+        pipeline=pipeline,
+        emulation=config.emulated_knobs,
+        agent_socket=config.clock_agent_socket,
+        started=time.perf_counter(),
+    )
+    if tuning is not None:
+        app.router.add_get("/tuning", tuning.handle)
+    return tuning
+
+
+async def _listen(app: web.Application, config: ServeConfig) -> tuple[web.AppRunner, int]:
+    """Serve `app` on the configured address; the runner and the port it got."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    return runner, int(runner.addresses[0][1])
 
 
 async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
@@ -170,11 +207,8 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
         broker_connected=lambda: messenger.is_connected,
         batcher=batcher,
     )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    port = runner.addresses[0][1]
+    tuning = await _tune(config, batcher, app, f"{namespace}/{pipeline}")
+    runner, port = await _listen(app, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -190,6 +224,8 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
         if service is not None:
             await service.stop()
         await runner.cleanup()
+        if tuning is not None:
+            await tuning.aclose()
         if batcher is not None:
             await batcher.aclose()
         await dataplane.aclose()
