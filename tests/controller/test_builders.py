@@ -395,7 +395,8 @@ def test_the_edge_profile_s_tuning_reaches_the_serve_command(
     tuning = TuningSpec(optimiser="bayes", window_requests=50, max_batch=8)
     tuned = edge.model_copy(update={"tuning": tuning})
     data = builders.runtime_config(spec, SET, PIN, edge=tuned)
-    assert "INFEREDGE_SERVE_TUNING" not in builders.runtime_config(spec, SET, PIN, edge=edge)
+    untuned = edge.model_copy(update={"tuning": None})
+    assert "INFEREDGE_SERVE_TUNING" not in builders.runtime_config(spec, SET, PIN, edge=untuned)
     (container,) = pod_spec(_deployment(role))["containers"]
     command, rest, prefix = _command(container["args"])
     for name, value in data.items():
@@ -417,7 +418,7 @@ def test_only_an_edge_that_tunes_its_clocks_mounts_the_clock_agent_s_directory()
         agent = [v for v in pod["volumes"] if v["name"] == "clock-agent"]
         return agent, [m for m in container["volumeMounts"] if m["name"] == "clock-agent"]
 
-    assert mounts("edge", edge) == ([], [])
+    assert mounts("edge", edge.model_copy(update={"tuning": None})) == ([], [])
     clocks = edge.model_copy(update={"tuning": TuningSpec()})
     volumes, mounted = mounts("edge", clocks)
     assert volumes == [{"name": "clock-agent",

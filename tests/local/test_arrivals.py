@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import re
 from itertools import islice
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +87,28 @@ def test_parse_pattern_errors_are_one_line(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as caught:
         parse_pattern(text)
     assert "\n" not in str(caught.value)
+
+
+def test_a_trace_file_is_a_pattern(tmp_path: Path) -> None:
+    path = tmp_path / "arrivals.csv"
+    path.write_text("t_s,camera\n# a comment\n0.5,1\n0.6,2\n\n1.0,3  # late\n")
+    trace = parse_pattern(f"trace:{path}")
+    assert isinstance(trace, Trace)
+    assert trace.timestamps_s == (0.5, 0.6, 1.0)
+    assert trace.label == "trace:arrivals.csv"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("0.1\nsoon\n", "line 2: expected a timestamp in seconds, got 'soon'"),
+     ("0.1\n", "needs at least 2 timestamps"), ("1\n0.5\n", "must not decrease")],
+)  # fmt: skip
+def test_a_bad_trace_file_names_the_file_and_line(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"^trace {re.escape(str(path))}.*{re.escape(fragment)}"):
+        parse_pattern(f"trace:{path}")
+    with pytest.raises(ValueError, match="cannot read it"):
+        parse_pattern(f"trace:{tmp_path / 'missing.txt'}")

@@ -34,7 +34,10 @@ def test_run_replays_the_test_split_and_reports_measured_against_predicted(
     manifest: Path, tmp_path: Path, run_cli: RunCli
 ) -> None:
     out = tmp_path / "run"
-    result = run_cli("run", "-f", manifest, "-o", out, "--thresholds", "0.5,1")
+    arrivals = "fixed:60ms@6s,bursty:4/60ms@6s"  # the same rate, then 4 times as many
+    result = run_cli(
+        "run", "-f", manifest, "-o", out, "--thresholds", "0.5,1", "--tuning-arrivals", arrivals
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Measured on the real servers" in result.stdout
     report = json.loads((out / "report" / "measured.json").read_text())
@@ -59,6 +62,19 @@ def test_run_replays_the_test_split_and_reports_measured_against_predicted(
         assert (out / "report" / name).stat().st_size > 0
     for role in ("edge", "cloud"):
         assert "serving" in (out / "logs" / f"{role}.log").read_text()
+    # The example's edge tunes its (emulated) knobs: in servers of their own, after the replays.
+    tuning = json.loads((out / "report" / "tuning.json").read_text())
+    assert tuning["emulated"] is True
+    replay = tuning["replay"]
+    assert replay["sent"] == replay["answered"] + replay["refused"] > 0
+    quiet, busy = tuning["steps"]
+    assert quiet["windows"] > 0
+    assert busy["windows"] > 0
+    # the batches the edge ran follow the arrival rate up
+    assert busy["served_batch"] > quiet["served_batch"]
+    assert tuning["edge"]["windows"][0]["cost"] == pytest.approx(1.0)
+    for name in ("tuning.md", "tuning.png"):
+        assert (out / "report" / name).stat().st_size > 0
 
 
 def _descendants(pid: int) -> set[int]:

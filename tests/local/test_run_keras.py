@@ -47,7 +47,11 @@ def shortened(example: str, epochs: int = 3, **model: object) -> str:
 def _run(run_cli: RunCli, manifest: str, out: Path) -> Path:
     path = out.parent / f"{out.name}.yaml"
     path.write_text(manifest)
-    result = run_cli("run", "-f", path, "-o", out, "--thresholds", "1")
+    # a short tuning phase: both frameworks' edges tune alike
+    arrivals = "fixed:60ms@3s,fixed:20ms@3s"
+    result = run_cli(
+        "run", "-f", path, "-o", out, "--thresholds", "1", "--tuning-arrivals", arrivals
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     (out / "stdout.txt").write_text(result.stdout)

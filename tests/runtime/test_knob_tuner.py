@@ -177,3 +177,30 @@ def test_bad_configuration_names_the_field(kwargs: dict[str, object], field: str
     settings: dict[str, object] = {"optimiser": "ecogd", "window": 10, "warmup": 0, **kwargs}
     with pytest.raises(ValueError, match=f"^{field}: "):
         KnobTuner(knobs=FakeKnobs(), meter=CountingMeter(), **settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_new_load_measures_the_reference_again_at_the_top() -> None:
+    knobs, meter = FakeKnobs(), CountingMeter()
+    tuner = KnobTuner("ecogd", knobs, meter, window=5, warmup=0, arrival_change=0.3)
+    await tuner.start()
+    t = await feed(tuner, 20, gap=0.05)
+    assert tuner.load_changes == 0
+    assert tuner.setting != TOP  # the search has moved on
+    # five times the rate: that window ends the search and goes back to the top
+    for _ in range(5):
+        t += 0.01
+        tuner.on_batch(record(t, gap=0.01))
+        await asyncio.sleep(0)
+    assert tuner.load_changes == 1
+    assert tuner.setting == TOP
+    assert knobs.applied[-1] == TOP
+    for _ in range(5):  # the next window, at the top, under the new load
+        t += 0.01
+        tuner.on_batch(record(t, latency=0.03))
+        await asyncio.sleep(0)
+    assert tuner.windows[-1].setting == TOP
+    assert tuner.windows[-1].cost == pytest.approx(1.0)
+    assert tuner.reference is not None
+    assert tuner.reference.latency_s == pytest.approx(0.03)  # the new load's L0
+    assert tuner.load_changes == 1

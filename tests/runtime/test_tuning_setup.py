@@ -44,7 +44,10 @@ async def batcher(edge_part: Partition, cloud_part: Partition) -> AsyncIterator[
 async def test_emulated_tuning_measures_windows_moves_the_knobs_and_reports(
     batcher: EdgeBatcher, images: Images, tmp_path: Path
 ) -> None:
-    tuning = TuningSpec(optimiser="grid", window_requests=4, warmup_requests=1, max_batch=4)
+    # a sequential replay arrives as fast as it is served: no load change is to reset the grid
+    tuning = TuningSpec(
+        optimiser="grid", window_requests=4, warmup_requests=1, max_batch=4, arrival_change=10
+    )
     active = await start_tuning(
         tuning, batcher, pipeline="ns/p", emulation=KnobEmulationSpec(),
         agent_socket=tmp_path / "none.sock", started=0.0,

@@ -1,11 +1,12 @@
 """Energy tuning in a DeviceProfile: what the edge tunes online (`spec.tuning`) and, for
-`inferedge run`, the emulated knobs of a device without real clocks (`spec.emulation.knobs`)."""
+`inferedge run`, the emulated knobs of a device without real clocks (`spec.emulation.knobs`);
+and the report an edge serves at `GET /tuning` (snake_case, like the other HTTP bodies)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inferedge.api.base import CelRule, Spec, cel
 from inferedge.core.emulated_device import ClockTable, EmulatedDevice, xavier_nx
@@ -74,6 +75,14 @@ class TuningSpec(Spec):
     )
     cpu: KhzRange = Field(default_factory=KhzRange, description="Bounds on the CPU clock.")
     gpu: KhzRange = Field(default_factory=KhzRange, description="Bounds on the GPU clock.")
+    arrival_change: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=10.0,
+        description="ecogd: a window whose arrival rate differs from the rate at its last "
+        "reset by more than this share clears its history and searches again (EcoEdgeInfer: "
+        "0.1; raise it where the traffic is noisy and windows are short).",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the optimiser's draws.")
 
     @model_validator(mode="after")
@@ -175,3 +184,35 @@ class KnobEmulationSpec(Spec):
 
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
+
+
+class WindowReport(BaseModel):
+    """One window as `/tuning` reports it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int
+    finished_s: float = Field(description="Seconds since the tuner started.")
+    cpu_khz: float
+    gpu_khz: float
+    batch: int
+    served_batch: float = Field(description="Mean samples per batch actually run.")
+    arrival_rate_hz: float
+    latency_ms: float
+    energy_j_per_request: float
+    cost: float
+    converged: bool
+
+
+class TuningReport(BaseModel):
+    """What `GET /tuning` answers: the tuner's configuration, reference and every window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    optimiser: str
+    emulated: bool = Field(description="Whether energy and clocks are an emulated device's.")
+    clocks: bool = Field(description="Whether the clocks are tuned (else the batch only).")
+    started_unix: float = Field(description="When the tuner started (Unix time, seconds).")
+    reference: dict[str, float] | None = Field(description="E0 and L0, once measured.")
+    setting: dict[str, float] = Field(description="What is served now.")
+    windows: list[WindowReport]

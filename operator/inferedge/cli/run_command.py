@@ -15,6 +15,8 @@ from inferedge.cli.views import measured_table, print_renderable, progress_bar
 
 # Thresholds replayed when --thresholds is not given, besides the calibrated one.
 DEFAULT_REPLAY = (0.3, 0.5, 0.7, 0.9)
+# The tuning phase: a quiet minute, then a busy one (an arrival-rate step of 4x).
+DEFAULT_TUNING_ARRIVALS = "fixed:60ms@60s,fixed:15ms@60s"
 
 
 class _CliReporter:
@@ -82,6 +84,15 @@ def _interrupt_on_sigterm() -> None:
     help="Compute threads of each server process (OpenMP/MKL, TensorFlow pools).",
 )
 @click.option(
+    "--tuning-arrivals",
+    default=DEFAULT_TUNING_ARRIVALS,
+    show_default=True,
+    metavar="PATTERN@SECONDSs[,...]",
+    help="When the edge DeviceProfile has spec.tuning: after the threshold replays, send the "
+    "test split open-loop on this schedule (patterns fixed:50ms, bursty:10/500ms, "
+    "poisson:70ms, or trace:FILE of timestamps) and save report/tuning.{md,json,png}.",
+)
+@click.option(
     "--serve/--no-serve",
     default=True,
     show_default=True,
@@ -95,6 +106,7 @@ def run(
     thresholds: tuple[float, ...] | None,
     concurrency: int,
     server_threads: int,
+    tuning_arrivals: str,
     serve: bool,
 ) -> None:
     """Run the InferencePipeline of a YAML file on this machine, with no cluster.
@@ -110,13 +122,21 @@ def run(
       5. start an embedded nats-server and `inferedge serve cloud|edge` as processes,
          replay the test split through the edge's HTTP API at several thresholds,
       6. print measured accuracy, latency and offloads next to the planner's prediction,
-         and save report/measured.{md,json,png}.
+         and save report/measured.{md,json,png};
+      7. when the edge DeviceProfile has spec.tuning, replay on --tuning-arrivals while the
+         edge tunes its (emulated) knobs, and save report/tuning.{md,json,png}.
     Ctrl-C stops every process it started.
     """
     from inferedge.api.documents import DocumentError, parse_documents
     from inferedge.local.measured import write_measured
     from inferedge.local.runner import prepare
     from inferedge.local.serving import ServeSettings, serve_and_measure
+    from inferedge.local.tuning_replay import parse_steps, write_tuning
+
+    try:
+        steps = parse_steps(tuning_arrivals)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--tuning-arrivals'") from None
 
     _interrupt_on_sigterm()
     source = str(file)
@@ -141,13 +161,24 @@ def run(
         return
     calibrated = prepared.evaluation.calibration.threshold
     replayed = tuple(sorted({*(thresholds or DEFAULT_REPLAY), calibrated}))
-    report = serve_and_measure(
+    served = serve_and_measure(
         prepared,
         prepared.splits.test,
         reporter,
-        ServeSettings(thresholds=replayed, concurrency=concurrency, threads=server_threads),
+        ServeSettings(
+            thresholds=replayed,
+            concurrency=concurrency,
+            threads=server_threads,
+            tuning_steps=steps,
+        ),
     )
+    report = served.measured
     print_renderable(measured_table(report))
     click.echo(report.verdict)
     paths = write_measured(report, out / "report")
+    if served.tuned is not None:
+        tuned = served.tuned
+        paths += write_tuning(
+            tuned.report, tuned.steps, tuned.replay, tuned.started_unix, out / "report"
+        )
     click.echo(f"reports: {', '.join(str(p) for p in paths)}")

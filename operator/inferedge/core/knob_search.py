@@ -12,7 +12,15 @@ import random
 from collections.abc import Sequence
 from typing import Literal
 
-from inferedge.core.knobs import Measurement, Reference, SearchSpace, Setting, check_in_space, cost
+from inferedge.core.knobs import (
+    Measurement,
+    Reference,
+    SearchSpace,
+    Setting,
+    WindowCount,
+    check_in_space,
+    cost,
+)
 
 EPSILON = 0.1
 STABLE_PULLS = 50
@@ -26,7 +34,7 @@ def _lowest(costs: dict[Setting, float]) -> Setting | None:
     return min(costs, key=lambda s: (costs[s], s)) if costs else None
 
 
-class GridSearch:
+class GridSearch(WindowCount):
     """Measures every setting of the clamped space once, in ascending order, then stays at the
     cheapest. `converged` means every setting has been measured (3,003 windows on the Xavier NX).
     """
@@ -37,12 +45,6 @@ class GridSearch:
         self._order = tuple(space.all_settings())
         self._cursor = 0
         self._costs: dict[Setting, float] = {}
-        self._count = 0
-
-    @property
-    def measurements(self) -> int:
-        """Windows observed so far."""
-        return self._count
 
     @property
     def converged(self) -> bool:
@@ -57,7 +59,7 @@ class GridSearch:
         """Record the window's cost; a setting measured again keeps its latest cost."""
         check_in_space(self._space, setting)
         self._costs[setting] = cost(measurement, self._reference)
-        self._count += 1
+        self._counted()
         while not self.converged and self._order[self._cursor] in self._costs:
             self._cursor += 1
 
@@ -66,7 +68,7 @@ class GridSearch:
         return _lowest(self._costs) or self._space.max_setting()
 
 
-class LinearSweep:
+class LinearSweep(WindowCount):
     """One axis at a time from the maximum setting: sweep the batch size with the clocks at their
     maximum, keep the cheapest batch; sweep the GPU step at that batch, keep the cheapest; then
     the CPU step. Each sweep reuses the point it starts from, so the Xavier NX costs
@@ -79,12 +81,6 @@ class LinearSweep:
         self._base = space.max_setting()
         self._phase = 0
         self._costs: dict[Setting, float] = {}
-        self._count = 0
-
-    @property
-    def measurements(self) -> int:
-        """Windows observed so far."""
-        return self._count
 
     @property
     def converged(self) -> bool:
@@ -119,7 +115,7 @@ class LinearSweep:
         """Record the window's cost and close every sweep that is complete."""
         check_in_space(self._space, setting)
         self._costs[setting] = cost(measurement, self._reference)
-        self._count += 1
+        self._counted()
         while (axis := self.phase) is not None:
             line = self.line(axis, self._base)
             if any(s not in self._costs for s in line):
@@ -134,7 +130,7 @@ class LinearSweep:
         return _lowest(self._costs) or self._base
 
 
-class MaxSettings:
+class MaxSettings(WindowCount):
     """Always the maximum setting: the reference point, and what an untuned device runs.
 
     `converged` is always True, as there is nothing to search.
@@ -142,12 +138,6 @@ class MaxSettings:
 
     def __init__(self, space: SearchSpace) -> None:
         self._space = space
-        self._count = 0
-
-    @property
-    def measurements(self) -> int:
-        """Windows observed so far."""
-        return self._count
 
     @property
     def converged(self) -> bool:
@@ -161,14 +151,14 @@ class MaxSettings:
     def observe(self, setting: Setting, measurement: Measurement) -> None:
         """Count the window; nothing is learnt from it."""
         check_in_space(self._space, setting)
-        self._count += 1
+        self._counted()
 
     def best(self) -> Setting:
         """The maximum setting."""
         return self._space.max_setting()
 
 
-class EpsilonGreedy:
+class EpsilonGreedy(WindowCount):
     """An epsilon-greedy bandit whose arms are settings (by default the whole clamped grid).
 
     It starts at the maximum setting (or the first arm when the maximum is not an arm); after each
@@ -209,12 +199,6 @@ class EpsilonGreedy:
         self._next = space.max_setting() if space.max_setting() in chosen else chosen[0]
         self._greedy: Setting | None = None
         self._stable = 0
-        self._count = 0
-
-    @property
-    def measurements(self) -> int:
-        """Windows observed so far."""
-        return self._count
 
     @property
     def converged(self) -> bool:
@@ -230,7 +214,7 @@ class EpsilonGreedy:
         check_in_space(self._space, setting)
         self._totals[setting] = self._totals.get(setting, 0.0) + cost(measurement, self._reference)
         self._pulls[setting] = self._pulls.get(setting, 0) + 1
-        self._count += 1
+        self._counted()
         greedy = self.best()
         self._stable = self._stable + 1 if greedy == self._greedy else 1
         self._greedy = greedy

@@ -234,6 +234,21 @@ class Optimiser(Protocol):
         ...
 
 
+class WindowCount:
+    """The `measurements` count of the Optimiser protocol, for optimisers whose only use of it is
+    to report it: `observe` calls `_counted()` once per window."""
+
+    _count = 0
+
+    @property
+    def measurements(self) -> int:
+        """Windows observed so far."""
+        return self._count
+
+    def _counted(self) -> None:
+        self._count += 1
+
+
 def check_in_space(space: SearchSpace, setting: Setting) -> None:
     """Reject an observation or proposal outside the clamped space."""
     if not space.contains(setting):

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 from typing import Protocol
 
 
@@ -167,13 +168,47 @@ def _seconds(number: str, unit: str) -> float:
     return float(number) / (1000.0 if unit == "ms" else 1.0)
 
 
-def parse_pattern(text: str) -> Fixed | Bursty | Poisson:
-    """`fixed:50ms`, `poisson:70ms` or `bursty:10/500ms` (units ms or s) as a pattern."""
+MAX_TRACE_BYTES = 16 * 1024 * 1024
+
+
+def load_trace(path: Path) -> Trace:
+    """A trace file: one arrival timestamp in seconds per line (blank lines and `#` comments
+    skipped; a CSV's first column is read). ValueError naming the file and line."""
+    try:
+        if path.stat().st_size > MAX_TRACE_BYTES:
+            raise ValueError(f"trace {path}: larger than {MAX_TRACE_BYTES // 2**20} MiB")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"trace {path}: cannot read it: {exc}") from None
+    stamps = []
+    for number, line in enumerate(lines, 1):
+        field = line.split("#", 1)[0].split(",", 1)[0].strip()
+        if not field:
+            continue
+        try:
+            stamps.append(float(field))
+        except ValueError:
+            if not stamps and number == 1:  # a CSV header
+                continue
+            raise ValueError(
+                f"trace {path} line {number}: expected a timestamp in seconds, got {field[:40]!r}"
+            ) from None
+    try:
+        return Trace.from_timestamps(stamps, path.name)
+    except ValueError as exc:
+        raise ValueError(f"trace {path}: {exc}") from None
+
+
+def parse_pattern(text: str) -> Fixed | Bursty | Poisson | Trace:
+    """`fixed:50ms`, `poisson:70ms`, `bursty:10/500ms` (units ms or s) or `trace:FILE` (see
+    `load_trace`) as a pattern."""
     kind = text.split(":", 1)[0].strip()
+    if kind == "trace":
+        return load_trace(Path(text.split(":", 1)[1].strip()))
     form = _PATTERNS.get(kind)
     if form is None:
         raise ValueError(
-            f"pattern: unknown kind {kind!r} in {text!r}; use fixed, poisson or bursty"
+            f"pattern: unknown kind {kind!r} in {text!r}; use fixed, poisson, bursty or trace"
         )
     match = form.fullmatch(text.strip())
     if match is None:

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from inferedge.core.emulated_device import EmulatedDevice
-from inferedge.core.knobs import Measurement, Setting
+from inferedge.core.knobs import Measurement, Setting, WindowCount
 
 PELT_HALF_LIFE_S = 0.032
 HEADROOM = 1.25
@@ -100,7 +100,7 @@ class GovernorModel:
         return GovernedBatch(elapsed, energy, u, cpu_weighted / elapsed, gpu_weighted / elapsed)
 
 
-class DefaultGovernors:
+class DefaultGovernors(WindowCount):
     """The `dvfs` baseline as an Optimiser: a fixed batch, the clocks left to the governors.
 
     It proposes the top clocks at its batch (the simulator, given a `GovernorModel`, lets the
@@ -111,17 +111,11 @@ class DefaultGovernors:
     def __init__(self, device: EmulatedDevice, *, batch: int) -> None:
         self._setting = Setting(len(device.cpu) - 1, len(device.gpu) - 1, batch)
         device.check(self._setting)
-        self._count = 0
-
-    @property
-    def measurements(self) -> int:
-        """Windows observed so far."""
-        return self._count
 
     @property
     def converged(self) -> bool:
         """True once a window was observed: the governors are the whole policy."""
-        return self._count > 0
+        return self.measurements > 0
 
     def next_setting(self) -> Setting:
         """The fixed batch (the clocks are the governors')."""
@@ -129,7 +123,7 @@ class DefaultGovernors:
 
     def observe(self, setting: Setting, measurement: Measurement) -> None:
         """Count the window; the governors need nothing from it."""
-        self._count += 1
+        self._counted()
 
     def best(self) -> Setting:
         """The fixed batch."""

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from inferedge.api.convert import link_for
+from inferedge.api.tuning import KnobEmulationSpec, TuningReport
 from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.data import Dataset
 from inferedge.local.measured import MeasuredReport, MeasuredRow, measured_row, verdict
 from inferedge.local.processes import ServerProcess, Started, running
 from inferedge.local.replay import replay
 from inferedge.local.runner import Prepared
+from inferedge.local.tuning_replay import ArrivalStep, PacedReplay, fetch_tuning, paced_replay
 from inferedge.steps.reporting import Reporter
 from inferedge.transport.client import Messenger
 from inferedge.transport.control import reload_pipeline
@@ -48,6 +51,26 @@ class ServeSettings:
     threads: int = 1
     """Compute threads per server. Two servers and the replay share this machine, and a
     thread team woken for every small batch-1 call costs more than it computes."""
+    tuning_steps: tuple[ArrivalStep, ...] = ()
+    """The arrival schedule of the tuning phase, when the edge tunes its knobs."""
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """The tuning phase: what was sent on which schedule, and the edge's own report."""
+
+    replay: PacedReplay
+    steps: tuple[ArrivalStep, ...]
+    started_unix: float
+    report: TuningReport
+
+
+@dataclass(frozen=True)
+class Served:
+    """What serving measured: the replay at every threshold, and the tuning phase if any."""
+
+    measured: MeasuredReport
+    tuned: Tuned | None
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -62,8 +85,9 @@ def thread_env(threads: int) -> dict[str, str]:
     }
 
 
-def server_args(prepared: Prepared, role: Role, cache: Path) -> list[str]:
-    """The `inferedge serve <role>` flags for one server of this run (but --nats-url)."""
+def server_args(prepared: Prepared, role: Role, cache: Path, *, tuning: bool = False) -> list[str]:
+    """The `inferedge serve <role>` flags for one server of this run (but --nats-url); with
+    `tuning`, the edge tunes the emulated knobs of its DeviceProfile."""
     spec = prepared.pipeline.spec
     device = prepared.devices[role].spec
     args = [
@@ -82,6 +106,13 @@ def server_args(prepared: Prepared, role: Role, cache: Path) -> list[str]:
             "--emulate-rtt-ms", repr(link.rtt_ms),
             "--offload-timeout-ms", repr(spec.inference.offload_timeout_ms),
         ]  # fmt: skip
+        if tuning and device.tuning is not None:
+            # One machine has no clock agent and no power rails: the device's knobs are emulated.
+            knobs = device.emulation.knobs or KnobEmulationSpec()
+            args += [
+                "--tuning", device.tuning.model_dump_json(by_alias=True),
+                "--emulate-knobs", knobs.model_dump_json(by_alias=True),
+            ]  # fmt: skip
     else:
         # A sequential replay never fills a batch: waiting for company would only add latency.
         args += ["--max-wait-ms", "0"]
@@ -131,8 +162,9 @@ def broker_and_servers(
 
 def serve_and_measure(
     prepared: Prepared, test: Dataset, reporter: Reporter, settings: ServeSettings
-) -> MeasuredReport:
-    """Start the broker and both servers, replay `test` at every threshold, stop everything."""
+) -> Served:
+    """Start the broker and both servers, replay `test` at every threshold, then (when the
+    edge tunes its knobs) on the tuning schedule, and stop everything."""
     out = prepared.out
     meta = prepared.pipeline.metadata
     args = {role: server_args(prepared, role, out / "cache") for role in ROLES}
@@ -158,10 +190,26 @@ def serve_and_measure(
                 edge_url=bus.started["edge"].url,
             )
         )
+    tuned = None
+    if prepared.devices["edge"].spec.tuning is not None and settings.tuning_steps:
+        # Servers of their own: the replays above measured the plan at the device's own
+        # clocks, and the tuner starts from a fresh edge at the maximum settings.
+        args["edge"] = server_args(prepared, "edge", out / "cache", tuning=True)
+        with broker_and_servers(
+            meta.namespace,
+            meta.name,
+            args,
+            out / "logs" / "tuning",
+            env=thread_env(settings.threads),
+            max_payload=settings.max_payload,
+            start_timeout_s=settings.start_timeout_s,
+        ) as bus:
+            edge_url = bus.started["edge"].url
+            tuned = asyncio.run(_tune(prepared, test, reporter, settings.tuning_steps, edge_url))
     calibrated = prepared.evaluation.calibration.threshold
     link = link_for(prepared.pipeline.spec, prepared.devices["edge"].spec)
     chosen = min(rows, key=lambda r: abs(r.threshold - calibrated))
-    return MeasuredReport(
+    measured = MeasuredReport(
         plan_hash=prepared.plan.hash,
         pipeline=prepared.pipeline.metadata.name,
         calibrated_threshold=calibrated,
@@ -172,6 +220,30 @@ def serve_and_measure(
         rows=tuple(rows),
         verdict=verdict(chosen),
     )
+    return Served(measured, tuned)
+
+
+async def _tune(
+    prepared: Prepared,
+    test: Dataset,
+    reporter: Reporter,
+    steps: tuple[ArrivalStep, ...],
+    edge_url: str,
+) -> Tuned:
+    """Replay `test` open-loop on the schedule of `steps`, then read the edge's report."""
+    total = sum(step.seconds for step in steps)
+    schedule_text = ", ".join(step.text for step in steps)
+    started = time.time()
+    with reporter.progress(f"tuning: {schedule_text} ({total:.0f} s)") as bar:
+        replay = await paced_replay(
+            edge_url, prepared.pipeline.metadata.name, test, steps, progress=bar
+        )
+    report = await fetch_tuning(edge_url)
+    reporter.info(
+        f"tuning: {replay.answered} of {replay.sent} requests answered, {replay.refused} "
+        f"refused; {len(report.windows)} windows measured"
+    )
+    return Tuned(replay, steps, started, report)
 
 
 async def _measure(

@@ -15,7 +15,15 @@ import warnings
 
 import optuna
 
-from inferedge.core.knobs import Measurement, Reference, SearchSpace, Setting, check_in_space, cost
+from inferedge.core.knobs import (
+    Measurement,
+    Reference,
+    SearchSpace,
+    Setting,
+    WindowCount,
+    check_in_space,
+    cost,
+)
 
 TRIALS = 100
 """Windows the search spends before it settles: a third of EcoEdgeInfer's grid is 1,000."""
@@ -24,7 +32,7 @@ STARTUP_TRIALS = 10
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-class BayesianSearch:
+class BayesianSearch(WindowCount):
     """Gaussian-process Bayesian optimisation behind the `Optimiser` interface.
 
     `converged` means the budget of `trials` windows is spent; `best()` is then (and before it,
@@ -59,12 +67,6 @@ class BayesianSearch:
         self._pending: tuple[optuna.trial.Trial, Setting] | None = None
         self._costs: dict[Setting, float] = {}
         self._told = 0
-        self._count = 0
-
-    @property
-    def measurements(self) -> int:
-        """Windows observed so far."""
-        return self._count
 
     @property
     def converged(self) -> bool:
@@ -91,7 +93,7 @@ class BayesianSearch:
         check_in_space(self._space, setting)
         value = cost(measurement, self._reference)
         self._costs[setting] = value
-        self._count += 1
+        self._counted()
         if self._pending is not None and self._pending[1] == setting:
             self._study.tell(self._pending[0], value)
             self._pending = None

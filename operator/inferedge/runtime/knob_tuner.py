@@ -4,7 +4,9 @@ It watches every batch the edge's batcher answers (`on_batch`). After a change o
 first `warmup` requests are discarded, as EcoEdgeInfer did; the next `window` requests make one
 window: their mean latency (arrival to answer, queueing included), their energy per request and
 their mean inter-arrival time become a `Measurement`. The first window runs at the maximum
-setting and gives E0 and L0; from then on an optimiser from `core` (or optuna's, for `bayes`)
+setting and gives E0 and L0 (again whenever the arrival rate moves by more than
+`arrival_change` from the rate they were measured at, as EcoEdgeInfer measured them per load);
+from then on an optimiser from `core` (or optuna's, for `bayes`)
 proposes each next setting and `Knobs.apply` moves the batch size and the clocks between
 batches. `dvfs` serves the largest batch, with knobs built to leave the clocks to the node's
 governors.
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
-from inferedge.core.ecogd import EcoGD
+from inferedge.core.ecogd import ARRIVAL_CHANGE, EcoGD
 from inferedge.core.errors import one_line
 from inferedge.core.knob_search import EpsilonGreedy, GridSearch, LinearSweep, MaxSettings
 from inferedge.core.knobs import Measurement, Optimiser, Reference, SearchSpace, Setting, cost
@@ -92,13 +94,17 @@ class TunerWindow:
 
 
 def build_optimiser(
-    name: OptimiserName, space: SearchSpace, reference: Reference, seed: int
+    name: OptimiserName,
+    space: SearchSpace,
+    reference: Reference,
+    seed: int,
+    arrival_change: float = ARRIVAL_CHANGE,
 ) -> Optimiser:
     """The optimiser called `name` over `space`; `dvfs` tunes nothing (the largest batch)."""
     rng = random.Random(seed)
     match name:
         case "ecogd":
-            return EcoGD(space, reference, rng=rng)
+            return EcoGD(space, reference, rng=rng, arrival_change=arrival_change)
         case "grid":
             return GridSearch(space, reference)
         case "linear":
@@ -136,6 +142,7 @@ class KnobTuner:
         window: int,
         warmup: int,
         seed: int = 0,
+        arrival_change: float = ARRIVAL_CHANGE,
         pipeline: str = "",
         on_window: Callable[[TunerWindow], None] | None = None,
     ) -> None:
@@ -151,11 +158,14 @@ class KnobTuner:
         self._knobs, self._meter = knobs, meter
         self._window_size, self._warmup = window, warmup
         self._seed = seed
+        self._arrival_change = arrival_change
         self.pipeline = pipeline
         self.on_window = on_window
         """Called with each window, once the next setting is chosen (a failure is logged)."""
         self._optimiser: Optimiser | None = None
         self._reference: Reference | None = None
+        self._reference_interval_s = 1.0
+        self._references = 0
         self._setting = knobs.space.max_setting()
         self._skip = warmup
         self._current: _Window | None = None
@@ -175,6 +185,12 @@ class KnobTuner:
     def describe_setting(self) -> dict[str, float]:
         """The setting being served, in kHz and samples."""
         return self._knobs.describe(self._setting)
+
+    @property
+    def load_changes(self) -> int:
+        """How many times the arrival rate moved past `arrival_change` from the reference's,
+        so that E0 and L0 were measured again."""
+        return self._references
 
     @property
     def reference(self) -> Reference | None:
@@ -235,8 +251,11 @@ class KnobTuner:
             self._reference = Reference(
                 max(measurement.energy_j_per_request, 1e-12), max(measurement.latency_s, 1e-9)
             )
+            self._reference_interval_s = measurement.arrival_interval_s
             space, reference = self._knobs.space, self._reference
-            self._optimiser = build_optimiser(self._name, space, reference, self._seed)
+            self._optimiser = build_optimiser(
+                self._name, space, reference, self._seed, self._arrival_change
+            )
         assert self._optimiser is not None  # built with the reference above
         self._optimiser.observe(self._setting, measurement)
         done = TunerWindow(
@@ -252,6 +271,12 @@ class KnobTuner:
         )
         self._windows.append(done)
         proposed = self._optimiser.next_setting()
+        if self._load_changed(measurement):
+            # E0 and L0 belong to a load (EcoEdgeInfer measured them per arrival pattern):
+            # measure them again at the maximum settings, and search again from there.
+            self._reference, self._optimiser = None, None
+            self._references += 1
+            proposed = self._knobs.space.max_setting()
         if proposed != self._setting:
             self._move(proposed)
         if self.on_window is not None:
@@ -259,6 +284,11 @@ class KnobTuner:
                 self.on_window(done)
             except Exception as exc:  # an observer's bug must not stop the tuning
                 log.warning("on_window failed: %s", one_line(exc))
+
+    def _load_changed(self, measurement: Measurement) -> bool:
+        # rates are reciprocal intervals: rate / reference rate = reference interval / interval
+        ratio = self._reference_interval_s / measurement.arrival_interval_s
+        return abs(ratio - 1.0) > self._arrival_change
 
     def _move(self, setting: Setting) -> None:
         self._setting = setting

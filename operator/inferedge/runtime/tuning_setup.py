@@ -10,14 +10,14 @@ With `emulation` (`inferedge run`), both are the emulated device's, and every fi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
-from inferedge.api.tuning import KhzRange, KnobEmulationSpec, TuningSpec
+from inferedge.api.tuning import KhzRange, KnobEmulationSpec, TuningReport, TuningSpec, WindowReport
 from inferedge.core.clock_wishes import KINDS
 from inferedge.core.errors import one_line
 from inferedge.dnn.energy import detect_energy_sensor
@@ -55,37 +55,6 @@ def bounded(
     return kept
 
 
-class WindowReport(BaseModel):
-    """One window as `/tuning` reports it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-    finished_s: float = Field(description="Seconds since the tuner started.")
-    cpu_khz: float
-    gpu_khz: float
-    batch: int
-    served_batch: float = Field(description="Mean samples per batch actually run.")
-    arrival_rate_hz: float
-    latency_ms: float
-    energy_j_per_request: float
-    cost: float
-    converged: bool
-
-
-class TuningReport(BaseModel):
-    """What `GET /tuning` answers: the tuner's configuration, reference and every window."""
-
-    model_config = ConfigDict(frozen=True)
-
-    optimiser: str
-    emulated: bool = Field(description="Whether energy and clocks are an emulated device's.")
-    clocks: bool = Field(description="Whether the clocks are tuned (else the batch only).")
-    reference: dict[str, float] | None = Field(description="E0 and L0, once measured.")
-    setting: dict[str, float] = Field(description="What is served now.")
-    windows: list[WindowReport]
-
-
 @dataclass
 class ActiveTuning:
     """A running tuner and what it needs closed."""
@@ -95,6 +64,8 @@ class ActiveTuning:
     emulated: bool
     clocks: bool
     started: float
+    """`time.perf_counter()` when the tuner started."""
+    started_unix: float
     client: ClockAgentClient | None = None
 
     def report(self) -> TuningReport:
@@ -104,6 +75,7 @@ class ActiveTuning:
             optimiser=self.optimiser,
             emulated=self.emulated,
             clocks=self.clocks,
+            started_unix=self.started_unix,
             reference=None if reference is None else {
                 "energy_j_per_request": reference.energy_j_per_request,
                 "latency_s": reference.latency_s,
@@ -199,6 +171,7 @@ async def start_tuning(
         window=tuning.window_requests,
         warmup=tuning.warmup_requests,
         seed=tuning.seed,
+        arrival_change=tuning.arrival_change,
         pipeline=pipeline,
     )
     tuner.on_window = lambda window: _publish(metrics, window, tuner.describe_setting())
@@ -206,7 +179,9 @@ async def start_tuning(
     batcher.on_batch = tuner.on_batch
     await tuner.start()
     metrics.knobs(tuner.describe_setting())
-    return ActiveTuning(tuner, tuning.optimiser, meter.emulated, clocks, started, client)
+    return ActiveTuning(
+        tuner, tuning.optimiser, meter.emulated, clocks, started, time.time(), client
+    )
 
 
 def _steps(tables: ClockSteps, tuning: TuningSpec, clocks: bool) -> ClockSteps:
