@@ -246,7 +246,9 @@ async def test_a_peer_whose_uid_is_not_allowed_is_refused_and_logged(
         (b"not json", "expected one JSON object per line"),
         (b"", "expected one JSON object per line"),
         (b"[1, 2]", "expected a JSON object, got list"),
-        (b"[" * 2000 + b"]" * 2000, "expected one JSON object per line"),
+        # too deep for the JSON parser, or a list where the recursion limit was raised (other
+        # libraries in the same process raise it): a refusal either way
+        (b"[" * 2000 + b"]" * 2000, "request: expected "),
         (b'{"pipeline": "ns/a", "cpu_khz": "300000"}', "request: cpu_khz: "),
         (b'{"pipeline": "ns/a", "cpu_khz": 3.5}', "request: cpu_khz: "),
         (b'{"pipeline": "ns/a", "cpu_khz": true}', "request: cpu_khz: "),
