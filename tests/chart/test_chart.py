@@ -117,7 +117,7 @@ def test_defaults_render_operator_rbac_nats_identities_and_nothing_optional() ->
         "--edge-image", "ghcr.io/inferedge/runtime-jetson:0.1.0",
         "--runtime-image-tensorflow", "ghcr.io/inferedge/runtime-tensorflow:0.1.0",
         "--edge-image-tensorflow", "ghcr.io/inferedge/runtime-tensorflow:0.1.0",
-        "--image-pull-policy", "IfNotPresent",
+        "--image-pull-policy", "IfNotPresent", "--tuning-interval", "30",
     ]  # fmt: skip
     role = one(objects, "ClusterRole")
     assert triples(role) == NAMESPACED_RULES | CRD_READ | {
@@ -272,6 +272,7 @@ def test_chart_crds_are_the_generated_ones() -> None:
         ({"rbac": {"scope": "everywhere"}}, "/rbac/scope"),
         ({"operator": {"healthport": 8080}}, "healthport"),
         ({"operator": {"healthPort": 80}}, "/operator/healthPort"),
+        ({"operator": {"tuningInterval": 0}}, "/operator/tuningInterval"),
         ({"image": {"repository": "x", "tag": 3}}, "/image/tag"),
         ({"replicas": 2}, "replicas"),
         (

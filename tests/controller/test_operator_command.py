@@ -62,6 +62,8 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
         "e:1",
         "--runtime-image-tensorflow",
         "rt:1",
+        "--tuning-interval",
+        "12.5",
     ]
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert CliRunner().invoke(cli, ["operator", "-A", "--standalone"]).exit_code == 0
@@ -81,6 +83,8 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
     assert options.images.runtime_tensorflow == "rt:1"
     assert options.images.edge_tensorflow.startswith("ghcr.io/inferedge/runtime-tensorflow:")
     assert (alone["standalone"], alone["priority"]) == (True, None)
+    assert options.tuning_interval_s == 12.5
+    assert alone["memo"]["options"].tuning_interval_s == 30.0
 
 
 @pytest.mark.parametrize(
@@ -89,6 +93,7 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
         (["operator"], "give --namespace NS (repeatable) or --all-namespaces"),
         (["operator", "-A", "-n", "x"], "give --namespace or --all-namespaces, not both"),
         (["operator", "-A", "--peering", "p", "--standalone"], "not both"),
+        (["operator", "-A", "--tuning-interval", "0"], "--tuning-interval"),
     ],
 )
 def test_bad_flags_are_one_line_usage_errors(

@@ -49,7 +49,7 @@ def test_the_report_summarises_each_step_and_draws(tmp_path: Path) -> None:
     report = TuningReport(
         optimiser="ecogd", emulated=True, clocks=True, started_unix=1000.0,
         reference={"energy_j_per_request": 0.002, "latency_s": 0.005},
-        setting={"cpu_khz": 1_907_000.0, "gpu_khz": 1_109_000.0, "batch": 4.0},
+        setting={"cpu_khz": 1_907_000.0, "gpu_khz": 1_109_000.0, "batch": 4.0}, window_count=4,
         windows=[_window(0, 3.0, 4, 1.0), _window(1, 8.0, 2, 1.0), _window(2, 13.0, 4, 3.5),
                  _window(3, 18.0, 8, 6.0)],
     )  # fmt: skip
@@ -71,7 +71,7 @@ def test_the_report_summarises_each_step_and_draws(tmp_path: Path) -> None:
 def test_a_step_without_windows_shows_dashes() -> None:
     report = TuningReport(
         optimiser="grid", emulated=False, clocks=False, started_unix=0.0, reference=None,
-        setting={"cpu_khz": 1.0, "gpu_khz": 1.0, "batch": 1.0}, windows=[],
+        setting={"cpu_khz": 1.0, "gpu_khz": 1.0, "batch": 1.0}, window_count=0, windows=[],
     )  # fmt: skip
     (summary,) = summarise(report, [("fixed:50ms", 5.0)], replay_start_unix=0.0)
     assert summary.windows == 0

@@ -79,7 +79,16 @@ async def test_emulated_tuning_measures_windows_moves_the_knobs_and_reports(
         assert response.status == 200
         body = json.loads(await response.text())
         assert body["optimiser"] == "grid"
-        assert len(body["windows"]) == len(active.tuner.windows)
+        assert len(body["windows"]) == len(active.tuner.windows) == body["window_count"]
+        latest = json.loads(await (await client.get("/tuning?windows=1")).text())
+        assert [w["index"] for w in latest["windows"]] == [body["window_count"] - 1]
+        none = json.loads(await (await client.get("/tuning?windows=0")).text())
+        assert (none["windows"], none["window_count"]) == ([], body["window_count"])
+        for query in ("windows=-1", "windows=x", "windows=4096", "windows=1&windows=2"):
+            refused = await client.get(f"/tuning?{query}")
+            assert refused.status == 400, query
+            error = json.loads(await refused.text())["error"]
+            assert error.startswith("windows: expected one integer from 0 to 2048"), error
     await active.aclose()
 
 

@@ -152,6 +152,9 @@ KINDS: Final = (
             Column("Ready", "string", READY, "Whether both parts serve (Ready condition)."),
             AGE,
             Column("Plan", "string", ".status.plan.hash", "Plan hash.", priority=1),
+            Column(
+                "Cost", "number", ".status.tuning.cost", "Edge pods' mean tuning cost.", priority=1
+            ),
         ),
     ),
     Kind(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import Field, model_validator
 
@@ -73,6 +73,84 @@ class PartStatus(Spec):
     ready_replicas: int = Field(default=0, ge=0, description="Pods passing their readiness probe.")
 
 
+TuningState = Literal["Tuning", "Off", "Unreachable"]
+MAX_TUNING_PODS: Final = 16
+
+
+class PodTuning(Spec):
+    """One edge pod's knob tuner, as its `GET /tuning` answered when last read."""
+
+    pod: str = Field(max_length=253, description="The edge pod.")
+    state: TuningState = Field(
+        description="Tuning; Off (the pod serves without a tuner: its log says why); "
+        "Unreachable (its /tuning could not be read: message says why)."
+    )
+    message: str = Field(default="", max_length=1024, description="Why Off or Unreachable.")
+    optimiser: str | None = Field(default=None, max_length=16, description="The optimiser.")
+    emulated: bool | None = Field(
+        default=None,
+        description="Whether energy and clocks are an emulated device's; emulated figures are "
+        "never mixed with measured ones.",
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=65536, description="The batch size served."
+    )
+    cpu_mhz: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The CPU clock served, when the tuner sets the clocks.",
+    )
+    gpu_mhz: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The GPU clock served, when the tuner sets the clocks.",
+    )
+    cost: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The latest window's cost, (E/E0 + L/L0) / 2: 1 is the maximum settings' "
+        "cost at the same load, lower is better.",
+    )
+    latency_ms: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The latest window's mean latency, queueing included.",
+    )
+    energy_j_per_request: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The latest window's energy per request, joules.",
+    )
+    converged: bool | None = Field(default=None, description="Whether the optimiser converged.")
+    windows: int | None = Field(default=None, ge=0, description="Windows measured so far.")
+
+
+class TuningStatus(Spec):
+    """The edge pods' knob tuners (DeviceProfile spec.tuning), read by the operator."""
+
+    updated_at: str = Field(
+        max_length=64,
+        description="When these figures were read; the operator writes them only when one changed.",
+    )
+    cost: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Mean latest cost over the pods that tune.",
+    )
+    pods: tuple[PodTuning, ...] = Field(
+        default=(), max_length=MAX_TUNING_PODS, description="Each edge pod, by name."
+    )
+    unlisted_pods: int = Field(
+        default=0, ge=0, description=f"Edge pods beyond the first {MAX_TUNING_PODS}, not read."
+    )
+
+
 class InferencePipelineStatus(Spec):
     """What the operator observed; conditions drive `kubectl wait --for=condition=Ready`."""
 
@@ -100,6 +178,11 @@ class InferencePipelineStatus(Spec):
         default=None, ge=0, le=1, description="Live share of samples the edge offloads."
     )
     message: str = Field(default="", max_length=32768, description="Last notable event.")
+    tuning: TuningStatus | None = Field(
+        default=None,
+        description="The edge pods' knob tuners; written by the operator's tuning reader, "
+        "apart from the rest of the status.",
+    )
     kopf: dict[str, Any] | None = Field(
         default=None, description="The operator framework's own bookkeeping; not an API."
     )

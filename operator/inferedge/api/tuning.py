@@ -215,4 +215,7 @@ class TuningReport(BaseModel):
     started_unix: float = Field(description="When the tuner started (Unix time, seconds).")
     reference: dict[str, float] | None = Field(description="E0 and L0, once measured.")
     setting: dict[str, float] = Field(description="What is served now.")
-    windows: list[WindowReport]
+    window_count: int = Field(ge=0, description="Windows measured since the tuner started.")
+    windows: list[WindowReport] = Field(
+        description="The latest windows, oldest first (all the edge keeps, or `?windows=N`)."
+    )

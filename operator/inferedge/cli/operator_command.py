@@ -64,6 +64,16 @@ import click
     default="IfNotPresent",
     show_default=True,
 )
+@click.option(
+    "--tuning-interval",
+    "tuning_interval_s",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often each edge pod's knob tuner (GET /tuning on its http port) is read into "
+    "its pipeline's status.tuning, for pipelines whose edge DeviceProfile has spec.tuning.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log kopf's debug messages.")
 def operator(
     *,
@@ -78,6 +88,7 @@ def operator(
     runtime_image_tensorflow: str | None,
     edge_image_tensorflow: str | None,
     image_pull_policy: str,
+    tuning_interval_s: float,
     verbose: bool,
 ) -> None:
     """Run the inferedge operator: reconcile InferencePipelines and DeviceProfiles until SIGTERM.
@@ -110,6 +121,7 @@ def operator(
             pull_policy=image_pull_policy,
         ),
         auto_peering=None if (peering or standalone) else DEFAULT_PEERING,
+        tuning_interval_s=tuning_interval_s,
     )
     if priority is None and not standalone:
         priority = random.SystemRandom().randrange(1, 2**31 - 1)

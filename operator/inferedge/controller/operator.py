@@ -24,6 +24,7 @@ from inferedge.controller.settings import (
     OperatorOptions,
 )
 from inferedge.controller.stores import Stores
+from inferedge.controller.tuning_reader import TuningReader
 
 
 class Operator:
@@ -42,6 +43,7 @@ class Operator:
         self.stores = Stores(kube)
         self.events = EventPoster(kube, options.reporting_component, logger)
         self._periodic: list[asyncio.Task[None]] = []
+        self.tuning = TuningReader(self.objects, kube, options.tuning_interval_s, logger)
         pipelines = PipelineReconciler(
             sources=Sources(
                 objects=self.objects,
@@ -77,7 +79,7 @@ class Operator:
             self.pipelines.nudge((namespace, name))
 
     def start_periodic(self) -> None:
-        """Start the resync and re-profiling schedules.
+        """Start the resync, re-profiling and tuning-reading schedules.
 
         One operator-wide task each, not kopf timers: a kopf timer puts a finalizer on every
         object it runs for, and a DeviceProfile has nothing outside the cluster to clean up.
@@ -86,6 +88,7 @@ class Operator:
         self._periodic = [
             loop.create_task(self._every(RESYNC_INTERVAL_S, self._resync_pipelines)),
             loop.create_task(self._every(PROFILE_CHECK_INTERVAL_S, self._check_profiles)),
+            loop.create_task(self.tuning.run()),
         ]
 
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from inferedge.api.pipeline_status import InferencePipelineStatus, PartStatus
 from inferedge.controller import jobs, naming
@@ -20,6 +20,9 @@ from inferedge.controller.views import PipelineView
 from inferedge.core.facts import RolloutFacts
 from inferedge.core.lifecycle import Action, Decision, Previous, decide
 from inferedge.core.roles import Role
+
+# Status fields another writer owns: a merge patch that leaves them out leaves them alone.
+WRITTEN_ELSEWHERE: Final = frozenset({"tuning"})
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,10 @@ class PipelineReconciler:
                 await self.sources.kube.delete(JOBS, namespace, job.meta.name)
 
     async def _write_status(self, pipeline: PipelineView, status: dict[str, Any]) -> bool:
-        """Merge-patch the status subresource if it changed (nulls remove fields)."""
-        if _without_nulls(dict(pipeline.status)) == _without_nulls(status):
+        """Merge-patch the status subresource if it changed (nulls remove fields); the fields
+        that others write (`TuningReader`'s) are neither compared nor written."""
+        ours = {k: v for k, v in pipeline.status.items() if k not in WRITTEN_ELSEWHERE}
+        if _without_nulls(ours) == _without_nulls(status):
             return False
         namespace, name = pipeline.meta.key
         patched = await self.sources.kube.patch(
@@ -154,7 +159,9 @@ def _status(pipeline: PipelineView, decision: Decision, gathered: Gathered) -> d
         cloud=_part(facts.cloud),
         message=decision.message,
     )
-    dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True)
+    dumped: dict[str, Any] = status.model_dump(
+        mode="json", by_alias=True, exclude=set(WRITTEN_ELSEWHERE)
+    )
     return dumped
 
 

@@ -17,6 +17,8 @@ DEFAULT_PEERING: Final = "inferedge"
 # store are not watched), and how often DeviceProfiles check their re-profiling schedule.
 RESYNC_INTERVAL_S: Final = 300.0
 PROFILE_CHECK_INTERVAL_S: Final = 600.0
+# How often the edge pods' knob tuners are read into status.tuning, by default.
+TUNING_INTERVAL_S: Final = 30.0
 # Attempts to delete a pipeline's artifacts before letting the object go anyway (the store may
 # be gone for good); each failure posts a Warning Event naming what was left behind.
 CLEANUP_ATTEMPTS: Final = 5
@@ -33,6 +35,8 @@ class OperatorOptions:
     # Set when neither --peering nor --standalone was given: kopf then uses this peering object
     # if it exists and runs alone (with a warning) if it does not.
     auto_peering: str | None = None
+    # How often the edge pods' `/tuning` is read into each pipeline's status.tuning.
+    tuning_interval_s: float = TUNING_INTERVAL_S
 
 
 def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:

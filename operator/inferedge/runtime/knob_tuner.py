@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 OptimiserName = Literal["ecogd", "grid", "linear", "max", "dvfs", "bayes", "bandit"]
 OPTIMISERS: tuple[OptimiserName, ...] = get_args(OptimiserName)
+# An edge tunes for as long as it serves, a window every few seconds: only the latest windows
+# are kept (a day at one window a second would otherwise be 86,400 of them in memory and in
+# every /tuning answer).
+KEPT_WINDOWS = 2048
 
 
 class Knobs(Protocol):
@@ -169,7 +174,8 @@ class KnobTuner:
         self._setting = knobs.space.max_setting()
         self._skip = warmup
         self._current: _Window | None = None
-        self._windows: list[TunerWindow] = []
+        self._windows: deque[TunerWindow] = deque(maxlen=KEPT_WINDOWS)
+        self._window_count = 0
         self._applying: asyncio.Task[None] | None = None
 
     @property
@@ -199,8 +205,13 @@ class KnobTuner:
 
     @property
     def windows(self) -> tuple[TunerWindow, ...]:
-        """Every window measured so far, oldest first."""
+        """The latest `KEPT_WINDOWS` windows measured, oldest first."""
         return tuple(self._windows)
+
+    @property
+    def window_count(self) -> int:
+        """How many windows were measured since the tuner started (kept or not)."""
+        return self._window_count
 
     async def start(self) -> None:
         """Serve the maximum setting, where E0 and L0 are measured."""
@@ -259,7 +270,7 @@ class KnobTuner:
         assert self._optimiser is not None  # built with the reference above
         self._optimiser.observe(self._setting, measurement)
         done = TunerWindow(
-            index=len(self._windows),
+            index=self._window_count,
             setting=self._setting,
             knobs=self._knobs.describe(self._setting),
             measurement=measurement,
@@ -270,6 +281,7 @@ class KnobTuner:
             emulated=self._meter.emulated,
         )
         self._windows.append(done)
+        self._window_count += 1
         proposed = self._optimiser.next_setting()
         if self._load_changed(measurement):
             # E0 and L0 belong to a load (EcoEdgeInfer measured them per arrival pattern):

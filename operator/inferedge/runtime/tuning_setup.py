@@ -32,8 +32,9 @@ from inferedge.runtime.knob_devices import (
     device_khz,
     knob_space,
 )
-from inferedge.runtime.knob_tuner import EnergyMeter, Knobs, KnobTuner, TunerWindow
+from inferedge.runtime.knob_tuner import KEPT_WINDOWS, EnergyMeter, Knobs, KnobTuner, TunerWindow
 from inferedge.runtime.metrics import Metrics
+from inferedge.runtime.oip_codec import bad
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,12 @@ class ActiveTuning:
     started_unix: float
     client: ClockAgentClient | None = None
 
-    def report(self) -> TuningReport:
-        """The report `/tuning` serves."""
+    def report(self, latest: int | None = None) -> TuningReport:
+        """The report `/tuning` serves, with the latest `latest` windows (all kept if None)."""
         reference = self.tuner.reference
+        windows = self.tuner.windows
+        if latest is not None:
+            windows = windows[len(windows) - latest :] if latest else ()
         return TuningReport(
             optimiser=self.optimiser,
             emulated=self.emulated,
@@ -81,12 +85,16 @@ class ActiveTuning:
                 "latency_s": reference.latency_s,
             },
             setting=self.tuner.describe_setting(),
-            windows=[_window(w, self.started) for w in self.tuner.windows],
+            window_count=self.tuner.window_count,
+            windows=[_window(w, self.started) for w in windows],
         )  # fmt: skip
 
-    async def handle(self, _: web.Request) -> web.Response:
-        """`GET /tuning`."""
-        return web.Response(body=self.report().model_dump_json(), content_type="application/json")
+    async def handle(self, request: web.Request) -> web.Response:
+        """`GET /tuning[?windows=N]`: N (0 to KEPT_WINDOWS) keeps the latest N windows only."""
+        latest = _latest(request.query.getall("windows", []))
+        return web.Response(
+            body=self.report(latest).model_dump_json(), content_type="application/json"
+        )
 
     async def aclose(self) -> None:
         """Wait for a knob change in flight, and give the clocks back to the node."""
@@ -97,6 +105,14 @@ class ActiveTuning:
             except ClockAgentError as exc:
                 log.warning("tuning: %s", one_line(exc))
             await self.client.close()
+
+
+def _latest(values: list[str]) -> int | None:
+    if not values:
+        return None
+    if len(values) > 1 or not values[0].isdecimal() or int(values[0]) > KEPT_WINDOWS:
+        raise bad("windows", f"expected one integer from 0 to {KEPT_WINDOWS}, got {values!r}")
+    return int(values[0])
 
 
 def _window(window: TunerWindow, started: float) -> WindowReport:
