@@ -24,6 +24,7 @@ from inferedge.controller.tuning_reader import edge_pods, pod_tuning, same_figur
 from tests.controller.cluster import ns_path, wait_for
 from tests.controller.conftest import Cluster
 from tests.controller.kubelet import Kubelet
+from tests.controller.test_kubectl import kubectl
 from tests.controller.test_restart import operator_process
 
 
@@ -166,6 +167,8 @@ def test_status_shows_each_edge_pods_setting_and_cost_and_is_written_only_on_cha
         # The reconciler leaves status.tuning alone, and reaches Ready beside it.
         body = cluster.wait_ready(timeout=60)
         assert body["status"]["tuning"]["pods"] == shown["pods"]
+        header, row = kubectl(cluster, tmp_path, "get", "ipl", "-o", "wide").splitlines()
+        assert dict(zip(header.split(), row.split(), strict=True))["COST"] == "0.6125"
 
         # Nothing changed: rounds go by without a write.
         version, reads = cluster.pipeline()["metadata"]["resourceVersion"], a.reads
