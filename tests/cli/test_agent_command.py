@@ -162,3 +162,29 @@ def test_a_restore_that_fails_at_exit_is_one_line_and_a_nonzero_exit(
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: restore failed on 1 domain(s): policy0: cannot write")
     assert "Traceback" not in stderr
+
+
+def test_an_agent_killed_with_clocks_pinned_is_undone_by_the_next_one(
+    sysfs: Path, tmp_path: Path
+) -> None:
+    sock = tmp_path / "clocks.sock"
+    record = tmp_path / "clock-defaults.json"
+    with agent_process(sysfs, sock) as (process, _), socket.socket(socket.AF_UNIX) as connection:
+        assert json.loads(record.read_text())["domains"]["policy0"] == {
+            "min_khz": DEFAULT_MIN, "max_khz": DEFAULT_MAX,
+        }  # fmt: skip
+        connection.connect(str(sock))
+        ask(connection, {"pipeline": "ns/a", "cpu_khz": 307200})
+        assert limits(sysfs) == (307200, 307200)
+        process.kill()  # SIGKILL: no chance to restore
+        process.wait()
+    assert limits(sysfs) == (307200, 307200)
+    assert record.exists()
+    with agent_process(sysfs, sock) as (process, _):
+        # it found the policy pinned at 307200 but put the first agent's defaults back
+        assert limits(sysfs) == (DEFAULT_MIN, DEFAULT_MAX)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=START_LIMIT_S)
+    assert process.returncode == 0, stderr
+    assert "an earlier agent of this boot left the clocks pinned" in stderr
+    assert not record.exists()  # a clean stop: nothing for a later agent to undo

@@ -109,8 +109,14 @@ def agent(
     Every wish is held within the --cpu-*/--gpu-* bounds and snapped to the clock table; each
     clock runs at the highest wish of the pipelines on the node (the defaults when none). A
     wish ends with a release, with its connection, or after --lease-s without a request.
+
+    \b
+    While it runs, the defaults it found are kept in clock-defaults.json beside --socket: an
+    agent killed before it could put them back leaves that file, and the next agent of the
+    same boot restores those defaults rather than the pinned limits it finds.
     """
     from inferedge.runtime.clock_agent import AgentSettings, Bounds, ClockAgent, run_agent
+    from inferedge.runtime.clock_defaults import boot_id, recorded_defaults
     from inferedge.runtime.clocks import discover_clocks
 
     _check_bounds("cpu", cpu_min_khz, cpu_max_khz)
@@ -130,4 +136,5 @@ def agent(
         },
         lease_s=lease_s,
     )
-    asyncio.run(run_agent(ClockAgent(clocks, settings), settings, announce=click.echo))
+    with recorded_defaults(clocks, socket_path.parent, boot_id()) as defaults:
+        asyncio.run(run_agent(ClockAgent(defaults, settings), settings, announce=click.echo))

@@ -20,8 +20,8 @@ path is taken relative to an injectable root, so tests can build a fake sysfs tr
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
@@ -145,6 +145,17 @@ class Clocks:
                 failures.append(f"{domain.name}: {exc}")
         if failures:
             raise ClockError(f"restore failed on {len(failures)} domain(s): {'; '.join(failures)}")
+
+    def with_defaults(self, defaults: Mapping[str, tuple[int, int]]) -> Clocks:
+        """The same domains with other defaults, (min kHz, max kHz) by domain name; a domain
+        not named keeps its own. ClockError (one line) when a pair is not 0 < min <= max."""
+        domains = [
+            replace(d, default_min_khz=defaults[d.name][0], default_max_khz=defaults[d.name][1])
+            if d.name in defaults
+            else d
+            for d in self._domains
+        ]
+        return Clocks(domains, self._skipped)
 
     def __enter__(self) -> Clocks:
         return self
