@@ -1,4 +1,4 @@
-"""The docs figure and the planner benchmark are scripts users run: keep them working."""
+"""The docs figure and the benchmarks are scripts users run: keep them working."""
 
 from __future__ import annotations
 
@@ -29,6 +29,24 @@ def test_planner_benchmark_prints_a_table_and_json() -> None:
     rows = json.loads("[" + payload)
     assert {r["strategy"] for r in rows} == {"latency", "memory", "min-latency", "deadline"}
     assert all(r["median_ms"] > 0 for r in rows)
+
+
+def test_config_map_benchmark_prints_a_table_and_json() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/config_map.py"), "--skip-resnet50",
+         "--repeats", "1", "--candidates", "8", "--json"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    table, _, payload = done.stdout.partition("[")
+    assert "synthetic-1000" in table
+    rows = json.loads("[" + payload)
+    assert {r["objective"] for r in rows} == {
+        "deadline", "accuracy>=0.9,latency", "accuracy>=0.9,cloud", "priorities",
+    }  # fmt: skip
+    for row in rows:
+        assert (row["cuts"], row["candidates"], row["states"]) == (1000, 8, 100)
+        assert row["points"] == 1001 * 13  # every split, the default 13 thresholds
+        assert row["total_ms"] > 0
 
 
 def test_tuning_benchmark_prints_the_issue_s_json_shape_and_a_plot(tmp_path: Path) -> None:
