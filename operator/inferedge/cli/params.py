@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import BaseModel, ValidationError
 
 from inferedge.core.errors import InferedgeError, describe_validation_error
+from inferedge.core.link_trace import LinkTrace, parse_trace
 from inferedge.core.manifest import parse_set_prefix
 
 
@@ -149,3 +151,26 @@ class SpecJson(click.ParamType[BaseModel, Any]):
             return self.model.model_validate_json(str(value))
         except ValidationError as exc:
             self.fail(describe_validation_error(exc, self.field), param, ctx)
+
+
+class LinkTraceFile(click.ParamType[LinkTrace, Any]):
+    """A CSV of `t_s,bandwidth_mbps,rtt_ms` rows (core.link_trace), read and checked."""
+
+    name = "CSV"
+    max_bytes = 16 * 1024 * 1024
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, LinkTrace):
+            return value
+        path = Path(str(value))
+        try:
+            with path.open("rb") as file:
+                data = file.read(self.max_bytes + 1)
+        except OSError as exc:
+            self.fail(f"{path}: cannot read ({exc.strerror})", param, ctx)
+        if len(data) > self.max_bytes:
+            self.fail(f"{path}: expected at most {self.max_bytes} bytes", param, ctx)
+        try:
+            return parse_trace(data.decode("utf-8", errors="replace"), str(path))
+        except InferedgeError as exc:
+            self.fail(str(exc), param, ctx)

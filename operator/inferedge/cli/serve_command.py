@@ -9,7 +9,16 @@ import click
 
 from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.cli.artifact_commands import store_option
-from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256Type, SpecJson
+from inferedge.cli.params import (
+    FiniteFloat,
+    LinkTraceFile,
+    SetPinType,
+    SetPrefixType,
+    Sha256Type,
+    SpecJson,
+)
+from inferedge.core.link import Link
+from inferedge.core.link_trace import LinkTrace
 
 
 @click.command()
@@ -147,6 +156,19 @@ from inferedge.cli.params import FiniteFloat, SetPinType, SetPrefixType, Sha256T
     help="Edge only: offloads pay this round-trip time (with --emulate-bandwidth-mbps).",
 )
 @click.option(
+    "--emulate-link-trace",
+    type=LinkTraceFile(),
+    help="Edge only: offloads pay the link of the moment from this CSV of "
+    "t_s,bandwidth_mbps,rtt_ms rows (piecewise constant), instead of a fixed link.",
+)
+@click.option(
+    "--emulate-link-origin",
+    type=FiniteFloat(min=0),
+    metavar="UNIX_SECONDS",
+    help="With --emulate-link-trace: when t_s=0 is (Unix time, so several processes share "
+    "it) [default: the first offload].",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".inferedge-cache"),
@@ -179,6 +201,8 @@ def serve(
     emulate_slowdown: float,
     emulate_bandwidth_mbps: float | None,
     emulate_rtt_ms: float | None,
+    emulate_link_trace: LinkTrace | None,
+    emulate_link_origin: float | None,
     cache_dir: Path,
 ) -> None:
     """Serve the edge or cloud part of an artifact set until SIGTERM or Ctrl-C.
@@ -187,18 +211,25 @@ def serve(
     NATS; the cloud answers offloads in the workers' queue group. Both serve /v2/health/* and
     /metrics. Reload commands (`inferedge reload`) swap plans or change c_thr live.
     """
-    from inferedge.core.link import Link
     from inferedge.runtime.policy import BatchPolicy
     from inferedge.runtime.server import ServeConfig
     from inferedge.runtime.server import serve as run_server
 
-    link = None
+    link: Link | LinkTrace | None = emulate_link_trace
     if (emulate_bandwidth_mbps is None) != (emulate_rtt_ms is None):
         raise click.UsageError("--emulate-bandwidth-mbps and --emulate-rtt-ms go together")
     if emulate_bandwidth_mbps is not None and emulate_rtt_ms is not None:
-        if role != "edge":
-            raise click.UsageError("--emulate-bandwidth-mbps: only the edge sends offloads")
+        if link is not None:
+            raise click.UsageError(
+                "give --emulate-link-trace or --emulate-bandwidth-mbps, not both"
+            )
         link = Link(bandwidth_mbps=emulate_bandwidth_mbps, rtt_ms=emulate_rtt_ms)
+    if link is not None and role != "edge":
+        raise click.UsageError(
+            "--emulate-bandwidth-mbps/--emulate-link-trace: only the edge offloads"
+        )
+    if emulate_link_origin is not None and emulate_link_trace is None:
+        raise click.UsageError("--emulate-link-origin goes with --emulate-link-trace")
     config = ServeConfig(
         role=role,  # type: ignore[arg-type]
         store_uri=store,
@@ -222,5 +253,6 @@ def serve(
         encoding=encoding,  # type: ignore[arg-type]
         compute_slowdown=emulate_slowdown,
         emulated_link=link,
+        emulated_link_origin=emulate_link_origin,
     )
     asyncio.run(run_server(config, announce=click.echo))

@@ -5,16 +5,22 @@ than the LTE or WiFi link a DeviceProfile declares. Wrapping the edge's `Offload
 link would cost on top of the real transfer: half the RTT and the serialisation time on the way
 up, half the RTT on the way back (answers are a few hundred bytes), the same model the planner
 predicts with (`core.link.Link.transfer_ms`).
+
+The link can also follow a trace (`core.link_trace`): each offload pays the link of the moment
+it leaves, counted from `origin` (Unix seconds, so processes can share it), or from the first
+offload when no origin is given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import numpy as np
 
 from inferedge.core.link import Link
+from inferedge.core.link_trace import LinkTrace
 from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.policy import PolicyError
 
@@ -22,18 +28,30 @@ from inferedge.runtime.policy import PolicyError
 WIRE_BYTES_PER_BYTE = {"raw": 1.0, "fp16": 0.5, "int8": 0.25}
 
 
-def emulated_link(offload: Offload, link: Link, encoding: str = "raw") -> Offload:
-    """`offload` as if sent over `link`: it returns no sooner than the link would allow."""
+def emulated_link(
+    offload: Offload, link: Link | LinkTrace, encoding: str = "raw", origin: float | None = None
+) -> Offload:
+    """`offload` as if sent over `link` (or the trace's link of the moment): it returns no
+    sooner than the link would allow."""
     if encoding not in WIRE_BYTES_PER_BYTE:
         raise PolicyError(
             f"encoding must be one of {', '.join(WIRE_BYTES_PER_BYTE)}, got {encoding!r}"
         )
     factor = WIRE_BYTES_PER_BYTE[encoding]
-    half_rtt_s = link.rtt_ms / 2000.0
+    start: list[float] = [] if origin is None else [origin]
+
+    def now() -> Link:
+        if isinstance(link, Link):
+            return link
+        if not start:
+            start.append(time.time())
+        return link.at(time.time() - start[0])
 
     async def over_link(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
+        current = now()
+        half_rtt_s = current.rtt_ms / 2000.0
         nbytes = math.ceil(activation.nbytes * factor)
-        up_s = half_rtt_s + nbytes * 8.0 / (link.bandwidth_mbps * 1e6)
+        up_s = half_rtt_s + nbytes * 8.0 / (current.bandwidth_mbps * 1e6)
         await asyncio.sleep(up_s)
         # The way up spent part of the edge's budget: the cloud gets what is left of it.
         left_s = max(context.timeout_s - up_s, 0.001)

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.core.link import Link
+from inferedge.core.link_trace import LinkTrace
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.roles import Role
 from inferedge.runtime.clock_agent import DEFAULT_SOCKET
@@ -74,7 +75,11 @@ class ServeConfig:
     """Cloud only: offloads taken in at once (waiting for their batch); more get BusyError."""
     encoding: Encoding = "raw"
     compute_slowdown: float = 1.0
-    emulated_link: Link | None = None  # edge only: offloads pay this link's bandwidth and RTT
+    emulated_link: Link | LinkTrace | None = None
+    """Edge only: offloads pay this link's (or the trace's link of the moment's) bandwidth and
+    RTT."""
+    emulated_link_origin: float | None = None
+    """When a trace's t_s=0 is (Unix seconds); None: the first offload."""
     offloads_in_flight: int = 2
     """Edge only: offload messages on the wire at once; more offloads wait and leave together."""
     edge_batch_size: int = 1
@@ -102,7 +107,9 @@ def build_edge(
     through `offload` (the transport) as `config` says: what `serve` serves over HTTP, and the
     handle through which the batch size and wait are changed while serving."""
     if config.emulated_link is not None:
-        offload = emulated_link(offload, config.emulated_link, config.encoding)
+        offload = emulated_link(
+            offload, config.emulated_link, config.encoding, config.emulated_link_origin
+        )
     # Coalesced before the link: a group crosses it as the one message it is.
     offload = Coalescer(offload, max_in_flight=config.offloads_in_flight)
     dataplane = EdgeDataplane(
