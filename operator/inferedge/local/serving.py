@@ -14,7 +14,6 @@ measurements talk HTTP to the edge, so they need no NATS identity.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ from inferedge.api.convert import link_for
 from inferedge.api.tuning import KnobEmulationSpec, TuningReport
 from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.data import Dataset
+from inferedge.local.interruptible import run_interruptible
 from inferedge.local.measured import MeasuredReport, MeasuredRow, measured_row, verdict
 from inferedge.local.processes import ServerProcess, Started, running
 from inferedge.local.replay import replay
@@ -180,8 +180,8 @@ def serve_and_measure(
         reporter.info(f"nats: embedded nats-server on {bus.url}, edge/cloud/control identities")
         for s in bus.started.values():
             reporter.info(f"{s.role}: serving plan {s.plan_hash} on {s.url}")
-        rows = asyncio.run(
-            _measure(
+        rows = run_interruptible(
+            lambda: _measure(
                 prepared,
                 test,
                 reporter,
@@ -205,7 +205,9 @@ def serve_and_measure(
             start_timeout_s=settings.start_timeout_s,
         ) as bus:
             edge_url = bus.started["edge"].url
-            tuned = asyncio.run(_tune(prepared, test, reporter, settings.tuning_steps, edge_url))
+            tuned = run_interruptible(
+                lambda: _tune(prepared, test, reporter, settings.tuning_steps, edge_url)
+            )
     calibrated = prepared.evaluation.calibration.threshold
     link = link_for(prepared.pipeline.spec, prepared.devices["edge"].spec)
     chosen = min(rows, key=lambda r: abs(r.threshold - calibrated))
