@@ -24,6 +24,9 @@ An edge that tunes its knobs publishes each window's outcome: `inferedge_tuning_
 `inferedge_tuning_energy_joules_per_request{source}` (`emulated` or `measured`, never mixed),
 `inferedge_tuning_latency_seconds`, `inferedge_tuning_knob{knob}` (`cpu_khz`, `gpu_khz`,
 `batch`), `inferedge_tuning_converged` and `inferedge_tuning_windows_total`.
+
+The edge estimates its link from its offloads (runtime.link_watch): `inferedge_link_bandwidth_mbps`,
+`inferedge_link_rtt_seconds` and `inferedge_link_changes_total` (changes its detector saw).
 """
 
 from __future__ import annotations
@@ -148,6 +151,21 @@ class Metrics:
         self.tuning_windows = Counter(
             "inferedge_tuning_windows", "Windows the tuner measured.", registry=reg
         )
+        self.link_bandwidth = Gauge(
+            "inferedge_link_bandwidth_mbps",
+            "The edge's estimate of its uplink bandwidth, from its offloads (Mbit/s).",
+            registry=reg,
+        )
+        self.link_rtt = Gauge(
+            "inferedge_link_rtt_seconds",
+            "The edge's estimate of its round-trip time to the cloud.",
+            registry=reg,
+        )
+        self.link_changes = Counter(
+            "inferedge_link_changes",
+            "Changes of the link the edge's change detector (ADWIN) saw.",
+            registry=reg,
+        )
         self.refusals = Counter(
             "inferedge_refused",
             "Requests refused before the dataplane (bad input, too large, too slow), by reason.",
@@ -207,6 +225,13 @@ class Metrics:
         self.tuning_energy.labels(source="emulated" if emulated else "measured").set(energy_j)
         self.tuning_latency.set(latency_s)
         self.tuning_converged.set(1.0 if converged else 0.0)
+
+    def link(self, bandwidth_mbps: float, rtt_ms: float, *, changed: bool) -> None:
+        """Publish the edge's link estimate after an offload or a probe."""
+        self.link_bandwidth.set(bandwidth_mbps)
+        self.link_rtt.set(rtt_ms / 1000.0)
+        if changed:
+            self.link_changes.inc()
 
     def knobs(self, values: Mapping[str, float]) -> None:
         """Publish the knob values being served."""

@@ -43,7 +43,10 @@ from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.edge_batching import EdgeBatcher, release_at_offload
 from inferedge.runtime.emulation import emulated_link
 from inferedge.runtime.http import make_app
+from inferedge.runtime.link_estimator import LinkEstimator
+from inferedge.runtime.link_watch import watched_link
 from inferedge.runtime.messages import Offload
+from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError, load_partition
 from inferedge.runtime.policy import BatchPolicy
 from inferedge.runtime.tuning_setup import ActiveTuning, start_tuning
@@ -110,6 +113,9 @@ def build_edge(
         offload = emulated_link(
             offload, config.emulated_link, config.encoding, config.emulated_link_origin
         )
+    metrics = Metrics()
+    initial = config.emulated_link if isinstance(config.emulated_link, Link) else Link()
+    offload = watched_link(offload, LinkEstimator(initial), metrics, config.encoding)
     # Coalesced before the link: a group crosses it as the one message it is.
     offload = Coalescer(offload, max_in_flight=config.offloads_in_flight)
     dataplane = EdgeDataplane(
@@ -118,6 +124,7 @@ def build_edge(
         # The next batch computes while this one waits for the cloud.
         offload=release_at_offload(offload),
         offload_timeout_s=config.offload_timeout_s,
+        metrics=metrics,
         compute_slowdown=config.compute_slowdown,
     )
     return EdgeBatcher(

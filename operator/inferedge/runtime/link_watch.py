@@ -1,0 +1,45 @@
+"""The edge's offloads as link measurements: each one times its round trip, takes off the time
+the cloud reports it spent, and gives the estimator (`runtime.link_estimator`) its bytes on the
+wire and that transfer time; the estimate goes to /metrics.
+
+It wraps the offload below the coalescer, where a group of requests crosses the link as the one
+message it is, and above the emulated link, whose delay is part of what it measures. A failed
+offload measures nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from inferedge.runtime.emulation import WIRE_BYTES_PER_BYTE
+from inferedge.runtime.link_estimator import LinkEstimator
+from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
+from inferedge.runtime.metrics import Metrics
+from inferedge.runtime.policy import PolicyError
+
+
+def watched_link(
+    offload: Offload, estimator: LinkEstimator, metrics: Metrics, encoding: str = "raw"
+) -> Offload:
+    """`offload`, feeding `estimator` with every offload that is answered."""
+    if encoding not in WIRE_BYTES_PER_BYTE:
+        raise PolicyError(
+            f"encoding must be one of {', '.join(WIRE_BYTES_PER_BYTE)}, got {encoding!r}"
+        )
+    factor = WIRE_BYTES_PER_BYTE[encoding]
+
+    async def watched(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
+        sent = time.perf_counter()
+        answer = await offload(activation, context)
+        round_trip_ms = (time.perf_counter() - sent) * 1e3
+        changed = estimator.offload(
+            math.ceil(activation.nbytes * factor), round_trip_ms - answer.cloud_ms
+        )
+        estimate = estimator.estimate
+        metrics.link(estimate.bandwidth_mbps, estimate.rtt_ms, changed=changed)
+        return answer
+
+    return watched
