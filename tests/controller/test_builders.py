@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from inferedge.api.base import SecretKeyRef
+from inferedge.api.convert import link_for
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.jobs import ExportJob, ProfileJob, TrainJob
 from inferedge.api.pipeline import CloudBatchingSpec, InferencePipelineSpec
@@ -404,6 +405,20 @@ def test_the_edge_profile_s_tuning_reaches_the_serve_command(
     params = command.make_context("inferedge", list(rest), auto_envvar_prefix=prefix).params
     # the same model on both sides; the cloud parses it too, and ignores it
     assert params["tuning"] == tuning
+
+
+def test_the_plan_s_link_reaches_the_edge_s_link_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    edge, _, spec = example()
+    data = builders.runtime_config(spec, SET, PIN, edge=edge)
+    link = link_for(spec, edge)
+    (container,) = pod_spec(_deployment("edge"))["containers"]
+    command, rest, prefix = _command(container["args"])
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    params = command.make_context("inferedge", list(rest), auto_envvar_prefix=prefix).params
+    assert (params["link_bandwidth_mbps"], params["link_rtt_ms"]) == (
+        link.bandwidth_mbps, link.rtt_ms,
+    )  # fmt: skip
 
 
 def test_only_an_edge_that_tunes_its_clocks_mounts_the_clock_agent_s_directory() -> None:

@@ -76,6 +76,10 @@ def test_serve_refuses_bad_link_emulation_in_one_line(run_cli: RunCli, tmp_path:
     assert_one_line_error(result, "not both")
     result = run_cli(*serve, "--emulate-link-origin", "100")
     assert_one_line_error(result, "--emulate-link-origin goes with --emulate-link-trace")
+    result = run_cli(*serve, "--link-bandwidth-mbps", "8")
+    assert_one_line_error(result, "--link-bandwidth-mbps and --link-rtt-ms go together")
+    result = run_cli(*serve, "--link-bandwidth-mbps", "0", "--link-rtt-ms", "10")
+    assert_one_line_error(result, "--link-bandwidth-mbps")
     cloud = ["serve", "cloud", *serve[2:]]
     result = run_cli(*cloud, "--emulate-link-trace", str(good))
     assert_one_line_error(result, "only the edge offloads")

@@ -156,6 +156,18 @@ from inferedge.core.link_trace import LinkTrace
     help="Edge only: offloads pay this round-trip time (with --emulate-bandwidth-mbps).",
 )
 @click.option(
+    "--link-bandwidth-mbps",
+    type=FiniteFloat(min=0, min_open=True),
+    help="Edge only: the uplink the plan was made for (its DeviceProfile's); the edge's link "
+    "estimate starts there [default: the emulated link's, else 20].",
+)
+@click.option(
+    "--link-rtt-ms",
+    type=FiniteFloat(min=0),
+    help="Edge only: the round-trip time the plan was made for (with --link-bandwidth-mbps) "
+    "[default: the emulated link's, else 20].",
+)
+@click.option(
     "--emulate-link-trace",
     type=LinkTraceFile(),
     help="Edge only: offloads pay the link of the moment from this CSV of "
@@ -201,6 +213,8 @@ def serve(
     emulate_slowdown: float,
     emulate_bandwidth_mbps: float | None,
     emulate_rtt_ms: float | None,
+    link_bandwidth_mbps: float | None,
+    link_rtt_ms: float | None,
     emulate_link_trace: LinkTrace | None,
     emulate_link_origin: float | None,
     cache_dir: Path,
@@ -230,6 +244,11 @@ def serve(
         )
     if emulate_link_origin is not None and emulate_link_trace is None:
         raise click.UsageError("--emulate-link-origin goes with --emulate-link-trace")
+    if (link_bandwidth_mbps is None) != (link_rtt_ms is None):
+        raise click.UsageError("--link-bandwidth-mbps and --link-rtt-ms go together")
+    declared = None
+    if link_bandwidth_mbps is not None and link_rtt_ms is not None:
+        declared = Link(bandwidth_mbps=link_bandwidth_mbps, rtt_ms=link_rtt_ms)
     config = ServeConfig(
         role=role,  # type: ignore[arg-type]
         store_uri=store,
@@ -254,5 +273,6 @@ def serve(
         compute_slowdown=emulate_slowdown,
         emulated_link=link,
         emulated_link_origin=emulate_link_origin,
+        declared_link=declared,
     )
     asyncio.run(run_server(config, announce=click.echo))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from inferedge.api.convert import link_for
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.controller import naming
@@ -47,7 +48,8 @@ def runtime_config(
 
     The variable names are the serve command's own (`INFEREDGE_SERVE_<FLAG>`, or the explicit
     envvar of an option), so the ConfigMap needs no translation layer. The edge profile's
-    `tuning` travels as the JSON the serve command's --tuning takes (the cloud ignores it).
+    `tuning` travels as the JSON the serve command's --tuning takes, and the plan's link as
+    --link-bandwidth-mbps/--link-rtt-ms (the cloud ignores both).
     """
     inference = spec.inference
     batching = inference.cloud_batching
@@ -67,8 +69,12 @@ def runtime_config(
         data["INFEREDGE_NATS_URL"] = spec.messaging.nats_url
     if inference.threshold is not None:
         data["INFEREDGE_SERVE_THRESHOLD"] = f"{inference.threshold:g}"
-    if edge is not None and edge.tuning is not None:
-        data["INFEREDGE_SERVE_TUNING"] = edge.tuning.model_dump_json(by_alias=True)
+    if edge is not None:
+        link = link_for(spec, edge)  # where the edge's link estimate starts
+        data["INFEREDGE_SERVE_LINK_BANDWIDTH_MBPS"] = f"{link.bandwidth_mbps:g}"
+        data["INFEREDGE_SERVE_LINK_RTT_MS"] = f"{link.rtt_ms:g}"
+        if edge.tuning is not None:
+            data["INFEREDGE_SERVE_TUNING"] = edge.tuning.model_dump_json(by_alias=True)
     return data
 
 

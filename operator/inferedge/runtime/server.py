@@ -83,6 +83,8 @@ class ServeConfig:
     RTT."""
     emulated_link_origin: float | None = None
     """When a trace's t_s=0 is (Unix seconds); None: the first offload."""
+    declared_link: Link | None = None
+    """Edge only: the link the plan was made for, where its link estimate starts."""
     offloads_in_flight: int = 2
     """Edge only: offload messages on the wire at once; more offloads wait and leave together."""
     edge_batch_size: int = 1
@@ -114,7 +116,9 @@ def build_edge(
             offload, config.emulated_link, config.encoding, config.emulated_link_origin
         )
     metrics = Metrics()
-    initial = config.emulated_link if isinstance(config.emulated_link, Link) else Link()
+    initial = config.declared_link or (
+        config.emulated_link if isinstance(config.emulated_link, Link) else Link()
+    )
     offload = watched_link(offload, LinkEstimator(initial), metrics, config.encoding)
     # Coalesced before the link: a group crosses it as the one message it is.
     offload = Coalescer(offload, max_in_flight=config.offloads_in_flight)
