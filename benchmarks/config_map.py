@@ -15,38 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import time
 
 from inferedge.core.config_map import AccuracyFloor, Deadline, Objective, Priorities, build_map
-from inferedge.core.operating_space import CandidateExit, SpaceLimits, enumerate_space, spread_cuts
+from inferedge.core.operating_space import SpaceLimits, enumerate_space, spread_cuts
 from inferedge.core.planner import Tables, build_tables
 from inferedge.core.profile import MeasuredProfile
-from inferedge.core.synthetic import synthetic_profile
+from inferedge.core.synthetic import synthetic_exits, synthetic_profile
 
 TARGET_MS = {"resnet50": 50.0, "synthetic-1000": 1000.0}
 SAMPLES = 1000
 BANDWIDTHS = tuple(0.05 * 2000 ** (i / 9) for i in range(10))
 RTTS = tuple(20.0 * i for i in range(10))
-
-
-def observations(t: Tables, cuts: list[int], seed: int) -> tuple[list[CandidateExit], list[bool]]:
-    """Synthetic evaluation of a head at each cut: deeper is surer and more often right."""
-    rng = random.Random(seed)
-    exits = []
-    for cut in cuts:
-        depth = cut / t.num_cuts
-        exits.append(
-            CandidateExit(
-                cut_index=cut,
-                confidence=tuple(min(1.0, rng.random() * (0.5 + depth)) for _ in range(SAMPLES)),
-                correct=tuple(rng.random() < 0.4 + 0.55 * depth for _ in range(SAMPLES)),
-                edge_head_ms=0.3,
-                cloud_head_ms=0.03,
-            )
-        )
-    return exits, [rng.random() < 0.95 for _ in range(SAMPLES)]
 
 
 def objectives(t: Tables) -> dict[str, Objective]:
@@ -66,7 +47,7 @@ def measure(
     """Time the space and each objective's map on one profile pair."""
     t = build_tables(edge, cloud, 1)
     cuts = spread_cuts(t, candidates)
-    exits, final = observations(t, cuts, seed=t.num_cuts)
+    exits, final = synthetic_exits(t.num_cuts, cuts, samples=SAMPLES, seed=t.num_cuts)
     limits = SpaceLimits(max_split=t.num_cuts)
     rows = []
     for label, objective in objectives(t).items():

@@ -3,8 +3,6 @@ independently of the bit-set arithmetic, and against brute force over every poin
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,7 +25,7 @@ from inferedge.core.operating_space import (
     enumerate_space,
 )
 from inferedge.core.planner import Tables, build_tables
-from inferedge.core.synthetic import synthetic_profile
+from inferedge.core.synthetic import synthetic_exits, synthetic_profile
 
 THRESHOLDS = (0.5, 0.7, 0.9)
 
@@ -41,22 +39,7 @@ def tables(num_cuts: int, seed: int, edge_ms_per_gflop: float = 60.0) -> Tables:
 def candidates(
     t: Tables, cuts: list[int], samples: int, seed: int
 ) -> tuple[list[CandidateExit], list[bool]]:
-    """Deeper exits are surer and more often right, as trained heads are."""
-    rng = random.Random(seed)
-    out = []
-    for cut in cuts:
-        depth = cut / t.num_cuts
-        out.append(
-            CandidateExit(
-                cut_index=cut,
-                confidence=tuple(min(1.0, rng.random() * (0.6 + depth)) for _ in range(samples)),
-                correct=tuple(rng.random() < 0.5 + 0.4 * depth for _ in range(samples)),
-                edge_head_ms=rng.uniform(0.1, 2.0),
-                cloud_head_ms=rng.uniform(0.01, 0.2),
-            )
-        )
-    final = [rng.random() < 0.95 for _ in range(samples)]
-    return out, final
+    return synthetic_exits(t.num_cuts, cuts, samples=samples, seed=seed)
 
 
 def walk(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from inferedge.core.operating_space import CandidateExit
 from inferedge.core.profile import (
     CutPoint,
     DeviceInfo,
@@ -137,3 +138,25 @@ def assemble_profile(
         cut_points=tuple(cuts),
         segments=tuple(segments),
     )
+
+
+def synthetic_exits(
+    num_cuts: int, cuts: Sequence[int], *, samples: int, seed: int = 0
+) -> tuple[list[CandidateExit], list[bool]]:
+    """Made-up evaluations of exit heads at `cuts` of a `num_cuts` model, and of its final
+    classifier: deeper heads are surer and more often right, as trained heads are."""
+    rng = random.Random(seed)
+    exits = []
+    for cut in cuts:
+        depth = cut / num_cuts
+        head_ms = rng.uniform(0.1, 1.0)
+        exits.append(
+            CandidateExit(
+                cut_index=cut,
+                confidence=tuple(min(1.0, rng.random() * (0.5 + depth)) for _ in range(samples)),
+                correct=tuple(rng.random() < 0.4 + 0.55 * depth for _ in range(samples)),
+                edge_head_ms=head_ms,
+                cloud_head_ms=head_ms / 10,
+            )
+        )
+    return exits, [rng.random() < 0.95 for _ in range(samples)]
