@@ -243,7 +243,8 @@ def test_dashboard_uses_only_series_the_runtime_exports() -> None:
     assert used <= exported, f"not exported by the runtime: {sorted(used - exported)}"
     for needed in ("inferedge_requests_total", "inferedge_offload_ratio",
                    "inferedge_activation_bytes_bucket", "inferedge_degraded_total",
-                   "inferedge_latency_seconds_bucket"):  # fmt: skip
+                   "inferedge_latency_seconds_bucket", "inferedge_tuning_cost",
+                   "inferedge_tuning_knob", "inferedge_link_bandwidth_mbps"):  # fmt: skip
         assert needed in used, needed
     assert any("by (location, exit)" in e for e in exprs)
 
