@@ -148,7 +148,9 @@ KINDS: Final = (
             Column("Split", "string", ".status.plan.splitName", "Layer the edge part ends with."),
             Column("Exits", "string", ".status.plan.exits", "Exits as edge+cloud."),
             Column("Threshold", "number", ".status.threshold", "Confidence threshold in effect."),
-            Column("Offload", "number", ".status.offloadRatio", "Live share of offloaded samples."),
+            Column(
+                "Offload", "number", ".status.offloadRatio", "Expected share of offloaded samples."
+            ),
             Column("Ready", "string", READY, "Whether both parts serve (Ready condition)."),
             AGE,
             Column("Plan", "string", ".status.plan.hash", "Plan hash.", priority=1),

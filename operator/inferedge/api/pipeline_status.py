@@ -175,7 +175,11 @@ class InferencePipelineStatus(Spec):
     edge: PartStatus | None = Field(default=None, description="The edge Deployment.")
     cloud: PartStatus | None = Field(default=None, description="The cloud Deployment.")
     offload_ratio: float | None = Field(
-        default=None, ge=0, le=1, description="Live share of samples the edge offloads."
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of samples the edge is expected to offload at the threshold in "
+        "effect, from the calibration (the live share is on /metrics: inferedge_offload_ratio).",
     )
     message: str = Field(default="", max_length=32768, description="Last notable event.")
     tuning: TuningStatus | None = Field(
