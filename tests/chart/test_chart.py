@@ -118,6 +118,7 @@ def test_defaults_render_operator_rbac_nats_identities_and_nothing_optional() ->
         "--runtime-image-tensorflow", "ghcr.io/inferedge/runtime-tensorflow:0.1.0",
         "--edge-image-tensorflow", "ghcr.io/inferedge/runtime-tensorflow:0.1.0",
         "--image-pull-policy", "IfNotPresent", "--tuning-interval", "30",
+        "--clock-agent-dir", "/run/inferedge",
     ]  # fmt: skip
     role = one(objects, "ClusterRole")
     assert triples(role) == NAMESPACED_RULES | CRD_READ | {

@@ -441,6 +441,19 @@ def test_only_an_edge_that_tunes_its_clocks_mounts_the_clock_agent_s_directory()
     assert mounted == [{"name": "clock-agent", "mountPath": "/run/inferedge", "readOnly": True}]
     batch_only = edge.model_copy(update={"tuning": TuningSpec(clocks=False)})
     assert mounts("edge", batch_only) == ([], [])
+    # a node directory of the admin's choosing is mounted where serve looks for the socket
+    elsewhere = builders.build_deployment(
+        owner=OWNER, role="edge", spec=spec, device=clocks, config_hash="h", images=IMAGES,
+        clock_agent_dir="/var/run/clocks",
+    )  # fmt: skip
+    pod = pod_spec(elsewhere)
+    assert [v["hostPath"]["path"] for v in pod["volumes"] if v["name"] == "clock-agent"] == [
+        "/var/run/clocks"
+    ]
+    (container,) = pod["containers"]
+    assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] == "clock-agent"} == {
+        "/run/inferedge"
+    }
     # the pod stays non-root and read-only whatever it mounts
     deployment = builders.build_deployment(
         owner=OWNER, role="edge", spec=spec, device=clocks, config_hash="h", images=IMAGES

@@ -64,6 +64,8 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
         "rt:1",
         "--tuning-interval",
         "12.5",
+        "--clock-agent-dir",
+        "/var/run/clocks",
     ]
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert CliRunner().invoke(cli, ["operator", "-A", "--standalone"]).exit_code == 0
@@ -84,6 +86,7 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
     assert options.images.edge_tensorflow.startswith("ghcr.io/inferedge/runtime-tensorflow:")
     assert (alone["standalone"], alone["priority"]) == (True, None)
     assert options.tuning_interval_s == 12.5
+    assert options.clock_agent_dir == "/var/run/clocks"
     assert alone["memo"]["options"].tuning_interval_s == 30.0
 
 
@@ -94,6 +97,10 @@ def test_explicit_peering_standalone_and_images(kopf_run: list[dict[str, Any]]) 
         (["operator", "-A", "-n", "x"], "give --namespace or --all-namespaces, not both"),
         (["operator", "-A", "--peering", "p", "--standalone"], "not both"),
         (["operator", "-A", "--tuning-interval", "0"], "--tuning-interval"),
+        (
+            ["operator", "-A", "--clock-agent-dir", "run/x"],
+            "--clock-agent-dir: expected an absolute",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_usage_errors(

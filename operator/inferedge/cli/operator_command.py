@@ -74,6 +74,14 @@ import click
     help="How often each edge pod's knob tuner (GET /tuning on its http port) is read into "
     "its pipeline's status.tuning, for pipelines whose edge DeviceProfile has spec.tuning.",
 )
+@click.option(
+    "--clock-agent-dir",
+    default="/run/inferedge",
+    show_default=True,
+    metavar="NODE_DIR",
+    help="The node directory the clock agent listens in (the chart's clockAgent.socketDir): "
+    "edge pods that tune their clocks mount it where serve looks for the agent's socket.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log kopf's debug messages.")
 def operator(
     *,
@@ -89,6 +97,7 @@ def operator(
     edge_image_tensorflow: str | None,
     image_pull_policy: str,
     tuning_interval_s: float,
+    clock_agent_dir: str,
     verbose: bool,
 ) -> None:
     """Run the inferedge operator: reconcile InferencePipelines and DeviceProfiles until SIGTERM.
@@ -102,6 +111,10 @@ def operator(
         raise click.UsageError("give --namespace NS (repeatable) or --all-namespaces")
     if peering and standalone:
         raise click.UsageError("give --peering or --standalone, not both")
+    if not clock_agent_dir.startswith("/") or "\n" in clock_agent_dir:
+        raise click.UsageError(
+            f"--clock-agent-dir: expected an absolute path, got {clock_agent_dir!r}"
+        )
 
     import logging
 
@@ -122,6 +135,7 @@ def operator(
         ),
         auto_peering=None if (peering or standalone) else DEFAULT_PEERING,
         tuning_interval_s=tuning_interval_s,
+        clock_agent_dir=clock_agent_dir,
     )
     if priority is None and not standalone:
         priority = random.SystemRandom().randrange(1, 2**31 - 1)

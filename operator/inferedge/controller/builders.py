@@ -122,9 +122,11 @@ def build_deployment(
     config_hash: str,
     images: Images,
     nats_secrets: NatsSecrets = DEFAULT_NATS_SECRETS,
+    clock_agent_dir: str = CLOCK_AGENT_DIR,
 ) -> KubeObject:
     """The edge or cloud Deployment; pods restart when the config hash changes, and sign in
-    to NATS as their role's identity (see `pods.nats_env`)."""
+    to NATS as their role's identity (see `pods.nats_env`). An edge that tunes its clocks
+    mounts the node's `clock_agent_dir` where serve looks for the agent's socket."""
     meta = owner["metadata"]
     pipeline, namespace = meta["name"], meta["namespace"]
     names = naming.PipelineNames(pipeline)
@@ -148,7 +150,7 @@ def build_deployment(
         # The node's clock agent (the chart's clockAgent) listens in this host directory; a
         # socket is reached through a read-only mount, and nothing else lives there.
         volumes.append(
-            {"name": "clock-agent", "hostPath": {"path": CLOCK_AGENT_DIR, "type": "Directory"}}
+            {"name": "clock-agent", "hostPath": {"path": clock_agent_dir, "type": "Directory"}}
         )
         container["volumeMounts"].append(
             {"name": "clock-agent", "mountPath": CLOCK_AGENT_DIR, "readOnly": True}

@@ -51,6 +51,7 @@ class Operator:
                 stores=self.stores,
                 images=options.images,
                 nats_secrets=options.nats_secrets,
+                clock_agent_dir=options.clock_agent_dir,
             ),
             events=self.events,
             nudge_profile=self._nudge_profile,

@@ -51,6 +51,8 @@ class Sources:
     stores: Stores
     images: pods.Images
     nats_secrets: pods.NatsSecrets = field(default_factory=pods.NatsSecrets)
+    clock_agent_dir: str = pods.CLOCK_AGENT_DIR
+    """The node directory the clock agent listens in."""
 
 
 @dataclass
@@ -351,6 +353,7 @@ async def _deploy_desired(
             config_hash=config_hash,
             images=sources.images,
             nats_secrets=sources.nats_secrets,
+            clock_agent_dir=sources.clock_agent_dir,
         )
     desired.service = builders.build_cloud_service(owner=body)
     current = await sources.kube.get(CONFIG_MAPS, namespace, naming.PipelineNames(pipeline).config)

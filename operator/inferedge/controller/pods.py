@@ -29,7 +29,8 @@ HTTP_PORT: Final = 8080
 CACHE_DIR: Final = "/var/cache/inferedge"
 TMP_DIR: Final = "/tmp"
 CLOCK_AGENT_DIR: Final = "/run/inferedge"
-"""Where the chart's clock agent listens (clockAgent.socketDir, at its default)."""
+"""Where an edge pod finds the clock agent's socket (the serve command's default), and the
+node directory the agent listens in by default (the chart's clockAgent.socketDir)."""
 NON_ROOT_UID: Final = 65532
 EDGE_DEFAULT_SELECTOR: Final = {"kubernetes.io/arch": "arm64"}
 

@@ -9,7 +9,7 @@ from typing import Final
 import kopf
 
 from inferedge.controller.naming import PREFIX
-from inferedge.controller.pods import Images, NatsSecrets
+from inferedge.controller.pods import CLOCK_AGENT_DIR, Images, NatsSecrets
 
 FINALIZER: Final = f"{PREFIX}/finalizer"
 DEFAULT_PEERING: Final = "inferedge"
@@ -37,6 +37,8 @@ class OperatorOptions:
     auto_peering: str | None = None
     # How often the edge pods' `/tuning` is read into each pipeline's status.tuning.
     tuning_interval_s: float = TUNING_INTERVAL_S
+    # The node directory the clock agent listens in (the chart's clockAgent.socketDir).
+    clock_agent_dir: str = CLOCK_AGENT_DIR
 
 
 def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
