@@ -1,9 +1,10 @@
 """Running a coroutine so that Ctrl-C (or SIGTERM) always stops it, and then raises
 KeyboardInterrupt for the caller's cleanup.
 
-`asyncio.run` turns the first Ctrl-C into one cancellation of its main task, and Python 3.11's
-`asyncio.wait_for` loses a cancellation that arrives as the call it awaits completes (fixed in
-3.12): `inferedge run` then went on to the end as if Ctrl-C had never been pressed. A
+`asyncio.run` turns the first Ctrl-C into one cancellation of its main task, and one
+cancellation can be lost (Python 3.11's `asyncio.wait_for` drops one that arrives as the call
+it awaits completes; 3.12 rewrote it): once, in CI, `inferedge run` went on to the end as if
+Ctrl-C had never been pressed. A
 KeyboardInterrupt raised wherever the signal lands is no better: landing in the event loop's own
 set-up or tear-down, it leaves a half-made loop that prints a traceback when collected.
 
