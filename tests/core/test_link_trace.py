@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -80,3 +81,9 @@ def test_bad_builtins_are_refused() -> None:
         builtin_trace("step", 0.0)
     with pytest.raises(TraceError, match=r"rtt_ms: expected 0\.\.60000"):
         builtin_trace("step", 10.0, rtt_ms=float("inf"))
+
+
+def test_the_example_trace_parses() -> None:
+    root = Path(__file__).resolve().parents[2]
+    trace = parse_trace((root / "examples/links/tunnel.csv").read_text(), "tunnel.csv")
+    assert [trace.at(t).bandwidth_mbps for t in (0, 40, 60)] == [8, 0.2, 20]

@@ -21,6 +21,16 @@ def plain(value: Any) -> Any:
     return copy.copy(value)
 
 
+def without_nulls(value: Any) -> Any:
+    """A body with its null fields left out, at any depth: how the API server returns what a
+    merge patch wrote, so two bodies compare as they will be stored."""
+    if isinstance(value, Mapping):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def job_snapshot(job: JobView | None) -> JobSnapshot:
     """A Job's state from its conditions (Complete / Failed), else from its pod counters."""
     if job is None:

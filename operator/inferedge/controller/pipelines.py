@@ -13,6 +13,7 @@ from inferedge.controller.cache import ObjectKey
 from inferedge.controller.children import create_once, ensure, now_rfc3339
 from inferedge.controller.events import EventPoster
 from inferedge.controller.kube import JOBS, PIPELINES, KubeError, NotFound
+from inferedge.controller.observe import without_nulls
 from inferedge.controller.pipeline_facts import Desired, Gathered, Sources, gather
 from inferedge.controller.reconciler import Outcome
 from inferedge.controller.stores import StoreFailure
@@ -124,7 +125,7 @@ class PipelineReconciler:
         """Merge-patch the status subresource if it changed (nulls remove fields); the fields
         that others write (`TuningReader`'s) are neither compared nor written."""
         ours = {k: v for k, v in pipeline.status.items() if k not in WRITTEN_ELSEWHERE}
-        if _without_nulls(ours) == _without_nulls(status):
+        if without_nulls(ours) == without_nulls(status):
             return False
         namespace, name = pipeline.meta.key
         patched = await self.sources.kube.patch(
@@ -163,11 +164,3 @@ def _status(pipeline: PipelineView, decision: Decision, gathered: Gathered) -> d
         mode="json", by_alias=True, exclude=set(WRITTEN_ELSEWHERE)
     )
     return dumped
-
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value

@@ -30,6 +30,7 @@ from inferedge.controller import naming
 from inferedge.controller.cache import ObjectCache, ObjectKey
 from inferedge.controller.children import now_rfc3339
 from inferedge.controller.kube import PIPELINES, PODS, Kube, KubeError, NotFound
+from inferedge.controller.observe import without_nulls
 from inferedge.core.errors import describe_validation_error, one_line
 
 READ_TIMEOUT_S: Final = 3.0
@@ -129,15 +130,7 @@ def same_figures(before: object, after: Mapping[str, Any]) -> bool:
 
 
 def _figures(body: Mapping[str, Any]) -> Any:
-    return _without_nulls({k: v for k, v in body.items() if k != "updatedAt"})
-
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_without_nulls(v) for v in value]
-    return value
+    return without_nulls({k: v for k, v in body.items() if k != "updatedAt"})
 
 
 class TuningReader:
