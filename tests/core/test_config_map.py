@@ -107,7 +107,9 @@ def test_every_points_figures_match_a_per_sample_walk(
     space = enumerate_space(
         t, exits, final, SpaceLimits(max_split=max_split, thresholds=THRESHOLDS)
     )
-    assert len(space) == (max_split + 1) * len(THRESHOLDS)
+    served_splits = {0, max_split, *(c for c in cuts if c <= max_split)}
+    assert sorted({f.point.split for f in space}) == sorted(served_splits)
+    assert len(space) == len(served_splits) * len(THRESHOLDS)
     by_cut = {e.cut_index: e for e in exits}
     for figures in space:
         point = figures.point

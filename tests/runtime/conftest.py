@@ -2,7 +2,8 @@
 
 Built once per session into a local artifact store, under three plans: `main` (two exits on each
 side), `other` (one on each side, for hot swaps and plan mismatches) and `no-edge-exit` (none on
-the edge, so a failed offload has nothing to fall back on).
+the edge, so a failed offload has nothing to fall back on); and `space`, an operating space with
+a head at every cut (its space file's observations are made up: serving does not read them).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import torch
 from torch import nn
 
 from inferedge.core.exits import ExitHeadSpec
+from inferedge.core.link import Link
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.roles import Role
+from inferedge.core.space import LinkGrid, ObjectiveSpec, SpaceCandidate, SpaceInputs
+from inferedge.core.space_plan import make_space_plan
 from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.backend import TorchBackend
 from inferedge.dnn.torch.graph import build_cut_graph
@@ -118,8 +122,51 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
             set_id=plan.hash,
         ).prefix
         plans[name] = plan
-    assert len({p.hash for p in plans.values()}) == len(PLANS)
+    space = make_space_plan(edge, cloud, PlanRequest(), candidate_count=None)
+    exits = workflow.build_exits(space, backbone, ExitHeadSpec(preset="minimal"), seed=1)
+    prefixes["space"] = export_to_store(
+        space,
+        workflow,
+        backbone,
+        exits,
+        store,
+        calibration=None,
+        namespace="default",
+        pipeline="space",
+        set_id=space.hash,
+        space=made_up_space(space, edge, cloud),
+    ).prefix
+    plans["space"] = space
+    assert len({p.hash for p in plans.values()}) == len(PLANS) + 1
     return Exported(store, prefixes, plans, module, root / "cache")
+
+
+def made_up_space(plan: Plan, edge: MeasuredProfile, cloud: MeasuredProfile) -> SpaceInputs:
+    """A space file for `plan` whose exits said random things of 50 samples."""
+    rng = np.random.default_rng(0)
+    samples = 50
+    return SpaceInputs(
+        plan_hash=plan.hash,
+        max_split=plan.split,
+        thresholds=(0.5, 0.8, 1.0),
+        batch_size=1,
+        edge=edge,
+        cloud=cloud,
+        candidates=tuple(
+            SpaceCandidate(
+                cut_index=e.cut_index,
+                confidence=tuple(rng.uniform(0.1, 1.0, samples).tolist()),
+                correct=tuple(bool(c) for c in rng.integers(0, 2, samples)),
+                edge_head_ms=0.1,
+                cloud_head_ms=0.05,
+            )
+            for e in plan.exits
+        ),
+        final_correct=tuple(bool(c) for c in rng.integers(0, 2, samples)),
+        objective=ObjectiveSpec(kind="deadline", deadline_ms=50.0),
+        grid=LinkGrid(bandwidths_mbps=(1.0, 10.0, 100.0), rtts_ms=(0.0, 50.0)),
+        link=Link(bandwidth_mbps=10.0, rtt_ms=0.0),
+    )
 
 
 @pytest.fixture(scope="session")

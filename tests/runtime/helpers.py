@@ -23,7 +23,7 @@ def direct_offload(cloud: CloudDataplane, *, edge_threshold: bool = True) -> Off
 
     async def offload(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
         threshold = context.threshold if edge_threshold else None
-        return await cloud.handle(activation, context.plan_hash, threshold)
+        return await cloud.handle(activation, context.plan_hash, threshold, point=context.point)
 
     return offload
 

@@ -75,6 +75,10 @@ def training_key(spec: InferencePipelineSpec, plan_hash: str) -> str:
             mode="json", include={"confidence", "target_accuracy", "max_accuracy_drop", "objective"}
         ),
     }
+    if spec.adaptation is not None:
+        # The space file carries the objective and grid, so they name the set; pipelines
+        # without adaptation keep the keys they had.
+        payload["adaptation"] = spec.adaptation.model_dump(mode="json", exclude={"switching"})
     return json_digest(payload)
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from inferedge.api.adaptation import AdaptationSpec
 from inferedge.api.base import (
     DNS_LABEL,
     GROUP_VERSION,
@@ -393,6 +394,11 @@ class InferencePipelineSpec(Spec):
     exits: ExitsSpec = Field(default_factory=ExitsSpec, description="The early exits.")
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="When an exit answers, and offload settings."
+    )
+    adaptation: AdaptationSpec | None = Field(
+        default=None,
+        description="Serve an operating space and follow the link at run time; default: "
+        "one plan, served as planned.",
     )
     storage: StorageSpec = Field(
         default_factory=StorageSpec, description="Object store for the exported artifacts."

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from inferedge.api import keys
-from inferedge.api.convert import plan_request
+from inferedge.api.convert import pipeline_plan
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.api.pipeline_status import ArtifactRef, PlanSummary
@@ -35,7 +35,6 @@ from inferedge.core.facts import (
 )
 from inferedge.core.manifest import artifact_prefix
 from inferedge.core.plan import Plan
-from inferedge.core.planner import make_plan
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.roles import ROLES, Role
 from inferedge.storage import ArtifactStore
@@ -172,7 +171,7 @@ async def _steps(
     assert edge is not None
     assert cloud is not None
     try:
-        plan = make_plan(edge, cloud, plan_request(spec, desired.devices["edge"][1]))
+        plan = pipeline_plan(spec, desired.devices["edge"][1], edge, cloud)
     except InferedgeError as exc:
         failure = waits(
             "PlanInfeasible",

@@ -42,7 +42,7 @@ class ArtifactFile(_Frozen):
     name: str = Field(description="Path under the plan's prefix, e.g. 'edge/segment_0_3.pt2'.")
     sha256: str
     size: int = Field(ge=0)
-    kind: Literal["segment", "head"]
+    kind: Literal["segment", "head", "space"]
     input_shape: tuple[int, ...] = Field(description="Per-sample input shape.")
     output_shape: tuple[int, ...] = Field(description="Per-sample output shape.")
     dtype: str = "float32"
@@ -78,6 +78,24 @@ class Calibration(_Frozen):
     offload_rate: float = Field(ge=0.0, le=1.0)
 
 
+class SpaceSection(_Frozen):
+    """Marks a set as an operating space (`core.space`): which points its files serve."""
+
+    candidates: tuple[int, ...] = Field(description="Cuts with a trained exit head, ascending.")
+    max_split: int = Field(ge=0, description="The deepest split the edge's memory allows.")
+    stops: tuple[int, ...] = Field(description="Cuts the segment files end at, ascending.")
+    file: str = Field(description="The space file: what each candidate said of each sample.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpaceSection:
+        for name, cuts in (("candidates", self.candidates), ("stops", self.stops)):
+            if list(cuts) != sorted(set(cuts)):
+                raise ValueError(f"{name} must be distinct and ascending")
+        if not set(self.candidates) <= set(self.stops) or self.max_split not in self.stops:
+            raise ValueError("every candidate and the deepest split must be a stop")
+        return self
+
+
 class Manifest(_Frozen):
     """Everything the runtime needs to load and trust one plan's partitions."""
 
@@ -91,10 +109,16 @@ class Manifest(_Frozen):
     edge: tuple[Step, ...]
     cloud: tuple[Step, ...]
     calibration: Calibration | None = None
+    space: SpaceSection | None = Field(
+        default=None, description="Set when the files serve an operating space, not one point."
+    )
 
     @model_validator(mode="after")
     def _steps_name_files(self) -> Manifest:
         names = {f.name for f in self.files}
+        kinds = {f.name: f.kind for f in self.files}
+        if self.space is not None and kinds.get(self.space.file) != "space":
+            raise ValueError(f"space file {self.space.file!r} is not listed as a space file")
         for part, steps in (("edge", self.edge), ("cloud", self.cloud)):
             for step in steps:
                 for name in (step.segment, step.head):
@@ -185,3 +209,13 @@ def part_steps(plan: Plan, part: Role) -> list[tuple[int, int, bool, bool]]:
         steps.append((start, stop, stop in exits, final))
         start = stop
     return steps
+
+
+def loaded_steps(manifest: Manifest, part: Role) -> tuple[Step, ...]:
+    """The steps whose files `part` loads: its own, and for an operating space's cloud also the
+    edge's, since the cloud starts at whichever split the edge chose."""
+    if part == "edge":
+        return manifest.edge
+    if manifest.space is not None:
+        return (*manifest.edge, *manifest.cloud)
+    return manifest.cloud

@@ -179,7 +179,9 @@ def enumerate_space(
     edge_cost = list(tables.edge_prefix_ms)
     n = limits.max_exits_per_part
     out = []
-    for split in range(limits.max_split + 1):
+    # The artifacts cut their files at the candidates, so those are the only splits they serve.
+    splits = sorted({0, limits.max_split, *(c for c in cuts if c <= limits.max_split)})
+    for split in splits:
         inside = [c for c in cuts if c <= split]
         edge = _placed(inside, edge_cost, first=0, last=split, n=n, placement=limits.placement)
         beyond = cuts[len(inside) :]

@@ -238,7 +238,8 @@ def _exits_for_part(
     return [(admissible[i], pos[admissible[i] - start]) for i in picked]
 
 
-def _part(t: Tables, *, device: str, first: int, last: int, on_edge: bool) -> PartSummary:
+def part_summary(t: Tables, *, device: str, first: int, last: int, on_edge: bool) -> PartSummary:
+    """What segments first..last cost on one side of a split (empty when first > last)."""
     peaks = t.edge_peak_bytes if on_edge else t.cloud_peak_bytes
     peak = max(peaks[first : last + 1], default=0)
     params = t.cum_param_bytes[last] - t.cum_param_bytes[first - 1] if last >= first else 0
@@ -307,8 +308,10 @@ def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanReques
                 )
             )
 
-    edge_part = _part(t, device=edge.device.name, first=1, last=split, on_edge=True)
-    cloud_part = _part(t, device=cloud.device.name, first=split + 1, last=final, on_edge=False)
+    edge_part = part_summary(t, device=edge.device.name, first=1, last=split, on_edge=True)
+    cloud_part = part_summary(
+        t, device=cloud.device.name, first=split + 1, last=final, on_edge=False
+    )
     final_latency = to_cloud + t.cloud_ms(split, final) if offloads else t.edge_ms(final)
     cloud_cost = 0.0
     if offloads:

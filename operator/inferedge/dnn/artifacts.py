@@ -18,7 +18,14 @@ from typing import Any, Literal, TypeVar
 from inferedge import __version__
 from inferedge.core.digest import sha256_file
 from inferedge.core.errors import InferedgeError
-from inferedge.core.manifest import ArtifactFile, Calibration, Manifest, Step, part_steps
+from inferedge.core.manifest import (
+    ArtifactFile,
+    Calibration,
+    Manifest,
+    Step,
+    loaded_steps,
+    part_steps,
+)
 from inferedge.core.plan import Plan
 from inferedge.core.profile import CutPoint
 from inferedge.core.roles import ROLES, Role
@@ -143,5 +150,5 @@ def load_steps(
 ) -> list[tuple[Step, _Loaded, _Loaded | None]]:
     """Each step of `part` with its segment and, where it ends at an exit, its head, each
     loaded by `load(file name)`."""
-    steps = manifest.edge if part == "edge" else manifest.cloud
+    steps = loaded_steps(manifest, part)
     return [(s, load(s.segment), load(s.head) if s.head is not None else None) for s in steps]

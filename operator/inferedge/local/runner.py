@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferedge.api.convert import plan_request
+from inferedge.api.convert import pipeline_plan
 from inferedge.api.device_profile import DeviceProfile as DeviceProfileResource
 from inferedge.api.documents import DocumentError, Documents
 from inferedge.api.jobs import ExportJob, JobArgs, ProfileJob, TrainJob
@@ -34,7 +34,6 @@ from inferedge.api.pipeline import InferencePipeline, StorageSpec
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Manifest, artifact_prefix, parse_manifest
 from inferedge.core.plan import Plan
-from inferedge.core.planner import make_plan
 from inferedge.core.profile import MeasuredProfile, parse_profile
 from inferedge.core.progress import ProgressCallback
 from inferedge.core.roles import ROLES, Role
@@ -142,7 +141,7 @@ def prepare(
         profiles[role], profile_keys[role] = parse_profile(read_text(store, key), key), key
         (out / f"{role}-profile.json").write_text(read_text(store, key), encoding="utf-8")
 
-    plan = make_plan(profiles["edge"], profiles["cloud"], plan_request(spec, devices["edge"].spec))
+    plan = pipeline_plan(spec, devices["edge"].spec, profiles["edge"], profiles["cloud"])
     plan_key = plan_store_key(namespace, name, plan.hash)
     store.put_bytes(plan_key, (plan.model_dump_json(indent=2) + "\n").encode())
     (out / "plan.json").write_text(read_text(store, plan_key), encoding="utf-8")

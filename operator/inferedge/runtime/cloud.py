@@ -11,17 +11,24 @@ offload with a deadline that passes before a piece runs is dropped with Deadline
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from typing import Final
 
 import numpy as np
 
+from inferedge.core.operating_space import OperatingPoint
+from inferedge.core.space import SpaceError
 from inferedge.runtime.batching import Batcher
 from inferedge.runtime.compute import ms
 from inferedge.runtime.errors import CloudBusy, NotReady, PlanMismatch
 from inferedge.runtime.messages import CloudAnswer
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.partition import Partition, RowResult
+from inferedge.runtime.partition import Partition, PartitionError, RowResult
 from inferedge.runtime.policy import BatchPolicy, admit, split_rows, validate_threshold
 from inferedge.runtime.served import Served
+
+# Views are cheap (they share the loaded files), but an edge could name many points in turn.
+_MAX_VIEWS: Final = 256
 
 
 class CloudDataplane(Served):
@@ -42,6 +49,7 @@ class CloudDataplane(Served):
         self._batcher = Batcher(batch_policy, self.metrics, self.compute_slowdown)
         self._previous: Partition | None = None
         self._accepted = 0
+        self._views: dict[tuple[str, OperatingPoint], Partition] = {}
 
     @property
     def plan_hashes(self) -> tuple[str, ...]:
@@ -58,6 +66,8 @@ class CloudDataplane(Served):
         super().swap(partition)
         if old is not None and old.plan_hash != partition.plan_hash:
             self._previous = old
+        kept = self.plan_hashes
+        self._views = {k: v for k, v in self._views.items() if k[0] in kept}
 
     @property
     def batch_policy(self) -> BatchPolicy:
@@ -80,11 +90,14 @@ class CloudDataplane(Served):
         plan_hash: str,
         threshold: float | None = None,
         deadline: float | None = None,
+        point: OperatingPoint | None = None,
     ) -> CloudAnswer:
         """Answer one offload: split activations (one sample or a batch) of plan `plan_hash`.
 
         `threshold` is the c_thr to test cloud exits against (the edge's, usually); None uses
-        this dataplane's own. `deadline` (`time.monotonic()`) is when the edge stops waiting.
+        this dataplane's own. `point` is the operating point the edge split at, which an
+        operating space's offloads must name (its threshold is `threshold`). `deadline`
+        (`time.monotonic()`) is when the edge stops waiting.
         Raises PlanMismatch when `plan_hash` is not the served plan, NotReady before a
         partition is loaded, PartitionError for a malformed activation, CloudBusy when the
         admission bound is reached, DeadlineExpired when the deadline passes before compute.
@@ -98,7 +111,7 @@ class CloudDataplane(Served):
                 f"offload is for plan {plan_hash!r}, this cloud serves plan "
                 f"{' and '.join(self.plan_hashes)}"
             )
-        partition = found[0]
+        partition = self._view(found[0], point)
         batch = partition.batch(np.asarray(activation))
         c_thr = self._threshold if threshold is None else validate_threshold(threshold)
         rows = int(batch.shape[0])
@@ -115,6 +128,33 @@ class CloudDataplane(Served):
             return await self._run_pieces(partition, batch, c_thr, deadline)
         finally:
             self._accepted -= rows
+
+    def _view(self, partition: Partition, point: OperatingPoint | None) -> Partition:
+        """The partition that continues offloads split at `point`: one per point, kept, so
+        offloads of one point batch together and never with another's."""
+        if partition.manifest.space is None:
+            if point is not None:
+                raise PartitionError(
+                    f"the offload names an operating point, but plan {partition.plan_hash} is "
+                    "not an operating space"
+                )
+            return partition
+        if point is None:
+            raise PartitionError(
+                f"plan {partition.plan_hash} is an operating space: the offload must name its "
+                "operating point"
+            )
+        key = (partition.plan_hash, replace(point, threshold=0.0))
+        view = self._views.get(key)
+        if view is None:
+            try:
+                view = partition.at(key[1])
+            except SpaceError as exc:
+                raise PartitionError(f"offload's operating point: {exc}") from None
+            if len(self._views) >= _MAX_VIEWS:
+                self._views.pop(next(iter(self._views)))
+            self._views[key] = view
+        return view
 
     async def _run_pieces(
         self, partition: Partition, batch: np.ndarray, c_thr: float, deadline: float | None

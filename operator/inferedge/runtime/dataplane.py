@@ -198,7 +198,10 @@ class EdgeDataplane(Served):
     ) -> list[Placed]:
         count = len(outcome.pending)
         context = OffloadContext(
-            plan_hash=partition.plan_hash, threshold=threshold, timeout_s=self._timeout_s
+            plan_hash=partition.plan_hash,
+            threshold=threshold,
+            timeout_s=self._timeout_s,
+            point=partition.point,
         )
         self.metrics.offloaded(count, outcome.activation.nbytes)
         sent = time.perf_counter()

@@ -108,7 +108,7 @@ def model_metadata(model_name: str, dataplane: Dataplane, partition: Partition) 
         "exits": [
             {"exit_index": partition.exit_index_of(e.cut_index), "part": e.part,
              "cut_index": e.cut_index, "name": e.name}
-            for e in plan.exits
+            for e in partition.exits
         ],
     }  # fmt: skip
     if isinstance(dataplane, CloudDataplane):

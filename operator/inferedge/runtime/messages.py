@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
 from inferedge.runtime.partition import RowResult
 
@@ -47,6 +48,9 @@ class OffloadContext(_Frozen):
     plan_hash: str = Field(description="Plan the edge split the request with.")
     threshold: float = Field(description="The edge's c_thr when the request started.")
     timeout_s: float = Field(description="How long the edge waits for the cloud's answer.")
+    point: OperatingPoint | None = Field(
+        default=None, description="The operating point split at, when serving a space."
+    )
 
 
 class CloudAnswer(_Frozen):

@@ -30,8 +30,17 @@ import numpy as np
 
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
-from inferedge.core.manifest import MANIFEST_NAME, Manifest, parse_manifest, parse_set_prefix
+from inferedge.core.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    loaded_steps,
+    parse_manifest,
+    parse_set_prefix,
+)
+from inferedge.core.operating_space import OperatingPoint
+from inferedge.core.plan import ExitPoint
 from inferedge.core.roles import Role
+from inferedge.core.space import route_steps
 from inferedge.dnn.confidence import softmax_stats
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
@@ -123,20 +132,34 @@ def _hold(until: float) -> None:
 
 
 class Partition:
-    """One part ('edge' or 'cloud') of an exported plan, loaded and verified, ready to run."""
+    """One part ('edge' or 'cloud') of an exported plan, loaded and verified, ready to run.
+
+    An operating space's partition holds every file of its side; `at(point)` gives the
+    partition of one operating point, sharing those loaded files, so a switch loads nothing.
+    """
 
     def __init__(
-        self, manifest: Manifest, part: Role, steps: Sequence[RunnableStep], prefix: str = ""
+        self,
+        manifest: Manifest,
+        part: Role,
+        steps: Sequence[RunnableStep],
+        prefix: str = "",
+        point: OperatingPoint | None = None,
     ) -> None:
         plan = manifest.plan
-        expected = manifest.edge if part == "edge" else manifest.cloud
+        expected = (
+            loaded_steps(manifest, part) if point is None else route_steps(manifest, part, point)
+        )
         if tuple(s.step for s in steps) != expected:
             raise PartitionError(f"the loaded steps are not the {part} steps of plan {plan.hash}")
         self.manifest = manifest
+        self.point = point
+        """The operating point served (None: the plan as exported)."""
         self.prefix = prefix
         """The artifact set it was loaded from (empty when built in memory)."""
         self.part: Role = part
         self.steps = tuple(steps)
+        self._loaded = self.steps
         self.kind: ConfidenceKind = (
             manifest.calibration.confidence if manifest.calibration else "max_softmax"
         )
@@ -147,10 +170,12 @@ class Partition:
         else:
             # An empty edge part (a cloud-only plan) forwards the model input untouched.
             self.input_shape = self.output_shape = plan.model.input_shape
-        ordered = sorted(plan.exits, key=lambda e: e.cut_index)
-        self._exit_cuts = [e.cut_index for e in ordered]
+        if point is None:
+            self._exit_cuts = sorted(e.cut_index for e in plan.exits)
+        else:
+            self._exit_cuts = [*point.edge_exits, *point.cloud_exits]
         self._exit_index = {cut: i for i, cut in enumerate(self._exit_cuts)}
-        self.final_exit_index = len(ordered)
+        self.final_exit_index = len(self._exit_cuts)
         last = steps[-1] if steps else None
         ends_in_logits = last is not None and last.step.final and last.head is None
         if ends_in_logits and self.output_shape != (plan.model.num_classes,):
@@ -158,6 +183,30 @@ class Partition:
                 f"plan {plan.hash}: the {part} part ends at the final cut with output "
                 f"{self.output_shape}, not {plan.model.num_classes} class scores"
             )
+
+    def at(self, point: OperatingPoint) -> Partition:
+        """The partition of `point`, on the files this one loaded; SpaceError when the set is
+        not an operating space or cannot serve that point."""
+        route = route_steps(self.manifest, self.part, point)
+        loaded = {(s.step.start, s.step.end): s for s in self._loaded}
+        steps = []
+        for step in route:
+            found = loaded.get((step.start, step.end))
+            if found is None or (step.head is not None and found.head is None):
+                raise PartitionError(
+                    f"the {self.part} part of plan {self.plan_hash} did not load the files of "
+                    f"step {step.start}->{step.end}"
+                )
+            head = found.head if step.head is not None else None
+            steps.append(RunnableStep(step, found.segment, head))
+        view = Partition(self.manifest, self.part, steps, self.prefix, point)
+        view._loaded = self._loaded
+        return view
+
+    @property
+    def exits(self) -> tuple[ExitPoint, ...]:
+        """The plan's exits this partition tests, in path order."""
+        return tuple(e for e in self.manifest.plan.exits if e.cut_index in self._exit_index)
 
     def warm_up(self) -> None:
         """Run every step once on a zero sample, so the first request does not pay the
@@ -306,8 +355,9 @@ def load_partition(
         raise PartitionError(f"{source}: holds plan {plan_hash}, but its prefix names another")
     root = cache_dir / plan_hash / where.set_id
     digests = manifest.digests()
-    steps = manifest.edge if part == "edge" else manifest.cloud
-    names = sorted({n for s in steps for n in (s.segment, s.head) if n is not None})
+    names = sorted(
+        {n for s in loaded_steps(manifest, part) for n in (s.segment, s.head) if n is not None}
+    )
     missing = {n: digests[n] for n in names if not (root / n).is_file()}
     if missing:
         fetch(store, prefix, root, missing)

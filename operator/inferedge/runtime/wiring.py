@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import numpy as np
 
 from inferedge.core.manifest import ManifestError, parse_set_prefix
+from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import CloudBusy, DeadlineExpired, NotReady, PlanMismatch
@@ -34,6 +35,8 @@ from inferedge.transport.service import received_at
 
 THRESHOLD = "threshold"  # wire extra: the edge's c_thr, for the cloud's own exits
 BUDGET = "budget-ms"  # wire extra: milliseconds the edge still waits, from when it sent
+POINT = "point"  # wire extra: the operating point split at, `split/edge exits/cloud exits`
+_MAX_POINT_CHARS = 64
 # Error replies that mean "the cloud is full": its admission bound, its in-flight bound, its
 # chunk reassembly budget (the transport's BusyError).
 _BUSY = ("CloudBusy:", "BusyError:")
@@ -43,12 +46,15 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
     """An `Offload` that sends pending activations to the cloud workers on `subject`."""
 
     async def offload(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
+        extra = {THRESHOLD: repr(context.threshold), BUDGET: f"{context.timeout_s * 1000:.1f}"}
+        if context.point is not None:
+            extra[POINT] = point_header(context.point)
         headers, payload = encode(
             activation,
             request_id=uuid.uuid4().hex,
             plan_hash=context.plan_hash,
             encoding=encoding,
-            extra={THRESHOLD: repr(context.threshold), BUDGET: f"{context.timeout_s * 1000:.1f}"},
+            extra=extra,
         )
         try:
             _, reply = await messenger.request(subject, headers, payload, timeout=context.timeout_s)
@@ -71,6 +77,36 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
         return CloudAnswer.model_validate_json(bytes(reply))
 
     return offload
+
+
+def point_header(point: OperatingPoint) -> str:
+    """An operating point as the offload's header carries it (its threshold travels apart)."""
+    return "/".join(
+        [
+            str(point.split),
+            ",".join(map(str, point.edge_exits)),
+            ",".join(map(str, point.cloud_exits)),
+        ]
+    )
+
+
+def _point(extra: Mapping[str, str], threshold: float | None) -> OperatingPoint | None:
+    """The header's operating point, None when absent; WireError names the header."""
+    text = extra.get(POINT)
+    if text is None:
+        return None
+    parts = text.split("/")
+    try:
+        if len(parts) != 3 or len(text) > _MAX_POINT_CHARS:
+            raise ValueError
+        split = int(parts[0])
+        edge, cloud = (tuple(int(c) for c in p.split(",")) if p else () for p in parts[1:])
+    except ValueError:
+        raise WireError(
+            f"{EXTRA_PREFIX}{POINT}: expected 'split/edge exits/cloud exits' "
+            f"(e.g. '5/2,4/7'), got {text[:_MAX_POINT_CHARS]!r}"
+        ) from None
+    return OperatingPoint(split, edge, cloud, 0.0 if threshold is None else threshold)
 
 
 def _threshold(extra: Mapping[str, str]) -> float | None:
@@ -114,8 +150,9 @@ def cloud_worker(dataplane: CloudDataplane) -> Handler:
             dataplane.metrics.shed.labels(reason="expired").inc()
             raise DeadlineExpired("the offload's budget was spent before it was decoded")
         # Decoded views of the message are read-only; torch wants memory it may write.
+        threshold = _threshold(meta.extra)
         answer = await dataplane.handle(
-            np.array(array), meta.plan_hash, _threshold(meta.extra), deadline
+            np.array(array), meta.plan_hash, threshold, deadline, _point(meta.extra, threshold)
         )
         return {}, answer.model_dump_json().encode()
 

@@ -9,19 +9,25 @@ from pathlib import Path
 
 from inferedge.api.jobs import ExportJob
 from inferedge.api.keys import ArtifactIdentity, identity_key, parse_identity
+from inferedge.core.digest import sha256_file
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import (
+    ArtifactFile,
     Calibration,
     Manifest,
+    SpaceSection,
     artifact_prefix,
     dump_manifest,
     parse_manifest,
 )
 from inferedge.core.plan import Plan, parse_plan
+from inferedge.core.space import SPACE_FILE, SpaceInputs, dump_space
+from inferedge.core.space_plan import stops
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import ExitHandle, Workflow
 from inferedge.steps.evaluation import EVALUATION_FILE, load_evaluation
 from inferedge.steps.reporting import Reporter
+from inferedge.steps.space import SPACE_NAME, read_space
 from inferedge.steps.training import EVALUATION_DIR, exits_name, weights_name
 from inferedge.storage import (
     ArtifactStore,
@@ -54,6 +60,7 @@ def export_to_store(
     namespace: str,
     pipeline: str,
     set_id: str,
+    space: SpaceInputs | None = None,
 ) -> Published:
     """Export both parts and publish them under `<namespace>/<pipeline>/<plan-hash>/<set-id>`.
 
@@ -61,6 +68,7 @@ def export_to_store(
     directory first; the store sees them only through `publish`, which writes the manifest last
     and removes everything it wrote if any step fails. `set_id` names everything that decides
     the bytes, so a set already committed under it is the same set: it is kept, not rewritten.
+    `space` makes the set an operating space (`core.space`): its file goes in with the rest.
     """
     prefix = artifact_prefix(namespace, pipeline, plan.hash, set_id)
     if is_committed(store, prefix):
@@ -69,9 +77,40 @@ def export_to_store(
     with tempfile.TemporaryDirectory(prefix="inferedge-export-") as tmp:
         root = Path(tmp)
         manifest = workflow.export(plan, backbone, exits, calibration, root)
+        if space is not None:
+            manifest = with_space(manifest, space, root)
         files = {f.name: root / f.name for f in manifest.files}
         publish(store, prefix, files, dump_manifest(manifest))
     return Published(prefix, manifest, created=True)
+
+
+def with_space(manifest: Manifest, space: SpaceInputs, root: Path) -> Manifest:
+    """`manifest` with the space file written under `root` and listed, and the section that
+    marks the set as a space."""
+    if space.plan_hash != manifest.plan.hash:
+        raise InferedgeError(f"space file of plan {space.plan_hash}, not {manifest.plan.hash}")
+    path = root / SPACE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(dump_space(space))
+    plan = manifest.plan
+    candidates = tuple(e.cut_index for e in plan.exits)
+    section = SpaceSection(
+        candidates=candidates,
+        max_split=plan.split,
+        stops=stops(candidates, plan.split, plan.final_cut),
+        file=SPACE_FILE,
+    )
+    listed = ArtifactFile(
+        name=SPACE_FILE,
+        sha256=sha256_file(path),
+        size=path.stat().st_size,
+        kind="space",
+        input_shape=(),
+        output_shape=(),
+    )
+    return Manifest.model_validate(
+        {**dict(manifest), "files": (*manifest.files, listed), "space": section}
+    )
 
 
 def read_identity(store: ArtifactStore, training_prefix: str) -> ArtifactIdentity:
@@ -95,6 +134,9 @@ def run_export(job: ExportJob, reporter: Reporter) -> Published:
         root = Path(tmp)
         for name in (weights, exits_file, f"{EVALUATION_DIR}/{EVALUATION_FILE}"):
             store.get_file(f"{job.training_prefix}/{name}", root / name)
+        space_key = f"{job.training_prefix}/{EVALUATION_DIR}/{SPACE_NAME}"
+        if store.exists(space_key):
+            store.get_file(space_key, root / EVALUATION_DIR / SPACE_NAME)
         backbone = workflow.load_backbone(root / weights)
         workflow.check_plan(plan, backbone, job.plan_key)
         published = export_to_store(
@@ -107,6 +149,7 @@ def run_export(job: ExportJob, reporter: Reporter) -> Published:
             namespace=job.namespace,
             pipeline=job.pipeline,
             set_id=identity.set_id,
+            space=read_space(root / EVALUATION_DIR / SPACE_NAME),
         )
     size = sum(f.size for f in published.manifest.files) / 1024 / 1024
     verb = "published" if published.created else "already published"

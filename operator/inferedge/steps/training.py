@@ -23,6 +23,7 @@ from inferedge.steps.evaluation import Criteria, Evaluation, evaluate_plan, writ
 from inferedge.steps.memory import require
 from inferedge.steps.profile import model_ref
 from inferedge.steps.reporting import Reporter
+from inferedge.steps.space import write_space
 from inferedge.storage import fetch_object, open_store, read_text
 
 EVALUATION_DIR = "evaluation"
@@ -167,6 +168,19 @@ def run_training(job: TrainJob, reporter: Reporter) -> Training:
             label=spec.exits.placement,
         )
         report = write_evaluation(evaluation, root / EVALUATION_DIR)
+        if spec.adaptation is not None:
+            report.append(
+                write_space(
+                    plan,
+                    workflow=workflow,
+                    backbone=backbone,
+                    exits=exits,
+                    profiles=(edge, cloud),
+                    splits=splits,
+                    spec=spec,
+                    out_dir=root / EVALUATION_DIR,
+                )
+            )
         identity = ArtifactIdentity.of(
             plan.hash, training_key(spec, plan.hash), sha256_file(weights)
         )

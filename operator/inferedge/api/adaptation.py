@@ -1,0 +1,154 @@
+"""`spec.adaptation`: serve an operating space and follow the link, instead of one frozen plan
+(see docs/adaptation.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from inferedge.api.base import CelRule, Spec, cel
+from inferedge.core.space import LinkGrid, ObjectiveSpec
+
+Bandwidth = Annotated[float, Field(gt=0, le=100_000)]
+Rtt = Annotated[float, Field(ge=0, le=60_000)]
+PriorityMetric = Literal["accuracy", "latency", "cloudCost"]
+
+# Edgent's range (50 kbps to 1 Mbps) and beyond it to a good LAN, spaced geometrically.
+DEFAULT_BANDWIDTHS_MBPS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+DEFAULT_RTTS_MS = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0)
+
+
+def _default_priorities() -> list[PriorityMetric]:
+    return ["accuracy", "latency"]
+
+
+class LinkGridSpec(Spec):
+    """The link states the configuration map is precomputed for."""
+
+    bandwidths_mbps: list[Bandwidth] = Field(
+        default_factory=lambda: list(DEFAULT_BANDWIDTHS_MBPS),
+        min_length=1,
+        max_length=64,
+        description="Bandwidths (Mbps) of the grid, in any order.",
+    )
+    rtts_ms: list[Rtt] = Field(
+        default_factory=lambda: list(DEFAULT_RTTS_MS),
+        min_length=1,
+        max_length=64,
+        description="Round-trip times (ms) of the grid, in any order.",
+    )
+
+
+class SwitchingSpec(Spec):
+    """The hysteresis of a switch between operating points."""
+
+    confirmations: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Consecutive link estimates that must pick the same new point.",
+    )
+    min_dwell_s: float = Field(
+        default=2.0, ge=0, le=3600, description="Seconds a point is kept at least."
+    )
+
+
+class AdaptationSpec(Spec):
+    """Train exits at candidate cuts, export them as one operating space, and let the edge
+    switch split, exits and threshold as the measured link changes."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                rule="!has(self.objective) || self.objective != 'deadline' || has(self.deadlineMs)",
+                message="objective 'deadline' needs deadlineMs",
+                mirrors="AdaptationSpec._bounds",
+                field_path=".deadlineMs",
+                reason="FieldValueRequired",
+            ),
+            CelRule(
+                rule="!has(self.objective) || self.objective != 'accuracy' "
+                "|| has(self.minAccuracy)",
+                message="objective 'accuracy' needs minAccuracy",
+                mirrors="AdaptationSpec._bounds",
+                field_path=".minAccuracy",
+                reason="FieldValueRequired",
+            ),
+            CelRule(
+                rule="!has(self.priorities) || "
+                "self.priorities.all(m, self.priorities.filter(n, n == m).size() == 1)",
+                message="priorities must name each metric at most once",
+                mirrors="AdaptationSpec._bounds",
+                field_path=".priorities",
+            ),
+        )
+    )
+
+    objective: Literal["deadline", "accuracy", "priorities"] = Field(
+        default="deadline",
+        description="deadline: the most accurate point within deadlineMs (Edgent); accuracy: "
+        "the fastest (or cheapest, minimise cloudCost) point at least minAccuracy accurate; "
+        "priorities: SPINN's hard limits, then the metrics in priorities order.",
+    )
+    deadline_ms: float | None = Field(
+        default=None, gt=0, le=3.6e6, description="Mean latency bound, ms."
+    )
+    min_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Accuracy floor, 0..1."
+    )
+    minimise: Literal["latency", "cloudCost"] = Field(
+        default="latency", description="objective accuracy: what to minimise above the floor."
+    )
+    priorities: list[PriorityMetric] = Field(
+        default_factory=_default_priorities,
+        min_length=1,
+        max_length=3,
+        description="objective priorities: metrics in order, each kept within tolerance.",
+    )
+    tolerance: float = Field(
+        default=0.01, ge=0, lt=1, description="objective priorities: relative slack per metric."
+    )
+    candidate_exits: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Exit heads to train, spread along the edge's cost; default: one per cut.",
+    )
+    link_grid: LinkGridSpec = Field(
+        default_factory=LinkGridSpec, description="Link states of the configuration map."
+    )
+    switching: SwitchingSpec = Field(
+        default_factory=SwitchingSpec, description="Hysteresis of operating-point switches."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptationSpec:
+        if self.objective == "deadline" and self.deadline_ms is None:
+            raise ValueError("objective 'deadline' needs deadlineMs")
+        if self.objective == "accuracy" and self.min_accuracy is None:
+            raise ValueError("objective 'accuracy' needs minAccuracy")
+        if len(set(self.priorities)) != len(self.priorities):
+            raise ValueError("priorities must name each metric at most once")
+        return self
+
+    def objective_spec(self) -> ObjectiveSpec:
+        """The objective as `core.space` takes it."""
+        metric = {"accuracy": "accuracy", "latency": "latency", "cloudCost": "cloud_cost"}
+        return ObjectiveSpec.model_validate(
+            {
+                "kind": self.objective,
+                "deadline_ms": self.deadline_ms,
+                "min_accuracy": self.min_accuracy,
+                "minimise": metric[self.minimise],
+                "order": tuple(metric[m] for m in self.priorities),
+                "tolerance": self.tolerance,
+            }
+        )
+
+    def grid(self) -> LinkGrid:
+        """The link grid as `core.space` takes it."""
+        return LinkGrid(
+            bandwidths_mbps=tuple(sorted(set(self.link_grid.bandwidths_mbps))),
+            rtts_ms=tuple(sorted(set(self.link_grid.rtts_ms))),
+        )

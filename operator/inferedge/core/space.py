@@ -1,0 +1,262 @@
+"""An exported operating space: what it holds, which points it serves, and the file of its
+figures.
+
+A space's artifact set is the export of its space plan (`core.space_plan`): segment files cut
+at every stop, a head at every candidate. Its manifest says so in `Manifest.space`, and lists
+one more file, `edge/space.json` (`SpaceInputs`): what the evaluation saw each candidate exit
+say of each sample, both profiles, and the pipeline's objective and link grid. From it the edge
+works out every point's figures (`core.operating_space`) and the configuration map
+(`core.config_map`) itself, so a corrected profile or another link grid needs no new file.
+
+`route_steps` is the one place that says which files an operating point runs: the runtime
+builds its partitions from it, and `check_point` refuses a point the set cannot serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from inferedge.core.calibration import ConfidenceKind, Observations
+from inferedge.core.config_map import (
+    AccuracyFloor,
+    ConfigurationMap,
+    Deadline,
+    Metric,
+    Objective,
+    Priorities,
+    build_map,
+)
+from inferedge.core.errors import InferedgeError
+from inferedge.core.link import Link
+from inferedge.core.manifest import Manifest, SpaceSection, Step, loaded_steps
+from inferedge.core.operating_space import (
+    MAX_EXITS_PER_PART,
+    CandidateExit,
+    OperatingPoint,
+    PointFigures,
+    SpaceLimits,
+    enumerate_space,
+)
+from inferedge.core.placement import Placement
+from inferedge.core.plan import Plan
+from inferedge.core.planner import build_tables
+from inferedge.core.profile import MeasuredProfile
+from inferedge.core.roles import Role
+from inferedge.core.sweep import DEFAULT_THRESHOLDS
+from inferedge.core.versioned import parse_versioned
+
+SPACE_SCHEMA_VERSION: Final = "inferedge.io/space/v1"
+SPACE_FILE: Final = "edge/space.json"
+
+
+class SpaceError(InferedgeError):
+    """An operating point the artifact set cannot serve, or a malformed space file."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObjectiveSpec(_Frozen):
+    """What the configuration map optimises, as `spec.adaptation` states it."""
+
+    kind: Literal["deadline", "accuracy", "priorities"]
+    deadline_ms: float | None = Field(default=None, gt=0.0)
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    minimise: Literal["latency", "cloud_cost"] = "latency"
+    order: tuple[Metric, ...] = ("accuracy", "latency")
+    tolerance: float = Field(default=0.01, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _bounds_given(self) -> ObjectiveSpec:
+        if self.kind == "deadline" and self.deadline_ms is None:
+            raise ValueError("objective 'deadline' needs deadline_ms")
+        if self.kind == "accuracy" and self.min_accuracy is None:
+            raise ValueError("objective 'accuracy' needs min_accuracy")
+        if len(set(self.order)) != len(self.order) or not self.order:
+            raise ValueError(f"order: expected distinct metrics, got {list(self.order)}")
+        return self
+
+    def objective(self) -> Objective:
+        """The objective `core.config_map` takes."""
+        if self.kind == "deadline":
+            assert self.deadline_ms is not None
+            return Deadline(self.deadline_ms)
+        if self.kind == "accuracy":
+            assert self.min_accuracy is not None
+            return AccuracyFloor(self.min_accuracy, self.minimise)
+        return Priorities(self.order, self.deadline_ms, self.min_accuracy, self.tolerance)
+
+
+class LinkGrid(_Frozen):
+    """The link states the configuration map is precomputed for."""
+
+    bandwidths_mbps: tuple[float, ...] = Field(min_length=1, max_length=64)
+    rtts_ms: tuple[float, ...] = Field(min_length=1, max_length=64)
+
+
+class SpaceCandidate(_Frozen):
+    """One candidate exit as the evaluation saw it, and what its head costs on each side."""
+
+    cut_index: int = Field(ge=1)
+    confidence: tuple[float, ...]
+    correct: tuple[bool, ...]
+    edge_head_ms: float = Field(ge=0.0)
+    cloud_head_ms: float = Field(ge=0.0)
+
+
+class SpaceInputs(_Frozen):
+    """`edge/space.json`: everything the edge needs to work out the space and its map."""
+
+    schema_version: Literal["inferedge.io/space/v1"] = SPACE_SCHEMA_VERSION
+    plan_hash: str
+    max_split: int = Field(ge=0)
+    placement: Placement = "linear"
+    thresholds: tuple[float, ...] = Field(min_length=1)
+    batch_size: int = Field(ge=1)
+    edge: MeasuredProfile
+    cloud: MeasuredProfile
+    candidates: tuple[SpaceCandidate, ...]
+    final_correct: tuple[bool, ...] = Field(min_length=1)
+    objective: ObjectiveSpec
+    grid: LinkGrid
+    link: Link = Field(description="The link the DeviceProfile declares: the starting point's.")
+
+    def points(self) -> list[PointFigures]:
+        """Every operating point with its link-free figures."""
+        tables = build_tables(self.edge, self.cloud, self.batch_size)
+        candidates = [
+            CandidateExit(c.cut_index, c.confidence, c.correct, c.edge_head_ms, c.cloud_head_ms)
+            for c in self.candidates
+        ]
+        limits = SpaceLimits(
+            max_split=self.max_split, thresholds=self.thresholds, placement=self.placement
+        )
+        return enumerate_space(tables, candidates, self.final_correct, limits)
+
+    def configuration_map(self, points: Sequence[PointFigures] | None = None) -> ConfigurationMap:
+        """The best point per link state of the grid under the objective."""
+        return build_map(
+            self.points() if points is None else points,
+            sorted(set(self.grid.bandwidths_mbps)),
+            sorted(set(self.grid.rtts_ms)),
+            self.objective.objective(),
+        )
+
+
+def space_inputs(
+    plan: Plan,
+    profiles: tuple[MeasuredProfile, MeasuredProfile],
+    observations: Observations,
+    head_flops: Mapping[int, int],
+    *,
+    confidence: ConfidenceKind,
+    objective: ObjectiveSpec,
+    grid: LinkGrid,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> SpaceInputs:
+    """The space file of a space plan (`core.space_plan`), from what the evaluation observed of
+    every candidate exit. A head's time on each side is its FLOPs at that side's whole-model
+    rate, the planner's own estimate of a segment of that size."""
+    edge, cloud = profiles
+    t = build_tables(edge, cloud, plan.request.batch_size)
+    k = t.num_cuts
+    flops = max(t.cum_flops[k], 1)  # per sample, as head FLOPs are; the times are per batch
+    edge_rate, cloud_rate = t.edge_ms(k) / flops, t.cloud_ms(0, k) / flops
+    planned = [e.cut_index for e in plan.exits]
+    observed = [o.cut_index for o in observations.exits]
+    if observed != planned:
+        raise SpaceError(f"observations of exits {observed} are not of the plan's {planned}")
+    missing = [c for c in planned if c not in head_flops]
+    if missing:
+        raise SpaceError(f"no head FLOPs for the exits at cuts {missing}")
+    return SpaceInputs(
+        plan_hash=plan.hash,
+        max_split=plan.split,
+        placement=plan.request.placement,
+        thresholds=tuple(thresholds),
+        batch_size=plan.request.batch_size,
+        edge=edge,
+        cloud=cloud,
+        candidates=tuple(
+            SpaceCandidate(
+                cut_index=o.cut_index,
+                confidence=o.confidence(confidence),
+                correct=o.correct,
+                edge_head_ms=head_flops[o.cut_index] * edge_rate,
+                cloud_head_ms=head_flops[o.cut_index] * cloud_rate,
+            )
+            for o in observations.exits
+        ),
+        final_correct=observations.final.correct,
+        objective=objective,
+        grid=grid,
+        link=plan.request.link,
+    )
+
+
+def dump_space(inputs: SpaceInputs) -> bytes:
+    """The space file's canonical bytes."""
+    return (inputs.model_dump_json() + "\n").encode()
+
+
+def parse_space(data: bytes | str, source: str) -> SpaceInputs:
+    """Parse and validate a space file; one-line errors name the source and the field."""
+    return parse_versioned(
+        data,
+        source,
+        SpaceInputs,
+        version=SPACE_SCHEMA_VERSION,
+        error=SpaceError,
+        hint="re-export the artifacts with this version of inferedge",
+    )
+
+
+def check_point(space: SpaceSection, final_cut: int, point: OperatingPoint) -> None:
+    """Refuse (SpaceError, naming what is wrong) a point the set's files cannot serve; its
+    threshold is the dataplane's to check, as any c_thr is."""
+    splits = [s for s in space.stops if s <= space.max_split]
+    if point.split not in splits:
+        raise SpaceError(f"split {point.split}: expected one of the served splits {splits}")
+    candidates = set(space.candidates)
+    for part, exits, low, high in (
+        ("edge", point.edge_exits, 1, point.split),
+        ("cloud", point.cloud_exits, point.split + 1, final_cut - 1),
+    ):
+        if list(exits) != sorted(set(exits)) or len(exits) > MAX_EXITS_PER_PART:
+            raise SpaceError(
+                f"{part} exits {list(exits)}: expected at most {MAX_EXITS_PER_PART} distinct "
+                "cuts, ascending"
+            )
+        stray = [c for c in exits if c not in candidates or not low <= c <= high]
+        if stray:
+            raise SpaceError(
+                f"{part} exits {stray}: expected candidates at cuts {low}..{high} "
+                f"(candidates {sorted(candidates)})"
+            )
+
+
+def route_steps(manifest: Manifest, part: Role, point: OperatingPoint) -> tuple[Step, ...]:
+    """The steps `part` runs at `point`: the chain's segments on its side of the split, with a
+    head only where the point activates an exit. The last cloud step ends at the final
+    classifier; an edge part that reaches the output does too."""
+    if manifest.space is None:
+        raise SpaceError(f"plan {manifest.plan.hash} is not an operating space")
+    check_point(manifest.space, manifest.plan.final_cut, point)
+    active = set(point.edge_exits if part == "edge" else point.cloud_exits)
+    chain = loaded_steps(manifest, "cloud")  # a space's cloud loads the whole chain
+    if part == "edge":
+        mine = [s for s in chain if s.end <= point.split]
+    else:
+        mine = [s for s in chain if s.start >= point.split]
+    return tuple(s.model_copy(update={"head": s.head if s.end in active else None}) for s in mine)
+
+
+def point_label(point: OperatingPoint) -> str:
+    """A point in one short line, for logs, metrics and reports."""
+    edge = ",".join(map(str, point.edge_exits)) or "-"
+    cloud = ",".join(map(str, point.cloud_exits)) or "-"
+    return f"split {point.split}, exits {edge} | {cloud}, c_thr {point.threshold:g}"
