@@ -22,12 +22,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.edge_batching import BatchRecord, EdgeBatcher, EdgeBusy
+from inferedge.runtime.edge_setup import build_edge
 from inferedge.runtime.errors import NotReady, OffloadFailed
 from inferedge.runtime.http import make_app
 from inferedge.runtime.messages import Answer, CloudAnswer, OffloadContext
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.policy import BatchPolicy, PolicyError
-from inferedge.runtime.server import ServeConfig, build_edge
+from inferedge.runtime.serve_config import ServeConfig
 from tests.clitools import RunCli, assert_one_line_error
 from tests.runtime.conftest import Exported
 from tests.runtime.helpers import WAIT_LIMIT_S, direct_offload, eventually
@@ -382,7 +383,7 @@ async def test_the_served_edge_computes_the_next_batch_while_one_offloads(
         role="edge", store_uri="unused", prefix="unused", manifest_sha256="unused",
         cache_dir=tmp_path, edge_batch_size=4, edge_max_wait_ms=2.0, offload_timeout_s=30.0,
     )  # fmt: skip
-    batcher = build_edge(config, edge_part, NEVER, gated)
+    batcher = build_edge(config, edge_part, NEVER, gated).batcher
     try:
         assert (batcher.policy.max_batch_size, batcher.policy.max_wait_ms) == (4, 2.0)
         held = await hold(batcher, gated, images)

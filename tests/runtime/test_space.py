@@ -12,10 +12,14 @@ from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.space import SPACE_FILE, SpaceError, check_point, route_steps
 from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.dataplane import EdgeDataplane
+from inferedge.runtime.messages import OffloadContext
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.policy import BatchPolicy
-from inferedge.runtime.wiring import _point, point_header
-from inferedge.transport.errors import WireError
+from inferedge.runtime.wiring import _point, cloud_worker, nats_offload, point_header
+from inferedge.transport import subject
+from inferedge.transport.client import Messenger
+from inferedge.transport.codec import encode
+from inferedge.transport.errors import RemoteError, WireError
 from tests.runtime.conftest import Exported
 from tests.runtime.helpers import direct_offload
 
@@ -172,3 +176,67 @@ def test_the_point_header_round_trips_and_bad_ones_name_the_header() -> None:
     for bad in ("5", "a/1/2", "5/1,,2/", "5/1/2/3", "9" * 80 + "//"):
         with pytest.raises(WireError, match="Inferedge-Extra-point: expected 'split/"):
             _point({"point": bad}, 0.5)
+
+
+OFFLOAD = subject("default", "space", "offload")
+
+
+@pytest.mark.asyncio
+async def test_over_nats_the_point_travels_and_probes_are_answered_at_once(
+    messenger: Messenger, exported: Exported, space_edge: Partition, space_cloud: Partition,
+    images: Images,
+) -> None:  # fmt: skip
+    cloud = CloudDataplane(space_cloud, batch_policy=BatchPolicy(8, 2.0), threshold=1.5)
+    service = await messenger.serve(OFFLOAD, "inferedge-workers", cloud_worker(cloud))
+    offload = nats_offload(messenger, OFFLOAD)
+    try:
+        edge = EdgeDataplane(
+            space_edge.at(OperatingPoint(3, (1,), (5,), 1.5)),
+            threshold=1.5,
+            offload=offload,
+            offload_timeout_s=5.0,
+        )
+        x = images(3)
+        answers = await edge.infer(x)
+        assert [a.prediction for a in answers] == exported.predict(x)
+        assert not any(a.degraded for a in answers)
+        for kind in ("rtt", "bandwidth"):
+            context = OffloadContext(
+                plan_hash="0" * 16,
+                threshold=1.0,
+                timeout_s=5.0,
+                probe=kind,  # type: ignore[arg-type]
+            )
+            answer = await offload(np.zeros((1, 512), np.float32), context)
+            assert (answer.rows, answer.compute_ms) == ((), 0.0)
+            assert answer.plan_hash == space_cloud.plan_hash
+        assert cloud.accepted_samples == 0
+        await edge.aclose()
+    finally:
+        await service.stop()
+        await cloud.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_bad_probe_gets_an_error_reply_naming_it(
+    messenger: Messenger, space_cloud: Partition
+) -> None:
+    cloud = CloudDataplane(space_cloud, batch_policy=BatchPolicy(8, 2.0), threshold=1.5)
+    service = await messenger.serve(OFFLOAD, "inferedge-workers", cloud_worker(cloud))
+    try:
+        for extra, size, fragment in (
+            ({"probe": "latency"}, 4, "Inferedge-Extra-probe: expected one of rtt, bandwidth"),
+            ({"probe": "rtt"}, (1 << 20) + 4, "a link probe carries at most"),
+        ):
+            headers, payload = encode(
+                np.zeros((1, size // 4), np.float32),
+                request_id="r",
+                plan_hash="0" * 16,
+                extra=extra,
+            )
+            with pytest.raises(RemoteError, match=fragment):
+                await messenger.request(OFFLOAD, headers, payload, timeout=5.0)
+        assert service.failed == 2
+    finally:
+        await service.stop()
+        await cloud.aclose()

@@ -181,6 +181,41 @@ from inferedge.core.link_trace import LinkTrace
     "it) [default: the first offload].",
 )
 @click.option(
+    "--adapt",
+    type=click.Choice(["follow", "off", "oracle"]),
+    default="follow",
+    show_default=True,
+    envvar="INFEREDGE_SERVE_ADAPT",
+    help="Edge of an operating space (spec.adaptation): follow the link it measures, keep "
+    "the point of the declared link (off), or follow the emulated trace's true link (oracle, "
+    "with --emulate-link-trace).",
+)
+@click.option(
+    "--switch-confirmations",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    envvar="INFEREDGE_SERVE_SWITCH_CONFIRMATIONS",
+    help="Edge of an operating space: link estimates in a row that must pick the same new "
+    "point before it moves.",
+)
+@click.option(
+    "--switch-min-dwell-s",
+    type=FiniteFloat(min=0, max=3600),
+    default=2.0,
+    show_default=True,
+    envvar="INFEREDGE_SERVE_SWITCH_MIN_DWELL_S",
+    help="Edge of an operating space: seconds a point is kept at least.",
+)
+@click.option(
+    "--probe-interval-ms",
+    type=FiniteFloat(min=10, max=600_000),
+    default=500.0,
+    show_default=True,
+    envvar="INFEREDGE_SERVE_PROBE_INTERVAL_MS",
+    help="Edge of an operating space: probe the link after this long without an offload.",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".inferedge-cache"),
@@ -217,6 +252,10 @@ def serve(
     link_rtt_ms: float | None,
     emulate_link_trace: LinkTrace | None,
     emulate_link_origin: float | None,
+    adapt: str,
+    switch_confirmations: int,
+    switch_min_dwell_s: float,
+    probe_interval_ms: float,
     cache_dir: Path,
 ) -> None:
     """Serve the edge or cloud part of an artifact set until SIGTERM or Ctrl-C.
@@ -225,8 +264,9 @@ def serve(
     NATS; the cloud answers offloads in the workers' queue group. Both serve /v2/health/* and
     /metrics. Reload commands (`inferedge reload`) swap plans or change c_thr live.
     """
+    from inferedge.core.link_switch import SwitchPolicy
     from inferedge.runtime.policy import BatchPolicy
-    from inferedge.runtime.server import ServeConfig
+    from inferedge.runtime.serve_config import ServeConfig
     from inferedge.runtime.server import serve as run_server
 
     link: Link | LinkTrace | None = emulate_link_trace
@@ -246,6 +286,10 @@ def serve(
         raise click.UsageError("--emulate-link-origin goes with --emulate-link-trace")
     if (link_bandwidth_mbps is None) != (link_rtt_ms is None):
         raise click.UsageError("--link-bandwidth-mbps and --link-rtt-ms go together")
+    if adapt == "oracle" and emulate_link_trace is None:
+        raise click.UsageError(
+            "--adapt oracle follows a trace's true link: give --emulate-link-trace"
+        )
     declared = None
     if link_bandwidth_mbps is not None and link_rtt_ms is not None:
         declared = Link(bandwidth_mbps=link_bandwidth_mbps, rtt_ms=link_rtt_ms)
@@ -274,5 +318,8 @@ def serve(
         emulated_link=link,
         emulated_link_origin=emulate_link_origin,
         declared_link=declared,
+        adapt=adapt,  # type: ignore[arg-type]
+        switch_policy=SwitchPolicy(switch_confirmations, switch_min_dwell_s),
+        probe_interval_s=probe_interval_ms / 1000,
     )
     asyncio.run(run_server(config, announce=click.echo))

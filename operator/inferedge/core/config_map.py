@@ -80,12 +80,17 @@ class ConfigurationMap:
         """The entry of one grid state."""
         return self.entries[bandwidth_index * len(self.rtts_ms) + rtt_index]
 
-    def lookup(self, link: Link) -> MapEntry:
-        """The entry for a measured link, read pessimistically: the grid's highest bandwidth not
-        above it (else the lowest) and its lowest RTT not below it (else the highest)."""
+    def cell(self, link: Link) -> tuple[int, int]:
+        """The grid state a measured link is read as, pessimistically: the grid's highest
+        bandwidth not above it (else the lowest) and its lowest RTT not below it (else the
+        highest)."""
         b = max(bisect.bisect_right(self.bandwidths_mbps, link.bandwidth_mbps) - 1, 0)
         r = min(bisect.bisect_left(self.rtts_ms, link.rtt_ms), len(self.rtts_ms) - 1)
-        return self.entry(b, r)
+        return b, r
+
+    def lookup(self, link: Link) -> MapEntry:
+        """The entry for a measured link, read as `cell` reads it."""
+        return self.entry(*self.cell(link))
 
 
 def _check_grid(values: Sequence[float], name: str, positive: bool) -> tuple[float, ...]:

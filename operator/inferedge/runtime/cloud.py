@@ -56,14 +56,14 @@ class CloudDataplane(Served):
         """The plans this cloud answers offloads for: the served one, then the one before it."""
         return tuple(p.plan_hash for p in (self._partition, self._previous) if p is not None)
 
-    def swap(self, partition: Partition) -> None:
+    def swap(self, partition: Partition, threshold: float | None = None) -> None:
         """Serve `partition` from now on, still answering offloads of the plan served until now.
 
         Edges swap after the cloud (a reload reaches the cloud first), so for a while they still
         send offloads of the old plan; keeping it answers those instead of refusing them.
         """
         old = self._partition
-        super().swap(partition)
+        super().swap(partition, threshold)
         if old is not None and old.plan_hash != partition.plan_hash:
             self._previous = old
         kept = self.plan_hashes

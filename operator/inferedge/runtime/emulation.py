@@ -28,8 +28,28 @@ from inferedge.runtime.policy import PolicyError
 WIRE_BYTES_PER_BYTE = {"raw": 1.0, "fp16": 0.5, "int8": 0.25}
 
 
+class LinkSchedule:
+    """The emulated link of the moment: a fixed link, or a trace's link counted from `origin`
+    (Unix seconds), or from the first time it is asked when no origin is given."""
+
+    def __init__(self, link: Link | LinkTrace, origin: float | None = None) -> None:
+        self.link = link
+        self._origin = origin
+
+    def now(self) -> Link:
+        """The link as it is at this moment."""
+        if isinstance(self.link, Link):
+            return self.link
+        if self._origin is None:
+            self._origin = time.time()
+        return self.link.at(time.time() - self._origin)
+
+
 def emulated_link(
-    offload: Offload, link: Link | LinkTrace, encoding: str = "raw", origin: float | None = None
+    offload: Offload,
+    link: Link | LinkTrace | LinkSchedule,
+    encoding: str = "raw",
+    origin: float | None = None,
 ) -> Offload:
     """`offload` as if sent over `link` (or the trace's link of the moment): it returns no
     sooner than the link would allow."""
@@ -38,17 +58,10 @@ def emulated_link(
             f"encoding must be one of {', '.join(WIRE_BYTES_PER_BYTE)}, got {encoding!r}"
         )
     factor = WIRE_BYTES_PER_BYTE[encoding]
-    start: list[float] = [] if origin is None else [origin]
-
-    def now() -> Link:
-        if isinstance(link, Link):
-            return link
-        if not start:
-            start.append(time.time())
-        return link.at(time.time() - start[0])
+    schedule = link if isinstance(link, LinkSchedule) else LinkSchedule(link, origin)
 
     async def over_link(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
-        current = now()
+        current = schedule.now()
         half_rtt_s = current.rtt_ms / 2000.0
         nbytes = math.ceil(activation.nbytes * factor)
         up_s = half_rtt_s + nbytes * 8.0 / (current.bandwidth_mbps * 1e6)

@@ -6,6 +6,7 @@ Entrypoints (HTTP, NATS) turn these into bytes and back; the dataplanes only bui
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
 from inferedge.runtime.partition import RowResult
+
+ProbeKind = Literal["rtt", "bandwidth"]
+PROBE_KINDS: tuple[ProbeKind, ...] = ("rtt", "bandwidth")
 
 
 class _Frozen(BaseModel):
@@ -50,6 +54,11 @@ class OffloadContext(_Frozen):
     timeout_s: float = Field(description="How long the edge waits for the cloud's answer.")
     point: OperatingPoint | None = Field(
         default=None, description="The operating point split at, when serving a space."
+    )
+    probe: ProbeKind | None = Field(
+        default=None,
+        description="A link probe, not an offload: the cloud answers at once, computing nothing "
+        "(rtt: a few bytes, for the round trip; bandwidth: a sized payload).",
     )
 
 

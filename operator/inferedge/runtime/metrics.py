@@ -27,6 +27,9 @@ An edge that tunes its knobs publishes each window's outcome: `inferedge_tuning_
 
 The edge estimates its link from its offloads (runtime.link_watch): `inferedge_link_bandwidth_mbps`,
 `inferedge_link_rtt_seconds` and `inferedge_link_changes_total` (changes its detector saw).
+An edge serving an operating space publishes the point it serves (`inferedge_operating_split`,
+`inferedge_operating_threshold`), its moves (`inferedge_operating_switches_total`) and the
+probes it sent when no offload measured the link (`inferedge_link_probes_total{kind}`).
 """
 
 from __future__ import annotations
@@ -164,6 +167,27 @@ class Metrics:
         self.link_changes = Counter(
             "inferedge_link_changes",
             "Changes of the link the edge's change detector (ADWIN) saw.",
+            registry=reg,
+        )
+        self.operating_split = Gauge(
+            "inferedge_operating_split",
+            "The cut the edge splits at now (an operating space's point).",
+            registry=reg,
+        )
+        self.operating_threshold = Gauge(
+            "inferedge_operating_threshold",
+            "The c_thr of the operating point served now.",
+            registry=reg,
+        )
+        self.operating_switches = Counter(
+            "inferedge_operating_switches",
+            "Moves of the edge to another operating point as the link changed.",
+            registry=reg,
+        )
+        self.link_probes = Counter(
+            "inferedge_link_probes",
+            "Probes of the link sent while no offload measured it, by kind (rtt, bandwidth).",
+            ["kind"],
             registry=reg,
         )
         self.refusals = Counter(

@@ -358,6 +358,8 @@ def load_partition(
     names = sorted(
         {n for s in loaded_steps(manifest, part) for n in (s.segment, s.head) if n is not None}
     )
+    if part == "edge" and manifest.space is not None:
+        names.append(manifest.space.file)  # the edge works out its map from it
     missing = {n: digests[n] for n in names if not (root / n).is_file()}
     if missing:
         fetch(store, prefix, root, missing)

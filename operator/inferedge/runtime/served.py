@@ -54,6 +54,11 @@ class Served:
         """Change c_thr live; requests already running keep the value they started with."""
         self._threshold = validate_threshold(threshold)
 
-    def swap(self, partition: Partition) -> None:
-        """Serve `partition` from the next request on; running requests finish on the old one."""
-        self._partition = checked(partition, self._part)
+    def swap(self, partition: Partition, threshold: float | None = None) -> None:
+        """Serve `partition` (and `threshold`, when given) from the next request on; running
+        requests finish on the old ones. Both change together, so no request sees one without
+        the other."""
+        checked(partition, self._part)
+        if threshold is not None:
+            self._threshold = validate_threshold(threshold)
+        self._partition = partition

@@ -24,7 +24,7 @@ from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import CloudBusy, DeadlineExpired, NotReady, PlanMismatch
-from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
+from inferedge.runtime.messages import PROBE_KINDS, CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import deadline_from_budget
 from inferedge.transport.client import Handler, Messenger
@@ -36,6 +36,9 @@ from inferedge.transport.service import received_at
 THRESHOLD = "threshold"  # wire extra: the edge's c_thr, for the cloud's own exits
 BUDGET = "budget-ms"  # wire extra: milliseconds the edge still waits, from when it sent
 POINT = "point"  # wire extra: the operating point split at, `split/edge exits/cloud exits`
+PROBE = "probe"  # wire extra: a link probe's kind; the cloud answers it at once
+# A bandwidth probe is sized for a few tens of ms on the link; this bounds what a cloud accepts.
+MAX_PROBE_BYTES = 1 << 20
 _MAX_POINT_CHARS = 64
 # Error replies that mean "the cloud is full": its admission bound, its in-flight bound, its
 # chunk reassembly budget (the transport's BusyError).
@@ -49,6 +52,8 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
         extra = {THRESHOLD: repr(context.threshold), BUDGET: f"{context.timeout_s * 1000:.1f}"}
         if context.point is not None:
             extra[POINT] = point_header(context.point)
+        if context.probe is not None:
+            extra[PROBE] = context.probe
         headers, payload = encode(
             activation,
             request_id=uuid.uuid4().hex,
@@ -143,6 +148,8 @@ def cloud_worker(dataplane: CloudDataplane) -> Handler:
     async def handle(headers: Mapping[str, str], payload: Payload) -> tuple[dict[str, str], bytes]:
         arrived = received_at()
         array, meta = decode(headers, payload)
+        if PROBE in meta.extra:
+            return {}, _probe_answer(dataplane, meta.extra[PROBE], array.nbytes)
         deadline = deadline_from_budget(
             time.monotonic() if arrived is None else arrived, _budget_ms(meta.extra)
         )
@@ -157,6 +164,24 @@ def cloud_worker(dataplane: CloudDataplane) -> Handler:
         return {}, answer.model_dump_json().encode()
 
     return handle
+
+
+def _probe_answer(dataplane: CloudDataplane, kind: str, nbytes: int) -> bytes:
+    """The cloud's answer to a link probe: at once, computing nothing."""
+    if kind not in PROBE_KINDS:
+        raise WireError(f"{EXTRA_PREFIX}{PROBE}: expected one of {', '.join(PROBE_KINDS)}, "
+                        f"got {kind[:32]!r}")  # fmt: skip
+    if nbytes > MAX_PROBE_BYTES:
+        raise WireError(f"a link probe carries at most {MAX_PROBE_BYTES} bytes, got {nbytes}")
+    served = dataplane.partition
+    answer = CloudAnswer(
+        plan_hash=served.plan_hash if served is not None else "",
+        rows=(),
+        queue_ms=0.0,
+        compute_ms=0.0,
+        batch_size=1,
+    )
+    return answer.model_dump_json().encode()
 
 
 def reload_worker(
@@ -176,6 +201,14 @@ def reload_worker(
         command = parse_reload(bytes(payload))
         if command.role != role:
             raise WireError(f"reload command for the {command.role} servers reached the {role}")
+        serving = dataplane.partition
+        if role == "edge" and serving is not None and serving.point is not None:
+            # Its adapter moves it between the points of the set it started with, each with
+            # its own c_thr: another set or a fixed c_thr would be undone at the next move.
+            raise WireError(
+                f"this edge serves the operating space of plan {serving.plan_hash} and picks "
+                "its points and c_thr itself; roll out another set by restarting it"
+            )
         if command.prefix is not None:
             try:
                 where = parse_set_prefix(command.prefix)

@@ -1,0 +1,190 @@
+"""The edge's operating point, following the link: the configuration map read at each link
+estimate, with hysteresis, and the switch made through the dataplane's hot swap.
+
+A switch replaces the dataplane's partition (a view of the space's loaded files,
+`Partition.at`) and its c_thr together, between two requests: a request reads both when it
+starts, so none mixes two points, and none is dropped, since nothing is unloaded. Offloads name
+their point, so the cloud continues each from the split it was cut at, whichever the edge serves
+by the time it answers.
+
+Three modes serve the same space:
+- `follow`: the estimate from the edge's own offloads and probes (`runtime.link_estimator`),
+  through the map and the switch policy (`core.link_switch`);
+- `off`: the point for the declared link, kept (the static plan);
+- `oracle`: the point for the true link of the moment, at once (an emulated link's trace: the
+  bound a perfect estimator would reach).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from inferedge.core.config_map import ConfigurationMap, MapEntry
+from inferedge.core.link import Link
+from inferedge.core.link_switch import Cell, SwitchPolicy, SwitchState, observe
+from inferedge.core.manifest import Manifest
+from inferedge.core.operating_space import OperatingPoint
+from inferedge.core.space import SpaceInputs, parse_space, point_label
+from inferedge.dnn.artifacts import verified_path
+from inferedge.dnn.protocols import ArtifactLoadError
+from inferedge.runtime.metrics import Metrics
+from inferedge.runtime.partition import Partition, PartitionError
+from inferedge.runtime.served import Served
+
+log = logging.getLogger(__name__)
+
+AdaptMode = Literal["follow", "off", "oracle"]
+ADAPT_MODES: tuple[AdaptMode, ...] = ("follow", "off", "oracle")
+
+
+class PointReport(BaseModel):
+    """One operating point as GET /adaptation shows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    split: int
+    edge_exits: tuple[int, ...]
+    cloud_exits: tuple[int, ...]
+    threshold: float
+    accuracy: float = Field(description="Expected accuracy (the evaluation's).")
+    latency_ms: float = Field(description="Expected mean latency on the link it was chosen for.")
+    feasible: bool = Field(description="Whether it meets the objective there.")
+
+
+class AdaptationReport(BaseModel):
+    """What the edge's adapter is doing: GET /adaptation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: AdaptMode
+    point: PointReport
+    link: Link = Field(description="The link the point was chosen for (estimated or true).")
+    switches: int = Field(ge=0)
+    points: int = Field(ge=1, description="Operating points in the space.")
+    states: int = Field(ge=1, description="Link states of the configuration map.")
+
+
+def adaptation_handler(adapter: Adapter) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /adaptation: the adapter's report as JSON."""
+
+    async def handle(_: web.Request) -> web.Response:
+        return web.json_response(text=adapter.report().model_dump_json())
+
+    return handle
+
+
+def read_space(manifest: Manifest, root: Path) -> SpaceInputs:
+    """The space file of `manifest`'s set from the partition cache at `root`, verified against
+    the manifest's digest (`load_partition` fetched it with the edge's files)."""
+    if manifest.space is None:
+        raise PartitionError(f"plan {manifest.plan.hash} is not an operating space")
+    name = manifest.space.file
+    try:
+        path = verified_path(root, name, manifest.digests()[name])
+    except ArtifactLoadError as exc:
+        raise PartitionError(str(exc)) from None
+    inputs = parse_space(path.read_bytes(), str(path))
+    if inputs.plan_hash != manifest.plan.hash:
+        raise PartitionError(f"{path}: holds the space of plan {inputs.plan_hash}, not this set's")
+    return inputs
+
+
+class Adapter:
+    """Keeps `served` on the configuration map's point for the link it is told of."""
+
+    def __init__(
+        self,
+        served: Served,
+        space: Partition,
+        inputs: SpaceInputs,
+        *,
+        mode: AdaptMode = "follow",
+        policy: SwitchPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._served = served
+        self._space = space
+        self.mode: AdaptMode = mode
+        # The oracle knows the true link: hysteresis would only delay it.
+        self._policy = SwitchPolicy(1, 0.0) if mode == "oracle" else (policy or SwitchPolicy())
+        self._clock = clock
+        points = inputs.points()
+        self.map: ConfigurationMap = inputs.configuration_map(points)
+        self._points = len(points)
+        self._views: dict[OperatingPoint, Partition] = {}
+        self._link = inputs.link
+        cell = self.map.cell(inputs.link)
+        self._state = SwitchState(cell, clock())
+        self._apply(cell)
+
+    @property
+    def metrics(self) -> Metrics:
+        """The served dataplane's metrics, where the point is published."""
+        return self._served.metrics
+
+    @property
+    def entry(self) -> MapEntry:
+        """The map entry served now."""
+        return self.map.entry(*self._state.serving)
+
+    @property
+    def switches(self) -> int:
+        """Moves made so far."""
+        return self._state.switches
+
+    def observe(self, link: Link) -> bool:
+        """Take a link estimate (or, for the oracle, the true link); True if the edge moved.
+        `off` keeps its point whatever it is told."""
+        if self.mode == "off":
+            return False
+        before = self._state
+        self._state = observe(before, self.map.cell(link), self._clock(), self._policy)
+        if self._state.serving == before.serving:
+            return False
+        self._link = link
+        self._apply(self._state.serving)
+        self.metrics.operating_switches.inc()
+        log.info(
+            "link %.3g Mbps, %.0f ms: switched to %s",
+            link.bandwidth_mbps,
+            link.rtt_ms,
+            point_label(self.entry.figures.point),
+        )
+        return True
+
+    def _apply(self, cell: Cell) -> None:
+        point = self.map.entry(*cell).figures.point
+        view = self._views.get(point)
+        if view is None:
+            view = self._views[point] = self._space.at(point)
+        self._served.swap(view, threshold=point.threshold)
+        self.metrics.operating_split.set(point.split)
+        self.metrics.operating_threshold.set(point.threshold)
+
+    def report(self) -> AdaptationReport:
+        """What GET /adaptation answers."""
+        entry = self.entry
+        point = entry.figures.point
+        return AdaptationReport(
+            mode=self.mode,
+            point=PointReport(
+                split=point.split,
+                edge_exits=point.edge_exits,
+                cloud_exits=point.cloud_exits,
+                threshold=point.threshold,
+                accuracy=entry.figures.accuracy,
+                latency_ms=entry.latency_ms,
+                feasible=entry.feasible,
+            ),
+            link=self._link,
+            switches=self.switches,
+            points=self._points,
+            states=len(self.map.entries),
+        )
