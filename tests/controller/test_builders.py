@@ -8,6 +8,7 @@ import click
 import pytest
 import yaml
 
+from inferedge.api.adaptation import AdaptationSpec
 from inferedge.api.base import SecretKeyRef
 from inferedge.api.convert import link_for
 from inferedge.api.device_profile import DeviceProfileSpec
@@ -461,3 +462,26 @@ def test_only_an_edge_that_tunes_its_clocks_mounts_the_clock_agent_s_directory()
     (container,) = pod_spec(deployment)["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod_spec(deployment)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_an_adapting_pipeline_s_switching_reaches_the_edge_s_serve_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    edge, _, spec = example()
+    assert "INFEREDGE_SERVE_ADAPT" not in builders.runtime_config(spec, SET, PIN, edge=edge)
+    adapting = spec.model_copy(
+        update={
+            "adaptation": AdaptationSpec.model_validate(
+                {"deadlineMs": 40, "switching": {"confirmations": 5, "minDwellS": 0.5}}
+            )
+        }
+    )
+    data = builders.runtime_config(adapting, SET, PIN, edge=edge)
+    (container,) = pod_spec(_deployment("edge"))["containers"]
+    command, rest, prefix = _command(container["args"])
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    params = command.make_context("inferedge", list(rest), auto_envvar_prefix=prefix).params
+    assert (params["adapt"], params["switch_confirmations"], params["switch_min_dwell_s"]) == (
+        "follow", 5, 0.5,
+    )  # fmt: skip

@@ -48,8 +48,8 @@ def walk(
     exits: dict[int, CandidateExit],
     final: list[bool],
     link: Link,
-) -> tuple[float, float]:
-    """Mean latency and accuracy, one sample at a time."""
+) -> tuple[list[float], float]:
+    """Each sample's latency, and the accuracy, one sample at a time."""
     k, split = t.num_cuts, point.split
     latencies, right = [], 0
     for i in range(len(final)):
@@ -80,7 +80,7 @@ def walk(
         if not answered:
             latencies.append(shipped + t.cloud_ms(split, k) + cloud_head)
             right += final[i]
-    return sum(latencies) / len(final), right / len(final)
+    return latencies, right / len(final)
 
 
 links = st.builds(
@@ -117,14 +117,28 @@ def test_every_points_figures_match_a_per_sample_walk(
         assert len(point.cloud_exits) <= 3
         assert all(c <= point.split for c in point.edge_exits)
         assert all(point.split < c < num_cuts for c in point.cloud_exits)
-        latency, accuracy = walk(point, t, by_cut, final, link)
-        assert figures.latency_ms(link) == pytest.approx(latency, rel=1e-9, abs=1e-9)
+        latencies, accuracy = walk(point, t, by_cut, final, link)
+        mean = sum(latencies) / len(latencies)
+        assert figures.latency_ms(link) == pytest.approx(mean, rel=1e-9, abs=1e-9)
         assert figures.accuracy == pytest.approx(accuracy)
+        assert sum(p.share for p in figures.paths) == pytest.approx(1.0)
+        for bound in sorted(latencies)[:: max(len(latencies) // 4, 1)]:
+            # between two samples' latencies, so float rounding cannot flip one
+            deadline = bound * (1 + 1e-9) + 1e-9
+            share = sum(x <= deadline for x in latencies) / len(latencies)
+            assert figures.within(link, deadline) == pytest.approx(share)
 
 
 def brute_force(space: list[PointFigures], link: Link, objective: Objective) -> tuple[float, ...]:
     """The value an optimal choice must reach, from every point in turn."""
     rows = [(p.accuracy, p.latency_ms(link), p.cloud_ms) for p in space]
+    if isinstance(objective, Deadline) and objective.quantile is not None:
+        share = [p.within(link, objective.deadline_ms) for p in space]
+        meets = [r for r, s in zip(rows, share, strict=True) if s >= objective.quantile]
+        if not meets:
+            return (max(share),)
+        best = max(r[0] for r in meets)
+        return (best, min(r[1] for r in meets if r[0] == best))
     if isinstance(objective, Deadline):
         meets = [r for r in rows if r[1] <= objective.deadline_ms]
         if not meets:
@@ -141,6 +155,8 @@ def brute_force(space: list[PointFigures], link: Link, objective: Objective) -> 
 def value(
     chosen: PointFigures, link: Link, objective: Objective, feasible: bool
 ) -> tuple[float, ...]:
+    if isinstance(objective, Deadline) and objective.quantile is not None and not feasible:
+        return (chosen.within(link, objective.deadline_ms),)
     if isinstance(objective, Deadline):
         return (
             (chosen.accuracy, chosen.latency_ms(link)) if feasible else (chosen.latency_ms(link),)
@@ -161,7 +177,7 @@ def test_the_map_reaches_the_brute_force_optimum_in_every_state(
     exits, final = candidates(t, [1, 2, 4, 6, 7], samples=50, seed=seed)
     space = enumerate_space(t, exits, final, SpaceLimits(max_split=8, thresholds=THRESHOLDS))
     bandwidths, rtts = (0.1, 1.0, 8.0, 100.0), (0.0, 40.0, 200.0)
-    for objective in (Deadline(deadline), AccuracyFloor(floor)):
+    for objective in (Deadline(deadline), Deadline(deadline, quantile=0.9), AccuracyFloor(floor)):
         mapped = build_map(space, bandwidths, rtts, objective)
         assert len(mapped.entries) == len(bandwidths) * len(rtts)
         for entry in mapped.entries:
@@ -214,20 +230,21 @@ def test_priorities_keep_each_metric_near_its_best_before_the_next() -> None:
     assert capped.latency_ms <= limit
 
 
-def test_lookup_reads_the_grid_pessimistically() -> None:
+def test_lookup_reads_the_nearest_state_bandwidth_by_ratio() -> None:
     t = tables(6, seed=2)
     exits, final = candidates(t, [2, 4], samples=30, seed=2)
     space = enumerate_space(t, exits, final, SpaceLimits(max_split=6))
     mapped = build_map(space, (1.0, 8.0, 20.0), (10.0, 50.0), Deadline(500.0))
-    assert mapped.lookup(Link(bandwidth_mbps=9.5, rtt_ms=12.0)).link == Link(
-        bandwidth_mbps=8.0, rtt_ms=50.0
-    )
-    assert mapped.lookup(Link(bandwidth_mbps=0.2, rtt_ms=400.0)).link == Link(
-        bandwidth_mbps=1.0, rtt_ms=50.0
-    )
-    assert mapped.lookup(Link(bandwidth_mbps=90.0, rtt_ms=0.0)).link == Link(
-        bandwidth_mbps=20.0, rtt_ms=10.0
-    )
+
+    def read(bandwidth: float, rtt: float) -> tuple[float, float]:
+        link = mapped.lookup(Link(bandwidth_mbps=bandwidth, rtt_ms=rtt)).link
+        return link.bandwidth_mbps, link.rtt_ms
+
+    assert read(0.97, 12.0) == (1.0, 10.0)  # a little under a state is that state
+    assert read(2.5, 31.0) == (1.0, 50.0)  # 2.5 is 2.5x above 1 and 3.2x below 8
+    assert read(3.0, 29.0) == (8.0, 10.0)
+    assert read(0.01, 400.0) == (1.0, 50.0)
+    assert read(900.0, 0.0) == (20.0, 10.0)
 
 
 @pytest.mark.parametrize(
@@ -238,6 +255,7 @@ def test_lookup_reads_the_grid_pessimistically() -> None:
         (lambda s: build_map(s, (1.0,), (-1.0,), Deadline(10)), "rtts_ms: expected finite non-neg"),
         (lambda s: build_map(s, (float("inf"),), (1.0,), Deadline(10)), "bandwidths_mbps"),
         (lambda s: build_map(s, (1.0,), (1.0,), Deadline(0)), "deadline_ms: expected > 0"),
+        (lambda s: build_map(s, (1.0,), (1.0,), Deadline(9, 0)), "quantile: expected 0 <"),
         (lambda s: build_map(s, (1.0,), (1.0,), AccuracyFloor(1.5)), "min_accuracy: expected 0..1"),
         (lambda s: build_map(s, (1.0,), (1.0,), Priorities(order=())), "order: expected distinct"),
         (lambda s: build_map([], (1.0,), (1.0,), Deadline(10)), "the operating space is empty"),

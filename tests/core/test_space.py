@@ -18,7 +18,9 @@ from inferedge.core.space import (
     ObjectiveSpec,
     SpaceError,
     SpaceInputs,
+    corrected,
     dump_space,
+    edge_factor,
     parse_space,
     space_inputs,
 )
@@ -156,3 +158,23 @@ def test_objectives_need_their_bounds() -> None:
     with pytest.raises(ValidationError, match="distinct metrics"):
         ObjectiveSpec(kind="priorities", order=("latency", "latency"))
     assert ObjectiveSpec(kind="priorities").objective().order == ("accuracy", "latency")
+
+
+def test_measured_times_correct_the_edge_profile_and_its_heads() -> None:
+    space = inputs()
+    # Segments 1 and 2 (the step from cut 0 to 2) took 3x their profile; nothing else was seen.
+    measured = {(0, 2): 3 * (EDGE_MS[0] + EDGE_MS[1])}
+    fixed = corrected(space, measured, {1: 0.5})
+    times = [s.at(1).median_ms for s in fixed.edge.segments]
+    assert times == pytest.approx([3 * ms for ms in EDGE_MS])  # the unseen ones: the median
+    assert fixed.candidates[0].edge_head_ms == 0.5
+    factor = 0.5 / space.candidates[0].edge_head_ms
+    assert fixed.candidates[1].edge_head_ms == pytest.approx(
+        space.candidates[1].edge_head_ms * factor
+    )
+    assert edge_factor(space, fixed) == pytest.approx(3.0)
+    assert fixed.cloud == space.cloud
+    # a slower edge never makes a point faster
+    before = {p.point: p.compute_ms for p in space.points()}
+    assert all(p.compute_ms >= before[p.point] - 1e-9 for p in fixed.points())
+    assert corrected(space, {}, {}) == space

@@ -11,9 +11,13 @@ import pytest
 import yaml
 
 from inferedge.api.documents import DocumentError, Documents, parse_documents
+from inferedge.core.link_trace import parse_trace
 from inferedge.core.manifest import parse_manifest
 from inferedge.core.progress import ProgressCallback
+from inferedge.core.space import parse_space
+from inferedge.local.adapting import AdaptSettings, adapt_and_measure
 from inferedge.local.runner import Prepared, prepare
+from inferedge.report.adaptation import write_adaptation
 from inferedge.storage import LocalStore
 from inferedge.storage.artifacts import is_committed, read_manifest
 
@@ -139,3 +143,36 @@ def test_a_profile_of_the_wrong_role_is_refused(tmp_path: Path) -> None:
     docs = parse_documents(text, "m.yaml")
     with pytest.raises(DocumentError, match=r"spec\.edge\.profile 'cloud-cpu' is a"):
         prepare(docs, docs.pipelines[0], tmp_path, Quiet(), "m.yaml")
+
+
+def test_an_adapting_pipeline_serves_three_policies_over_a_trace(
+    trained: Run, tmp_path: Path
+) -> None:
+    adaptation = {"deadlineMs": 60, "switching": {"confirmations": 1, "minDwellS": 0}}
+    docs = given_weights(trained, adaptation=adaptation)
+    reporter = Quiet()
+    prepared = prepare(docs, docs.pipelines[0], tmp_path, reporter, "m.yaml")
+    space = prepared.manifest.space
+    assert space is not None
+    assert space.candidates == tuple(range(1, prepared.plan.final_cut))
+    trace = parse_trace("t_s,bandwidth_mbps,rtt_ms\n0,20,5\n2.5,0.5,5\n5,8,5\n", "t.csv")
+    run = adapt_and_measure(
+        prepared, prepared.splits.test, reporter, AdaptSettings(trace=trace, duration_s=7.5)
+    )
+    for name in ("static", "adaptive", "oracle"):
+        policy = run.policies[name]
+        assert policy.requests > 0, name
+        assert policy.failed == 0, name
+        assert run.timelines[name], name
+    assert run.policies["static"].switches == 0
+    assert {p.split for p in run.timelines["static"]} == {run.timelines["static"][0].split}
+    # The oracle serves the map's point for the true link: check it away from the steps.
+    inputs = parse_space((tmp_path / "report" / "space.json").read_bytes(), "space.json")
+    table = inputs.configuration_map()
+    for point in run.timelines["oracle"]:
+        if all(abs(point.t_s - t) > 0.4 for t in (0.0, 2.5, 5.0)) and point.t_s < 7.5:
+            assert point.split == table.lookup(trace.at(point.t_s)).figures.point.split
+    paths = write_adaptation(run, tmp_path / "report")
+    assert all(p.stat().st_size > 0 for p in paths)
+    for name in ("static", "adaptive", "oracle"):
+        assert "serving edge" in (tmp_path / "adaptation" / f"edge-{name}.log").read_text()

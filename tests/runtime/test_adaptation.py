@@ -5,12 +5,14 @@ probes the link when no offload measures it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from inferedge.core.link import Link
 from inferedge.core.link_switch import SwitchPolicy
+from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.space import LinkGrid, ObjectiveSpec, SpaceInputs
 from inferedge.runtime.adaptation import Adapter
 from inferedge.runtime.cloud import CloudDataplane
@@ -121,6 +123,41 @@ async def test_off_keeps_its_point_and_the_oracle_moves_at_once(
     assert oracle_edge.partition.point == oracle.map.lookup(FAST).figures.point
     for dataplane in (static, oracle_edge, cloud):
         await dataplane.aclose()
+
+
+@pytest.mark.asyncio
+async def test_measured_step_times_rebuild_the_map_and_move_the_point(
+    exported: Exported, edge_space: Partition, space: Partition
+) -> None:
+    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
+    edge = edge_on(edge_space, cloud)
+    adapter = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
+    assert adapter.correct({}) is False  # nothing measured yet
+    before = adapter.entry.figures.point
+    # The edge turns out 50x slower than profiled on every segment it ran.
+    k = exported.plans["space"].final_cut
+    measured = {("segment", a, a + 1): 50 * 3.0 for a in range(k)}
+    adapter.correct(measured)
+    after = adapter.entry.figures.point
+    assert adapter.corrections == 1
+    assert adapter.report().edge_time_factor == pytest.approx(50.0)
+    assert edge.partition is not None
+    assert edge.partition.point == after
+    assert after.split <= before.split  # a slower edge keeps less of the work
+    assert "inferedge_operating_corrections_total 1.0" in edge.metrics.exposition().decode()
+    await edge.aclose()
+    await cloud.aclose()
+
+
+def test_a_partition_records_its_single_row_calls(
+    edge_space: Partition, images: Callable[[int], np.ndarray]
+) -> None:
+    view = edge_space.at(OperatingPoint(3, (2,), (), 1.5))
+    view.run_edge(images(1), threshold=1.5)
+    view.run_edge(images(4), threshold=1.5)  # batches of more than one row are not recorded
+    seen = view.timings.snapshot()
+    assert {("segment", 0, 1), ("segment", 2, 3), ("head", 2, 2)} <= set(seen)
+    assert edge_space.timings is view.timings
 
 
 class HeldCloud:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inferedge.api.base import CelRule, Spec, cel
+from inferedge.core.link import Link
 from inferedge.core.space import LinkGrid, ObjectiveSpec
 
 Bandwidth = Annotated[float, Field(gt=0, le=100_000)]
 Rtt = Annotated[float, Field(ge=0, le=60_000)]
 PriorityMetric = Literal["accuracy", "latency", "cloudCost"]
+AdaptMode = Literal["follow", "off", "oracle"]
+"""How an edge serving a space picks its point (`inferedge serve --adapt`)."""
 
 # Edgent's range (50 kbps to 1 Mbps) and beyond it to a good LAN, spaced geometrically.
 DEFAULT_BANDWIDTHS_MBPS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
@@ -92,7 +95,13 @@ class AdaptationSpec(Spec):
         "priorities: SPINN's hard limits, then the metrics in priorities order.",
     )
     deadline_ms: float | None = Field(
-        default=None, gt=0, le=3.6e6, description="Mean latency bound, ms."
+        default=None, gt=0, le=3.6e6, description="Latency bound of each request, ms."
+    )
+    deadline_quantile: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="objective deadline: the share of requests that must meet deadlineMs.",
     )
     min_accuracy: float | None = Field(
         default=None, ge=0, le=1, description="Accuracy floor, 0..1."
@@ -139,6 +148,7 @@ class AdaptationSpec(Spec):
             {
                 "kind": self.objective,
                 "deadline_ms": self.deadline_ms,
+                "deadline_quantile": self.deadline_quantile,
                 "min_accuracy": self.min_accuracy,
                 "minimise": metric[self.minimise],
                 "order": tuple(metric[m] for m in self.priorities),
@@ -152,3 +162,36 @@ class AdaptationSpec(Spec):
             bandwidths_mbps=tuple(sorted(set(self.link_grid.bandwidths_mbps))),
             rtts_ms=tuple(sorted(set(self.link_grid.rtts_ms))),
         )
+
+
+class PointReport(BaseModel):
+    """One operating point as GET /adaptation shows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    split: int
+    edge_exits: tuple[int, ...]
+    cloud_exits: tuple[int, ...]
+    threshold: float
+    accuracy: float = Field(description="Expected accuracy (the evaluation's).")
+    latency_ms: float = Field(description="Expected mean latency on the link it was chosen for.")
+    feasible: bool = Field(description="Whether it meets the objective there.")
+
+
+class AdaptationReport(BaseModel):
+    """What the edge's adapter is doing: GET /adaptation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: AdaptMode
+    point: PointReport
+    link: Link = Field(description="The link the point was chosen for (estimated or true).")
+    latest: Link = Field(description="The link last told of: the live estimate, or the true one.")
+    switches: int = Field(ge=0)
+    corrections: int = Field(ge=0, description="Maps rebuilt from the edge's measured times.")
+    edge_time_factor: float = Field(
+        description="Measured / profiled edge time, the median over the segments served so far "
+        "(1 until measured)."
+    )
+    points: int = Field(ge=1, description="Operating points in the space.")
+    states: int = Field(ge=1, description="Link states of the configuration map.")

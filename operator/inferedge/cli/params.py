@@ -11,7 +11,7 @@ import click
 from pydantic import BaseModel, ValidationError
 
 from inferedge.core.errors import InferedgeError, describe_validation_error
-from inferedge.core.link_trace import LinkTrace, parse_trace
+from inferedge.core.link_trace import BUILTINS, LinkTrace, parse_trace
 from inferedge.core.manifest import parse_set_prefix
 
 
@@ -174,3 +174,15 @@ class LinkTraceFile(click.ParamType[LinkTrace, Any]):
             return parse_trace(data.decode("utf-8", errors="replace"), str(path))
         except InferedgeError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class LinkTraceChoice(LinkTraceFile):
+    """A built-in trace's name (`step`, `walk`), kept as that name to be made for the run's
+    duration, or a trace CSV (`LinkTraceFile`)."""
+
+    name = "step|walk|CSV"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value in BUILTINS:
+            return value
+        return super().convert(value, param, ctx)

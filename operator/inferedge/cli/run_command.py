@@ -7,10 +7,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from inferedge.cli.params import FloatList
+from inferedge.cli.params import FiniteFloat, FloatList, LinkTraceChoice
+from inferedge.core.link_trace import LinkTrace
+
+if TYPE_CHECKING:
+    from inferedge.local.runner import Prepared
 from inferedge.cli.views import measured_table, print_renderable, progress_bar
 
 # Thresholds replayed when --thresholds is not given, besides the calibrated one.
@@ -93,6 +98,22 @@ def _interrupt_on_sigterm() -> None:
     "poisson:70ms, or trace:FILE of timestamps) and save report/tuning.{md,json,png}.",
 )
 @click.option(
+    "--link-trace",
+    type=LinkTraceChoice(),
+    default="step",
+    show_default=True,
+    help="With spec.adaptation: the emulated link's trace, a built-in (step: 20, 1, then 8 "
+    "Mbps, a third each; walk: a seeded random walk, 0.5 to 50 Mbps) or a CSV of "
+    "t_s,bandwidth_mbps,rtt_ms rows.",
+)
+@click.option(
+    "--trace-seconds",
+    type=FiniteFloat(min=3, max=86_400),
+    default=45.0,
+    show_default=True,
+    help="With spec.adaptation: how long each policy replays over the trace.",
+)
+@click.option(
     "--serve/--no-serve",
     default=True,
     show_default=True,
@@ -107,6 +128,8 @@ def run(
     concurrency: int,
     server_threads: int,
     tuning_arrivals: str,
+    link_trace: str | LinkTrace,
+    trace_seconds: float,
     serve: bool,
 ) -> None:
     """Run the InferencePipeline of a YAML file on this machine, with no cluster.
@@ -125,6 +148,9 @@ def run(
          and save report/measured.{md,json,png};
       7. when the edge DeviceProfile has spec.tuning, replay on --tuning-arrivals while the
          edge tunes its (emulated) knobs, and save report/tuning.{md,json,png}.
+    With spec.adaptation, steps 3 and 4 train and export an operating space, and 5 to 7 are
+    instead: replay the test split over the --link-trace under the static plan, the adaptive
+    edge and the per-state oracle, and save report/adaptation.{md,json,png}.
     Ctrl-C stops every process it started.
     """
     from inferedge.api.documents import DocumentError, parse_documents
@@ -159,6 +185,9 @@ def run(
     )
     if not serve:
         return
+    if prepared.manifest.space is not None:
+        _adapt(prepared, reporter, link_trace, trace_seconds, server_threads)
+        return
     calibrated = prepared.evaluation.calibration.threshold
     replayed = tuple(sorted({*(thresholds or DEFAULT_REPLAY), calibrated}))
     served = serve_and_measure(
@@ -181,4 +210,31 @@ def run(
         paths += write_tuning(
             tuned.report, tuned.steps, tuned.replay, tuned.started_unix, out / "report"
         )
+    click.echo(f"reports: {', '.join(str(p) for p in paths)}")
+
+
+def _adapt(
+    prepared: Prepared,
+    reporter: _CliReporter,
+    link_trace: str | LinkTrace,
+    seconds: float,
+    threads: int,
+) -> None:
+    """The adaptation phase and its report."""
+    from inferedge.api.convert import link_for
+    from inferedge.core.link_trace import builtin_trace
+    from inferedge.local.adapting import AdaptSettings, adapt_and_measure
+    from inferedge.report.adaptation import adaptation_markdown, write_adaptation
+
+    if isinstance(link_trace, str):
+        declared = link_for(prepared.pipeline.spec, prepared.devices["edge"].spec)
+        link_trace = builtin_trace(link_trace, seconds, rtt_ms=declared.rtt_ms)
+    run = adapt_and_measure(
+        prepared,
+        prepared.splits.test,
+        reporter,
+        AdaptSettings(trace=link_trace, duration_s=seconds, threads=threads),
+    )
+    click.echo(adaptation_markdown(run))
+    paths = write_adaptation(run, prepared.out / "report")
     click.echo(f"reports: {', '.join(str(p) for p in paths)}")

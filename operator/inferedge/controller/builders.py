@@ -49,7 +49,8 @@ def runtime_config(
     The variable names are the serve command's own (`INFEREDGE_SERVE_<FLAG>`, or the explicit
     envvar of an option), so the ConfigMap needs no translation layer. The edge profile's
     `tuning` travels as the JSON the serve command's --tuning takes, and the plan's link as
-    --link-bandwidth-mbps/--link-rtt-ms (the cloud ignores both).
+    --link-bandwidth-mbps/--link-rtt-ms (the cloud ignores both); `spec.adaptation`'s
+    switching as --adapt and --switch-*.
     """
     inference = spec.inference
     batching = inference.cloud_batching
@@ -75,6 +76,12 @@ def runtime_config(
         data["INFEREDGE_SERVE_LINK_RTT_MS"] = f"{link.rtt_ms:g}"
         if edge.tuning is not None:
             data["INFEREDGE_SERVE_TUNING"] = edge.tuning.model_dump_json(by_alias=True)
+    if spec.adaptation is not None:
+        # The set is an operating space: its edge follows the link with this hysteresis.
+        switching = spec.adaptation.switching
+        data["INFEREDGE_SERVE_ADAPT"] = "follow"
+        data["INFEREDGE_SERVE_SWITCH_CONFIRMATIONS"] = str(switching.confirmations)
+        data["INFEREDGE_SERVE_SWITCH_MIN_DWELL_S"] = f"{switching.min_dwell_s:g}"
     return data
 
 

@@ -2,8 +2,10 @@
 configuration map, with SPINN's objectives).
 
 An objective is one of:
-- `Deadline`: the most accurate point whose mean latency meets the deadline (Edgent); ties go
-  to the faster. When none meets it, the fastest point, marked infeasible.
+- `Deadline`: the most accurate point whose mean latency meets the deadline, or (with a
+  `quantile`) that answers at least that share of requests within it, each on its own (Edgent's
+  per-request bound); ties go to the faster. When none meets it, the fastest point (the one
+  closest to the quantile), marked infeasible.
 - `AccuracyFloor`: among the points at least that accurate, the fastest, or the one the cloud
   bills least (`minimise="cloud_cost"`); ties go to the more accurate, then the faster. When
   none is accurate enough, the most accurate, marked infeasible.
@@ -16,7 +18,6 @@ a point's latency there is `compute + offload * (rtt + bytes * 8 / bandwidth)`.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,9 +33,12 @@ Metric = Literal["accuracy", "latency", "cloud_cost"]
 
 @dataclass(frozen=True)
 class Deadline:
-    """The most accuracy within a mean latency (ms)."""
+    """The most accuracy within a latency bound (ms): on the mean (`quantile` None), or met by
+    at least that share of the requests, each on its own (Edgent's per-request bound, for
+    answers whose latency depends on where they exit)."""
 
     deadline_ms: float
+    quantile: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,16 @@ class ConfigurationMap:
         return self.entries[bandwidth_index * len(self.rtts_ms) + rtt_index]
 
     def cell(self, link: Link) -> tuple[int, int]:
-        """The grid state a measured link is read as, pessimistically: the grid's highest
-        bandwidth not above it (else the lowest) and its lowest RTT not below it (else the
-        highest)."""
-        b = max(bisect.bisect_right(self.bandwidths_mbps, link.bandwidth_mbps) - 1, 0)
-        r = min(bisect.bisect_left(self.rtts_ms, link.rtt_ms), len(self.rtts_ms) - 1)
+        """The grid state a measured link is read as: the nearest bandwidth by ratio (in log
+        space, as bandwidths vary) and the nearest RTT. Not the next one down: an estimate a
+        few percent under a grid bandwidth (protocol overhead counts against it) would then
+        be read as the state below, which on a geometric grid is half as fast or worse."""
+        log_bw = math.log(link.bandwidth_mbps)
+        b = min(
+            range(len(self.bandwidths_mbps)),
+            key=lambda i: abs(math.log(self.bandwidths_mbps[i]) - log_bw),
+        )
+        r = min(range(len(self.rtts_ms)), key=lambda i: abs(self.rtts_ms[i] - link.rtt_ms))
         return b, r
 
     def lookup(self, link: Link) -> MapEntry:
@@ -107,6 +116,9 @@ def _check_grid(values: Sequence[float], name: str, positive: bool) -> tuple[flo
 def _check_objective(objective: Objective) -> None:
     if isinstance(objective, Deadline) and not objective.deadline_ms > 0:
         raise PlanningError(f"deadline_ms: expected > 0, got {objective.deadline_ms}")
+    quantile = objective.quantile if isinstance(objective, Deadline) else None
+    if quantile is not None and not 0 < quantile <= 1:
+        raise PlanningError(f"quantile: expected 0 < quantile <= 1, got {quantile}")
     if isinstance(objective, AccuracyFloor) and not 0 <= objective.min_accuracy <= 1:
         raise PlanningError(f"min_accuracy: expected 0..1, got {objective.min_accuracy}")
     if isinstance(objective, Priorities):
@@ -183,6 +195,15 @@ def _choose(columns: _Columns, link: Link, objective: Objective) -> MapEntry:
     latency = columns.latencies(link)
     accuracy, cloud = columns.accuracy, columns.cloud
     everyone = range(len(latency))
+    if isinstance(objective, Deadline) and objective.quantile is not None:
+        bound = objective.deadline_ms
+        within = [f.within(link, bound) for f in columns.figures]
+        meets = [i for i in everyone if within[i] >= objective.quantile]
+        if meets:
+            best = max(meets, key=lambda i: (accuracy[i], -latency[i]))
+            return _entry(columns, best, link, latency, True)
+        closest = max(everyone, key=lambda i: (within[i], -latency[i]))
+        return _entry(columns, closest, link, latency, False)
     if isinstance(objective, Deadline):
         meets = [i for i in everyone if latency[i] <= objective.deadline_ms]
         if meets:

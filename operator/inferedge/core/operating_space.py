@@ -51,6 +51,15 @@ class OperatingPoint:
 
 
 @dataclass(frozen=True)
+class AnswerPath:
+    """Where a share of the requests is answered, and the compute on their way there."""
+
+    share: float
+    compute_ms: float
+    offloaded: bool  # these requests also pay one transfer of the split's activation
+
+
+@dataclass(frozen=True)
 class PointFigures:
     """One point's expected figures per request, apart from the link."""
 
@@ -60,12 +69,22 @@ class PointFigures:
     offload_rate: float
     transfer_bytes: int  # the split's activation, shipped by each offloaded request
     cloud_ms: float  # cloud compute (what the cloud bills), over all requests
+    paths: tuple[AnswerPath, ...] = ()  # each exit (and the final classifier) that answers
 
     def latency_ms(self, link: Link) -> float:
         """Mean latency on `link`."""
         if self.offload_rate == 0.0:
             return self.compute_ms
         return self.compute_ms + self.offload_rate * link.transfer_ms(self.transfer_bytes)
+
+    def within(self, link: Link, deadline_ms: float) -> float:
+        """The share of requests answered within `deadline_ms` on `link`."""
+        transfer = link.transfer_ms(self.transfer_bytes)
+        return sum(
+            p.share
+            for p in self.paths
+            if p.compute_ms + (transfer if p.offloaded else 0.0) <= deadline_ms
+        )
 
 
 @dataclass(frozen=True)
@@ -198,11 +217,13 @@ def _figures(
     """Walk the samples down the point's exits: who answers where, right or wrong, how fast."""
     remaining, right, compute = m.everyone, 0, 0.0
     head_ms = 0.0
+    paths: list[tuple[int, float, bool]] = []  # (samples, compute ms, offloaded)
     for cut in point.edge_exits:
         head_ms += heads[cut][0]
         answered = remaining & m.confident[(cut, point.threshold)]
         right += (answered & m.correct[cut]).bit_count()
         compute += answered.bit_count() * (t.edge_ms(cut) + head_ms)
+        paths.append((answered.bit_count(), t.edge_ms(cut) + head_ms, False))
         remaining &= ~answered
     k, split = t.num_cuts, point.split
     offloaded = remaining.bit_count() if split < k else 0
@@ -214,14 +235,17 @@ def _figures(
         answered = remaining & m.confident[(cut, point.threshold)]
         right += (answered & m.correct[cut]).bit_count()
         cloud_total += answered.bit_count() * (t.cloud_ms(split, cut) + cloud_head_ms)
+        paths.append((answered.bit_count(), edge_ms + t.cloud_ms(split, cut) + cloud_head_ms, True))
         remaining &= ~answered
     right += (remaining & m.final).bit_count()
     final_cloud_ms = t.cloud_ms(split, k) + cloud_head_ms if split < k else 0.0
     cloud_total += remaining.bit_count() * final_cloud_ms
     if split == k:
         compute += remaining.bit_count() * edge_ms
+        paths.append((remaining.bit_count(), edge_ms, False))
     else:
         compute += offloaded * edge_ms + cloud_total
+        paths.append((remaining.bit_count(), edge_ms + final_cloud_ms, True))
     n = m.samples
     return PointFigures(
         point=point,
@@ -230,4 +254,5 @@ def _figures(
         offload_rate=offloaded / n,
         transfer_bytes=t.transfer_bytes[split] if split < k else 0,
         cloud_ms=cloud_total / n,
+        paths=tuple(AnswerPath(count / n, ms, off) for count, ms, off in paths if count),
     )

@@ -15,6 +15,7 @@ builds its partitions from it, and `check_point` refuses a point the set cannot 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from statistics import median
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,7 +44,7 @@ from inferedge.core.operating_space import (
 from inferedge.core.placement import Placement
 from inferedge.core.plan import Plan
 from inferedge.core.planner import build_tables
-from inferedge.core.profile import MeasuredProfile
+from inferedge.core.profile import MeasuredProfile, Segment
 from inferedge.core.roles import Role
 from inferedge.core.sweep import DEFAULT_THRESHOLDS
 from inferedge.core.versioned import parse_versioned
@@ -65,6 +66,7 @@ class ObjectiveSpec(_Frozen):
 
     kind: Literal["deadline", "accuracy", "priorities"]
     deadline_ms: float | None = Field(default=None, gt=0.0)
+    deadline_quantile: float | None = Field(default=0.95, gt=0.0, le=1.0)
     min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     minimise: Literal["latency", "cloud_cost"] = "latency"
     order: tuple[Metric, ...] = ("accuracy", "latency")
@@ -84,7 +86,7 @@ class ObjectiveSpec(_Frozen):
         """The objective `core.config_map` takes."""
         if self.kind == "deadline":
             assert self.deadline_ms is not None
-            return Deadline(self.deadline_ms)
+            return Deadline(self.deadline_ms, self.deadline_quantile)
         if self.kind == "accuracy":
             assert self.min_accuracy is not None
             return AccuracyFloor(self.min_accuracy, self.minimise)
@@ -196,6 +198,64 @@ def space_inputs(
         grid=grid,
         link=plan.request.link,
     )
+
+
+def corrected(
+    inputs: SpaceInputs,
+    segments: Mapping[tuple[int, int], float],
+    heads: Mapping[int, float],
+) -> SpaceInputs:
+    """The space file with the edge's times as the edge measured them serving.
+
+    `segments` maps a served step (start cut, end cut) to its measured milliseconds; the
+    profile's segments inside it are scaled by measured / profiled, and segments no step has
+    measured yet by the median of those factors (the device and the serving code are the same
+    there). `heads` maps a candidate's cut to its measured head time; unmeasured heads are
+    scaled alike. Measurements of nothing (0 ms profiled) are ignored.
+    """
+    batch = inputs.batch_size
+    profiled = [seg.at(batch).median_ms for seg in inputs.edge.segments]
+    factor: dict[int, float] = {}  # segment index (1-based) -> measured / profiled
+    for (start, end), measured in segments.items():
+        span = sum(profiled[start:end])
+        if span > 0 and 0 <= start < end <= len(profiled):
+            factor.update(dict.fromkeys(range(start + 1, end + 1), measured / span))
+    default = median(factor.values()) if factor else 1.0
+    edge = inputs.edge.model_copy(
+        update={
+            "segments": tuple(
+                _scaled(seg, batch, factor.get(seg.index, default)) for seg in inputs.edge.segments
+            )
+        }
+    )
+    head_factors = [
+        heads[c.cut_index] / c.edge_head_ms
+        for c in inputs.candidates
+        if c.cut_index in heads and c.edge_head_ms > 0
+    ]
+    head_default = median(head_factors) if head_factors else default
+    candidates = tuple(
+        c.model_copy(update={"edge_head_ms": heads.get(c.cut_index, c.edge_head_ms * head_default)})
+        for c in inputs.candidates
+    )
+    return inputs.model_copy(update={"edge": edge, "candidates": candidates})
+
+
+def edge_factor(before: SpaceInputs, after: SpaceInputs) -> float:
+    """The edge's whole-model time after a correction over before it."""
+    total = sum(s.at(before.batch_size).median_ms for s in before.edge.segments)
+    now = sum(s.at(after.batch_size).median_ms for s in after.edge.segments)
+    return now / total if total > 0 else 1.0
+
+
+def _scaled(segment: Segment, batch: int, factor: float) -> Segment:
+    measurements = tuple(
+        m.model_copy(update={"median_ms": m.median_ms * factor, "p95_ms": m.p95_ms * factor})
+        if m.batch_size == batch
+        else m
+        for m in segment.measurements
+    )
+    return segment.model_copy(update={"measurements": measurements})
 
 
 def dump_space(inputs: SpaceInputs) -> bytes:

@@ -85,9 +85,18 @@ def thread_env(threads: int) -> dict[str, str]:
     }
 
 
-def server_args(prepared: Prepared, role: Role, cache: Path, *, tuning: bool = False) -> list[str]:
+def server_args(
+    prepared: Prepared,
+    role: Role,
+    cache: Path,
+    *,
+    tuning: bool = False,
+    trace: tuple[Path, float] | None = None,
+) -> list[str]:
     """The `inferedge serve <role>` flags for one server of this run (but --nats-url); with
-    `tuning`, the edge tunes the emulated knobs of its DeviceProfile."""
+    `tuning`, the edge tunes the emulated knobs of its DeviceProfile; with `trace` (a trace
+    file and its origin, Unix seconds), the edge's link follows it instead of the declared
+    link, which is then only where its estimate starts."""
     spec = prepared.pipeline.spec
     device = prepared.devices[role].spec
     args = [
@@ -101,11 +110,19 @@ def server_args(prepared: Prepared, role: Role, cache: Path, *, tuning: bool = F
     ]  # fmt: skip
     if role == "edge":
         link = link_for(spec, device)
-        args += [
-            "--emulate-bandwidth-mbps", repr(link.bandwidth_mbps),
-            "--emulate-rtt-ms", repr(link.rtt_ms),
-            "--offload-timeout-ms", repr(spec.inference.offload_timeout_ms),
-        ]  # fmt: skip
+        if trace is None:
+            args += [
+                "--emulate-bandwidth-mbps", repr(link.bandwidth_mbps),
+                "--emulate-rtt-ms", repr(link.rtt_ms),
+            ]  # fmt: skip
+        else:
+            args += [
+                "--emulate-link-trace", str(trace[0]),
+                "--emulate-link-origin", repr(trace[1]),
+                "--link-bandwidth-mbps", repr(link.bandwidth_mbps),
+                "--link-rtt-ms", repr(link.rtt_ms),
+            ]  # fmt: skip
+        args += ["--offload-timeout-ms", repr(spec.inference.offload_timeout_ms)]
         if tuning and device.tuning is not None:
             # One machine has no clock agent and no power rails: the device's knobs are emulated.
             knobs = device.emulation.knobs or KnobEmulationSpec()

@@ -19,56 +19,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
+from inferedge.api.adaptation import AdaptationReport, AdaptMode, PointReport
 from inferedge.core.config_map import ConfigurationMap, MapEntry
 from inferedge.core.link import Link
 from inferedge.core.link_switch import Cell, SwitchPolicy, SwitchState, observe
 from inferedge.core.manifest import Manifest
 from inferedge.core.operating_space import OperatingPoint
-from inferedge.core.space import SpaceInputs, parse_space, point_label
+from inferedge.core.space import SpaceInputs, corrected, edge_factor, parse_space, point_label
 from inferedge.dnn.artifacts import verified_path
 from inferedge.dnn.protocols import ArtifactLoadError
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.served import Served
+from inferedge.runtime.step_timings import StepKey, StepTimings
 
 log = logging.getLogger(__name__)
-
-AdaptMode = Literal["follow", "off", "oracle"]
-ADAPT_MODES: tuple[AdaptMode, ...] = ("follow", "off", "oracle")
-
-
-class PointReport(BaseModel):
-    """One operating point as GET /adaptation shows it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    split: int
-    edge_exits: tuple[int, ...]
-    cloud_exits: tuple[int, ...]
-    threshold: float
-    accuracy: float = Field(description="Expected accuracy (the evaluation's).")
-    latency_ms: float = Field(description="Expected mean latency on the link it was chosen for.")
-    feasible: bool = Field(description="Whether it meets the objective there.")
-
-
-class AdaptationReport(BaseModel):
-    """What the edge's adapter is doing: GET /adaptation."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mode: AdaptMode
-    point: PointReport
-    link: Link = Field(description="The link the point was chosen for (estimated or true).")
-    switches: int = Field(ge=0)
-    points: int = Field(ge=1, description="Operating points in the space.")
-    states: int = Field(ge=1, description="Link states of the configuration map.")
 
 
 def adaptation_handler(adapter: Adapter) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -96,6 +67,15 @@ def read_space(manifest: Manifest, root: Path) -> SpaceInputs:
     return inputs
 
 
+@dataclass(frozen=True)
+class Rebuilt:
+    """A configuration map rebuilt from measured times, ready to install."""
+
+    map: ConfigurationMap
+    points: int
+    edge_factor: float
+
+
 class Adapter:
     """Keeps `served` on the configuration map's point for the link it is told of."""
 
@@ -111,7 +91,10 @@ class Adapter:
     ) -> None:
         self._served = served
         self._space = space
+        self._inputs = inputs
         self.mode: AdaptMode = mode
+        self.corrections = 0
+        self._factor = 1.0
         # The oracle knows the true link: hysteresis would only delay it.
         self._policy = SwitchPolicy(1, 0.0) if mode == "oracle" else (policy or SwitchPolicy())
         self._clock = clock
@@ -119,7 +102,7 @@ class Adapter:
         self.map: ConfigurationMap = inputs.configuration_map(points)
         self._points = len(points)
         self._views: dict[OperatingPoint, Partition] = {}
-        self._link = inputs.link
+        self._link = self._latest = inputs.link
         cell = self.map.cell(inputs.link)
         self._state = SwitchState(cell, clock())
         self._apply(cell)
@@ -142,6 +125,7 @@ class Adapter:
     def observe(self, link: Link) -> bool:
         """Take a link estimate (or, for the oracle, the true link); True if the edge moved.
         `off` keeps its point whatever it is told."""
+        self._latest = link
         if self.mode == "off":
             return False
         before = self._state
@@ -158,6 +142,44 @@ class Adapter:
             point_label(self.entry.figures.point),
         )
         return True
+
+    @property
+    def timings(self) -> StepTimings:
+        """What the space's steps measured as served."""
+        return self._space.timings
+
+    def rebuilt(self, measured: Mapping[StepKey, float]) -> Rebuilt | None:
+        """The map rebuilt from the edge's measured step times (`runtime.step_timings`), the
+        space file's times corrected by them; None before any segment was measured. Pure
+        computation, safe off the event loop."""
+        segments = {(a, b): ms for (kind, a, b), ms in measured.items() if kind == "segment"}
+        if not segments:
+            return None
+        heads = {a: ms for (kind, a, _), ms in measured.items() if kind == "head"}
+        inputs = corrected(self._inputs, segments, heads)
+        points = inputs.points()
+        return Rebuilt(
+            inputs.configuration_map(points), len(points), edge_factor(self._inputs, inputs)
+        )
+
+    def install(self, rebuilt: Rebuilt) -> bool:
+        """Serve from `rebuilt` on: the new map's point for the cell served; True if that
+        point changed."""
+        self.map = rebuilt.map
+        self._points = rebuilt.points
+        self._factor = rebuilt.edge_factor
+        self.corrections += 1
+        self.metrics.operating_corrections.inc()
+        served = self._served.partition
+        if served is not None and served.point == self.entry.figures.point:
+            return False
+        self._apply(self._state.serving)
+        return True
+
+    def correct(self, measured: Mapping[StepKey, float]) -> bool:
+        """`rebuilt` then `install`, in one go."""
+        rebuilt = self.rebuilt(measured)
+        return rebuilt is not None and self.install(rebuilt)
 
     def _apply(self, cell: Cell) -> None:
         point = self.map.entry(*cell).figures.point
@@ -184,7 +206,10 @@ class Adapter:
                 feasible=entry.feasible,
             ),
             link=self._link,
+            latest=self._latest,
             switches=self.switches,
+            corrections=self.corrections,
+            edge_time_factor=round(self._factor, 3),
             points=self._points,
             states=len(self.map.entries),
         )

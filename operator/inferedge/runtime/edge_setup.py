@@ -25,9 +25,14 @@ from inferedge.runtime.messages import Offload
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.serve_config import ServeConfig
+from inferedge.runtime.step_timings import StepTimings
 
 # How often the oracle reads the true link: well under any trace's step, and cheap (a lookup).
 ORACLE_PERIOD_S = 0.05
+# How often the map is rebuilt from the measured step times (tens of ms, off the event loop).
+CORRECT_PERIOD_S = 2.0
+# Calls a step must have made before its time is believed.
+MIN_CALLS = 5
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Edge:
         adapter, schedule = self.adapter, self.schedule
         if adapter is not None and adapter.mode == "oracle" and schedule is not None:
             self._tasks.append(asyncio.create_task(_follow_truth(adapter, schedule)))
+        if adapter is not None and adapter.mode != "off":  # the static plan keeps its figures
+            self._tasks.append(asyncio.create_task(_correct(adapter, adapter.timings)))
 
     async def aclose(self) -> None:
         """Stop the background tasks, then the batcher."""
@@ -55,6 +62,16 @@ class Edge:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.batcher.aclose()
+
+
+async def _correct(adapter: Adapter, timings: StepTimings) -> None:
+    while True:
+        await asyncio.sleep(CORRECT_PERIOD_S)  # a schedule, not a wait for readiness
+        measured = timings.snapshot(MIN_CALLS)
+        # The map is rebuilt off the loop; the switch itself is made on it, between requests.
+        rebuilt = await asyncio.to_thread(adapter.rebuilt, measured)
+        if rebuilt is not None:
+            adapter.install(rebuilt)
 
 
 async def _follow_truth(adapter: Adapter, schedule: LinkSchedule) -> None:
@@ -121,6 +138,6 @@ def build_edge(
         timeout_s=config.offload_timeout_s,
     )
     observers.append(lambda _: prober.measured())
-    if config.adapt == "follow":
+    if config.adapt != "oracle":  # the oracle is told the true link instead
         observers.append(adapter.observe)
     return Edge(batcher, adapter, prober, schedule)

@@ -28,7 +28,8 @@ An edge that tunes its knobs publishes each window's outcome: `inferedge_tuning_
 The edge estimates its link from its offloads (runtime.link_watch): `inferedge_link_bandwidth_mbps`,
 `inferedge_link_rtt_seconds` and `inferedge_link_changes_total` (changes its detector saw).
 An edge serving an operating space publishes the point it serves (`inferedge_operating_split`,
-`inferedge_operating_threshold`), its moves (`inferedge_operating_switches_total`) and the
+`inferedge_operating_threshold`), its moves (`inferedge_operating_switches_total`), the maps
+it rebuilt from its measured times (`inferedge_operating_corrections_total`) and the
 probes it sent when no offload measured the link (`inferedge_link_probes_total{kind}`).
 """
 
@@ -182,6 +183,11 @@ class Metrics:
         self.operating_switches = Counter(
             "inferedge_operating_switches",
             "Moves of the edge to another operating point as the link changed.",
+            registry=reg,
+        )
+        self.operating_corrections = Counter(
+            "inferedge_operating_corrections",
+            "Configuration maps rebuilt from the edge's measured segment and head times.",
             registry=reg,
         )
         self.link_probes = Counter(

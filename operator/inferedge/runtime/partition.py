@@ -45,6 +45,7 @@ from inferedge.dnn.confidence import softmax_stats
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
 from inferedge.runtime.policy import Candidate, should_exit
+from inferedge.runtime.step_timings import StepKey, StepTimings
 from inferedge.storage.artifacts import fetch, read_manifest
 from inferedge.storage.base import ArtifactStore
 
@@ -111,16 +112,20 @@ class _Walk:
     answers: list[RowResult | None]
     seen: list[list[Candidate]]
     slowdown: float
+    timings: StepTimings | None = None
     compute_s: float = 0.0
 
-    def call(self, fn: ArrayFn, x: np.ndarray) -> np.ndarray:
-        """`fn(x)`, timed, then held for (slowdown - 1) times as long."""
+    def call(self, fn: ArrayFn, x: np.ndarray, key: StepKey) -> np.ndarray:
+        """`fn(x)`, timed, then held for (slowdown - 1) times as long; recorded under `key`
+        when the batch is one row."""
         started = time.perf_counter()
         out = fn(x)
         elapsed = time.perf_counter() - started
         if self.slowdown > 1.0:
             _hold(started + elapsed * self.slowdown)
         self.compute_s += elapsed * self.slowdown
+        if self.timings is not None and x.shape[0] == 1:
+            self.timings.record(key, elapsed * self.slowdown * 1000.0)
         return out
 
 
@@ -160,6 +165,8 @@ class Partition:
         self.part: Role = part
         self.steps = tuple(steps)
         self._loaded = self.steps
+        self.timings = StepTimings()
+        """What each step measured as served (shared by the views of one loaded space)."""
         self.kind: ConfidenceKind = (
             manifest.calibration.confidence if manifest.calibration else "max_softmax"
         )
@@ -201,6 +208,7 @@ class Partition:
             steps.append(RunnableStep(step, found.segment, head))
         view = Partition(self.manifest, self.part, steps, self.prefix, point)
         view._loaded = self._loaded
+        view.timings = self.timings
         return view
 
     @property
@@ -212,7 +220,7 @@ class Partition:
         """Run every step once on a zero sample, so the first request does not pay the
         framework's first-call costs (graph specialisation, allocations)."""
         x = np.zeros((1, *self.input_shape), DTYPE)
-        self._walk(x, [2.0], 1.0)
+        self._walk(x, [2.0], 1.0, record=False)
 
     @property
     def plan_hash(self) -> str:
@@ -292,7 +300,9 @@ class Partition:
         answers = self._walk(x, list(thresholds), slowdown).answers
         return [a for a in answers if a is not None]
 
-    def _walk(self, x: np.ndarray, thresholds: list[float], slowdown: float) -> _Walk:
+    def _walk(
+        self, x: np.ndarray, thresholds: list[float], slowdown: float, *, record: bool = True
+    ) -> _Walk:
         n = x.shape[0]
         walk = _Walk(
             activation=x,
@@ -300,9 +310,11 @@ class Partition:
             answers=[None] * n,
             seen=[[] for _ in range(n)],
             slowdown=check_slowdown(slowdown),
+            timings=self.timings if record else None,
         )
         for loaded in self.steps:
-            walk.activation = walk.call(loaded.segment, walk.activation)
+            key: StepKey = ("segment", loaded.step.start, loaded.step.end)
+            walk.activation = walk.call(loaded.segment, walk.activation, key)
             if loaded.head is not None or loaded.step.final:
                 self._test_exit(loaded, walk, thresholds)
                 if not walk.rows:
@@ -310,7 +322,12 @@ class Partition:
         return walk
 
     def _test_exit(self, loaded: RunnableStep, walk: _Walk, thresholds: list[float]) -> None:
-        logits = walk.activation if loaded.head is None else walk.call(loaded.head, walk.activation)
+        end = loaded.step.end
+        logits = (
+            walk.activation
+            if loaded.head is None
+            else walk.call(loaded.head, walk.activation, ("head", end, end))
+        )
         confidences, predictions = exit_confidence(logits, self.kind)
         exit_index, cut_index = self._exit_ids(loaded)
         keep: list[int] = []

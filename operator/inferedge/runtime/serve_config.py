@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inferedge.api.adaptation import AdaptMode
 from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.core.link import Link
 from inferedge.core.link_switch import SwitchPolicy
 from inferedge.core.link_trace import LinkTrace
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.roles import Role
-from inferedge.runtime.adaptation import AdaptMode
 from inferedge.runtime.clock_agent import DEFAULT_SOCKET
 from inferedge.runtime.policy import BatchPolicy
 from inferedge.transport.codec import Encoding
