@@ -245,6 +245,7 @@ def test_lookup_reads_the_nearest_state_bandwidth_by_ratio() -> None:
     assert read(3.0, 29.0) == (8.0, 10.0)
     assert read(0.01, 400.0) == (1.0, 50.0)
     assert read(900.0, 0.0) == (20.0, 10.0)
+    assert read(8.0, 30.0) == (8.0, 50.0)  # halfway: the worse state
 
 
 @pytest.mark.parametrize(

@@ -88,13 +88,14 @@ class ConfigurationMap:
         """The grid state a measured link is read as: the nearest bandwidth by ratio (in log
         space, as bandwidths vary) and the nearest RTT. Not the next one down: an estimate a
         few percent under a grid bandwidth (protocol overhead counts against it) would then
-        be read as the state below, which on a geometric grid is half as fast or worse."""
+        be read as the state below, which on a geometric grid is half as fast or worse. Halfway
+        between two states, the worse one (lower bandwidth, higher RTT)."""
         log_bw = math.log(link.bandwidth_mbps)
         b = min(
             range(len(self.bandwidths_mbps)),
-            key=lambda i: abs(math.log(self.bandwidths_mbps[i]) - log_bw),
+            key=lambda i: (abs(math.log(self.bandwidths_mbps[i]) - log_bw), i),
         )
-        r = min(range(len(self.rtts_ms)), key=lambda i: abs(self.rtts_ms[i] - link.rtt_ms))
+        r = min(range(len(self.rtts_ms)), key=lambda i: (abs(self.rtts_ms[i] - link.rtt_ms), -i))
         return b, r
 
     def lookup(self, link: Link) -> MapEntry:
