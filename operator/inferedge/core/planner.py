@@ -262,6 +262,18 @@ def part_summary(t: Tables, *, device: str, first: int, last: int, on_edge: bool
     )
 
 
+def model_ref(profile: MeasuredProfile) -> ModelRef:
+    """The identity of the model a profile measured, as plans record it."""
+    return ModelRef(
+        name=profile.model.name,
+        framework=profile.model.framework,
+        source=profile.model.source,
+        input_shape=profile.model.input_shape,
+        num_classes=profile.model.num_classes,
+        num_cuts=profile.num_cuts,
+    )
+
+
 def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanRequest) -> Plan:
     """Plan a split and exits for the model both profiles describe."""
     t = build_tables(edge, cloud, request.batch_size)
@@ -327,14 +339,7 @@ def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanReques
         cut_name = edge.cut_points[final].name
         notes.append(f"deadline truncates the network at cut {final} ({cut_name})")
 
-    model = ModelRef(
-        name=edge.model.name,
-        framework=edge.model.framework,
-        source=edge.model.source,
-        input_shape=edge.model.input_shape,
-        num_classes=edge.model.num_classes,
-        num_cuts=K,
-    )
+    model = model_ref(edge)
     frozen_exits = tuple(exits)
     return Plan(
         model=model,

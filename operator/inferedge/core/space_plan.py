@@ -17,8 +17,14 @@ from collections.abc import Sequence
 
 from inferedge.core.errors import PlanningError
 from inferedge.core.operating_space import spread_cuts
-from inferedge.core.plan import ExitPoint, ModelRef, Plan, PlanRequest, plan_hash
-from inferedge.core.planner import Tables, build_tables, edge_memory_bytes, part_summary
+from inferedge.core.plan import ExitPoint, Plan, PlanRequest, plan_hash
+from inferedge.core.planner import (
+    Tables,
+    build_tables,
+    edge_memory_bytes,
+    model_ref,
+    part_summary,
+)
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.roles import Role
 
@@ -85,14 +91,7 @@ def make_space_plan(
                 latency_ms=latency,
             )
         )
-    model = ModelRef(
-        name=edge.model.name,
-        framework=edge.model.framework,
-        source=edge.model.source,
-        input_shape=edge.model.input_shape,
-        num_classes=edge.model.num_classes,
-        num_cuts=k,
-    )
+    model = model_ref(edge)
     edge_part = part_summary(t, device=edge.device.name, first=1, last=max_split, on_edge=True)
     cloud_part = part_summary(
         t, device=cloud.device.name, first=max_split + 1, last=k, on_edge=False
