@@ -163,7 +163,9 @@ def test_printer_columns_point_at_schema_fields(kind: Kind) -> None:
             node = node.get("items", node)
             assert part in node.get("properties", {}), f"{column['name']}: {path}"
             node = node["properties"][part]
-        expected = {"number": "number", "string": "string", "date": "string"}[column["type"]]
+        expected = {"number": "number", "integer": "integer", "string": "string", "date": "string"}[
+            column["type"]
+        ]
         assert node["type"] == expected, column["name"]
 
 

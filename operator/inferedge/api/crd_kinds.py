@@ -157,6 +157,13 @@ KINDS: Final = (
             Column(
                 "Cost", "number", ".status.tuning.cost", "Edge pods' mean tuning cost.", priority=1
             ),
+            Column(
+                "Serving",
+                "integer",
+                ".status.adaptation.split",
+                "The cut the edge splits at now (spec.adaptation: the operating point served).",
+                priority=1,
+            ),
         ),
     ),
     Kind(

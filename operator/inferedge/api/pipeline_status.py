@@ -24,6 +24,13 @@ class PlanSummary(Spec):
         max_length=3, description="Cut-point indices of the cloud part's exits."
     )
     predicted_latency_ms: float = Field(ge=0, description="Planner's expected latency, ms.")
+    candidates: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="spec.adaptation: candidate exits of the operating space (split is then the "
+        "deepest the edge may serve; status.adaptation shows the point served).",
+    )
     exits: str | None = Field(
         default=None,
         max_length=16,
@@ -37,6 +44,9 @@ class PlanSummary(Spec):
         if isinstance(data, dict) and data.get("exits") is None:
             edge = data.get("edgeExits", data.get("edge_exits"))
             cloud = data.get("cloudExits", data.get("cloud_exits"))
+            candidates = data.get("candidates")
+            if isinstance(candidates, int):
+                return {**data, "exits": f"space:{candidates}"}
             if isinstance(edge, list | tuple) and isinstance(cloud, list | tuple):
                 return {**data, "exits": f"{len(edge)}+{len(cloud)}"}
         return data
@@ -151,6 +161,63 @@ class TuningStatus(Spec):
     )
 
 
+AdaptationState = Literal["Adapting", "Off", "Unreachable"]
+
+
+class PodAdaptation(Spec):
+    """One edge pod's operating point, as its `GET /adaptation` answered when last read."""
+
+    pod: str = Field(max_length=253, description="The edge pod.")
+    state: AdaptationState = Field(
+        description="Adapting; Off (the pod serves no operating space); Unreachable (its "
+        "/adaptation could not be read: message says why)."
+    )
+    message: str = Field(default="", max_length=1024, description="Why Off or Unreachable.")
+    mode: str | None = Field(default=None, max_length=16, description="follow, off or oracle.")
+    split: int | None = Field(default=None, ge=0, le=100_000, description="The cut split at.")
+    edge_exits: tuple[int, ...] | None = Field(
+        default=None, max_length=3, description="Active edge exits (cut indices)."
+    )
+    cloud_exits: tuple[int, ...] | None = Field(
+        default=None, max_length=3, description="Active cloud exits (cut indices)."
+    )
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False, description="The point's c_thr."
+    )
+    bandwidth_mbps: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="The link the edge estimates."
+    )
+    rtt_ms: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="The RTT the edge estimates."
+    )
+    feasible: bool | None = Field(
+        default=None, description="Whether the point meets the objective on that link."
+    )
+    switches: int | None = Field(default=None, ge=0, description="Moves since the pod started.")
+    corrections: int | None = Field(
+        default=None, ge=0, description="Maps rebuilt from the times the pod measured."
+    )
+
+
+class AdaptationStatus(Spec):
+    """The edge pods' operating points (spec.adaptation), read by the operator."""
+
+    updated_at: str = Field(
+        max_length=64,
+        description="When these figures were read; the operator writes them only when one changed.",
+    )
+    split: int | None = Field(
+        default=None, ge=0, description="The split of the first pod that reports one."
+    )
+    switches: int = Field(default=0, ge=0, description="Moves of all the pods read.")
+    pods: tuple[PodAdaptation, ...] = Field(
+        default=(), max_length=MAX_TUNING_PODS, description="Each edge pod, by name."
+    )
+    unlisted_pods: int = Field(
+        default=0, ge=0, description=f"Edge pods beyond the first {MAX_TUNING_PODS}, not read."
+    )
+
+
 class InferencePipelineStatus(Spec):
     """What the operator observed; conditions drive `kubectl wait --for=condition=Ready`."""
 
@@ -186,6 +253,11 @@ class InferencePipelineStatus(Spec):
         default=None,
         description="The edge pods' knob tuners; written by the operator's tuning reader, "
         "apart from the rest of the status.",
+    )
+    adaptation: AdaptationStatus | None = Field(
+        default=None,
+        description="The edge pods' operating points (spec.adaptation); written by the "
+        "operator's adaptation reader, apart from the rest of the status.",
     )
     kopf: dict[str, Any] | None = Field(
         default=None, description="The operator framework's own bookkeeping; not an API."

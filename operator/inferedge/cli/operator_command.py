@@ -71,8 +71,9 @@ import click
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="How often each edge pod's knob tuner (GET /tuning on its http port) is read into "
-    "its pipeline's status.tuning, for pipelines whose edge DeviceProfile has spec.tuning.",
+    help="How often each edge pod's own reports are read (on its http port): GET /tuning into "
+    "status.tuning when the edge DeviceProfile has spec.tuning, GET /adaptation into "
+    "status.adaptation when the pipeline has spec.adaptation.",
 )
 @click.option(
     "--clock-agent-dir",

@@ -11,7 +11,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from inferedge.controller.adaptation_reader import AdaptationReading
 from inferedge.controller.cache import Indices, ObjectCache, ObjectKey
+from inferedge.controller.edge_reads import EdgeReader
 from inferedge.controller.events import EventPoster
 from inferedge.controller.kube import Kube
 from inferedge.controller.pipeline_facts import Sources
@@ -24,7 +26,7 @@ from inferedge.controller.settings import (
     OperatorOptions,
 )
 from inferedge.controller.stores import Stores
-from inferedge.controller.tuning_reader import TuningReader
+from inferedge.controller.tuning_reader import TuningReading
 
 
 class Operator:
@@ -43,7 +45,18 @@ class Operator:
         self.stores = Stores(kube)
         self.events = EventPoster(kube, options.reporting_component, logger)
         self._periodic: list[asyncio.Task[None]] = []
-        self.tuning = TuningReader(self.objects, kube, options.tuning_interval_s, logger)
+        # The edge pods' own reports, each into a status field of its own; one interval.
+        self.edge_readers = [
+            EdgeReader(
+                reading,
+                objects=self.objects,
+                kube=kube,
+                events=self.events,
+                interval_s=options.tuning_interval_s,
+                logger=logger,
+            )
+            for reading in (TuningReading(), AdaptationReading())
+        ]
         pipelines = PipelineReconciler(
             sources=Sources(
                 objects=self.objects,
@@ -80,7 +93,7 @@ class Operator:
             self.pipelines.nudge((namespace, name))
 
     def start_periodic(self) -> None:
-        """Start the resync, re-profiling and tuning-reading schedules.
+        """Start the resync, re-profiling and edge-reading (tuning, adaptation) schedules.
 
         One operator-wide task each, not kopf timers: a kopf timer puts a finalizer on every
         object it runs for, and a DeviceProfile has nothing outside the cluster to clean up.
@@ -89,7 +102,7 @@ class Operator:
         self._periodic = [
             loop.create_task(self._every(RESYNC_INTERVAL_S, self._resync_pipelines)),
             loop.create_task(self._every(PROFILE_CHECK_INTERVAL_S, self._check_profiles)),
-            loop.create_task(self.tuning.run()),
+            *(loop.create_task(reader.run()) for reader in self.edge_readers),
         ]
 
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:

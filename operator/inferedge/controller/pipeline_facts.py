@@ -181,14 +181,7 @@ async def _steps(
         return PipelineFacts(generation, profiles=states, plan=failure)
     desired.plan = plan
     desired.plan_key = keys.plan_store_key(namespace, pipeline, plan.hash)
-    desired.summary = PlanSummary(
-        hash=plan.hash,
-        split=plan.split,
-        split_name=plan.split_name,
-        edge_exits=tuple(e.cut_index for e in plan.edge_exits()),
-        cloud_exits=tuple(e.cut_index for e in plan.cloud_exits()),
-        predicted_latency_ms=plan.final_latency_ms,
-    )
+    desired.summary = summarise(plan, space=spec.adaptation is not None)
     try:
         stored = await sources.stores.has(desired.store, desired.plan_key)
     except StoreFailure as exc:
@@ -204,6 +197,29 @@ async def _steps(
         desired=desired,
         states=states,
         plan_facts=plan_facts,
+    )
+
+
+def summarise(plan: Plan, *, space: bool) -> PlanSummary:
+    """The plan in a few fields. An operating space's exits are its candidates, of which the
+    edge serves a few at a time (`status.adaptation` says which): the summary counts them."""
+    if space:
+        return PlanSummary(
+            hash=plan.hash,
+            split=plan.split,
+            split_name=plan.split_name,
+            edge_exits=(),
+            cloud_exits=(),
+            candidates=len(plan.exits),
+            predicted_latency_ms=plan.final_latency_ms,
+        )
+    return PlanSummary(
+        hash=plan.hash,
+        split=plan.split,
+        split_name=plan.split_name,
+        edge_exits=tuple(e.cut_index for e in plan.edge_exits()),
+        cloud_exits=tuple(e.cut_index for e in plan.cloud_exits()),
+        predicted_latency_ms=plan.final_latency_ms,
     )
 
 

@@ -23,7 +23,7 @@ from inferedge.core.lifecycle import Action, Decision, Previous, decide
 from inferedge.core.roles import Role
 
 # Status fields another writer owns: a merge patch that leaves them out leaves them alone.
-WRITTEN_ELSEWHERE: Final = frozenset({"tuning"})
+WRITTEN_ELSEWHERE: Final = frozenset({"tuning", "adaptation"})
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class PipelineReconciler:
 
     async def _write_status(self, pipeline: PipelineView, status: dict[str, Any]) -> bool:
         """Merge-patch the status subresource if it changed (nulls remove fields); the fields
-        that others write (`TuningReader`'s) are neither compared nor written."""
+        that others write (the edge readers') are neither compared nor written."""
         ours = {k: v for k, v in pipeline.status.items() if k not in WRITTEN_ELSEWHERE}
         if without_nulls(ours) == without_nulls(status):
             return False
