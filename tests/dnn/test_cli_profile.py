@@ -37,6 +37,12 @@ def test_profile_then_plan_on_a_zoo_model(run_cli: RunCli, tmp_path: Path) -> No
                 "--placement", placement, "--edge-exits", "2", "--cloud-exits", "2", "--json",
                 "--memory-fraction", "0.9",
             )  # fmt: skip
+            if strategy == "latency" and planned.returncode == 2:
+                # Feasible or not depends on this machine's timings (a busy core can make the
+                # edge's first cut slower than the cloud's whole model): either is a result,
+                # as long as the refusal is the strategy's one line.
+                assert_one_line_error(planned, "no cut point satisfies strategy latency")
+                continue
             assert planned.returncode == 0, planned.stderr
             plan = json.loads(planned.stdout)
             assert 0 <= plan["split"] <= edge_profile.num_cuts
