@@ -12,7 +12,7 @@ from inferedge.core.calibration import ExitObservations, Observations
 from inferedge.core.link import Link
 from inferedge.core.plan import PlanRequest
 from inferedge.core.planner import build_tables
-from inferedge.core.profile import MeasuredProfile
+from inferedge.core.profile import HeadTiming, MeasuredProfile, ServedTimes
 from inferedge.core.space import (
     LinkGrid,
     ObjectiveSpec,
@@ -178,3 +178,47 @@ def test_measured_times_correct_the_edge_profile_and_its_heads() -> None:
     before = {p.point: p.compute_ms for p in space.points()}
     assert all(p.compute_ms >= before[p.point] - 1e-9 for p in fixed.points())
     assert corrected(space, {}, {}) == space
+
+
+def test_a_served_profile_gives_the_space_its_served_times_and_corrects_them() -> None:
+    edge, cloud = pair(memory=7100)
+    served_ms = [2 * ms for ms in EDGE_MS]
+    edge = edge.model_copy(
+        update={
+            "served": ServedTimes(
+                idle_gap_ms=10.0,
+                call_ms=0.1,
+                segments_ms=tuple(served_ms),
+                heads=(HeadTiming(cut_index=2, ms=0.75),),
+            )
+        }
+    )
+    plan = make_space_plan(edge, cloud, PlanRequest(), candidate_count=None)
+    space = space_inputs(
+        plan,
+        (edge, cloud),
+        observations([1, 2, 3, 4, 5]),
+        {c: 500 for c in range(1, 6)},
+        confidence="max_softmax",
+        objective=ObjectiveSpec(kind="deadline", deadline_ms=20.0),
+        grid=LinkGrid(bandwidths_mbps=(1.0, 10.0), rtts_ms=(0.0, 40.0)),
+    )
+    # The timed head costs its time; the others their FLOPs at the served whole-model rate.
+    assert space.candidates[1].edge_head_ms == 0.75
+    assert space.candidates[0].edge_head_ms == pytest.approx(500 * sum(served_ms) / 6000)
+    # Measured at 1.5x the served time of segments 1-2: the served times are what is scaled.
+    fixed = corrected(space, {(0, 2): 1.5 * (served_ms[0] + served_ms[1])}, {})
+    assert fixed.edge.request_ms(1) == pytest.approx([1.5 * ms for ms in served_ms])
+    assert edge_factor(space, fixed) == pytest.approx(1.5)
+
+
+def test_the_clouds_factor_scales_its_segments_and_heads_and_leaves_the_edge() -> None:
+    space = inputs()
+    fixed = corrected(space, {}, {}, cloud_factor=2.0)
+    assert fixed.cloud.request_ms(1) == pytest.approx([2 * ms for ms in CLOUD_MS])
+    assert [c.cloud_head_ms for c in fixed.candidates] == pytest.approx(
+        [2 * c.cloud_head_ms for c in space.candidates]
+    )
+    assert fixed.edge == space.edge
+    slower = {p.point: p.cloud_ms for p in fixed.points()}
+    assert all(slower[p.point] == pytest.approx(2 * p.cloud_ms) for p in space.points())

@@ -48,7 +48,9 @@ class FakeClock:
 
 def fake_clock(monkeypatch: pytest.MonkeyPatch, durations_ms: Iterable[float]) -> None:
     """Make every timed run of the profiler last the given milliseconds, in turn."""
-    clock = SimpleNamespace(perf_counter_ns=FakeClock(durations_ms), perf_counter=time.perf_counter)
+    clock = SimpleNamespace(
+        perf_counter_ns=FakeClock(durations_ms), perf_counter=time.perf_counter, sleep=time.sleep
+    )
     monkeypatch.setattr(profiling, "time", clock)
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from inferedge.core.errors import InferedgeError, ModelRefError
+from inferedge.core.exits import ExitHeadSpec
+from inferedge.dnn import profiling as profiling_module
 from inferedge.dnn.frameworks import get_backend
 from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch import profiler
@@ -126,6 +131,7 @@ def test_export_profile_records_its_tracing(static_batch_pt2: str) -> None:
     profile = TorchBackend().profile(request(static_batch_pt2, batch_sizes=(1,)))
     assert profile.model.tracing == "export"
     assert profile.model.name == "tiny_static"
+    assert profile.served is None  # its segments do not export with a free batch dimension
 
 
 @pytest.mark.parametrize(
@@ -191,3 +197,47 @@ def test_device_description_fallbacks_and_override(tmp_path: Path) -> None:
     assert info.emulated_slowdown == 3.0
     # No /proc/meminfo under the fake root: the OS's page count still gives the memory.
     assert describe_device("cloud", torch.device("cpu"), root=tmp_path).memory_bytes > 0
+
+
+def test_the_served_pass_walks_like_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int, int]] = []
+    gaps: list[float] = []
+    monkeypatch.setattr(
+        profiling_module, "time", SimpleNamespace(sleep=gaps.append, perf_counter=time.perf_counter)
+    )
+
+    def segment(i: int) -> Callable[[int], int]:
+        return lambda x: calls.append(("segment", i, x)) or x + 1
+
+    def head(i: int) -> Callable[[int], object]:
+        return lambda x: calls.append(("head", i, x))
+
+    times = profiling_module.measure_served(
+        [segment(1), segment(2), segment(3)],
+        {1: head(1), 2: head(2)},
+        request("unused", warmup=1, repeats=2),
+        first_input=0,
+        probe=lambda x: calls.append(("probe", 0, x)),
+    )
+    # Each walk: every segment on the previous one's output, a head on its segment's output.
+    walk = [("segment", 1, 0), ("head", 1, 1), ("segment", 2, 1), ("head", 2, 2),
+            ("segment", 3, 2)]  # fmt: skip
+    assert calls == walk * 3 + [("probe", 0, 0)] * 3  # warm-up + 2 timed walks; probes alike
+    assert gaps == [profiling_module.IDLE_GAP_S] * 2  # idle before each timed walk only
+    assert len(times.segments_ms) == 3
+    assert [h.cut_index for h in times.heads] == [1, 2]
+    assert times.idle_gap_ms == pytest.approx(profiling_module.IDLE_GAP_S * 1000)
+
+
+def test_a_cpu_profile_times_the_exported_segments_and_heads_as_served(tiny_ref: str) -> None:
+    plain = TorchBackend().profile(request(tiny_ref, batch_sizes=(1,)))
+    assert plain.served is not None
+    assert len(plain.served.segments_ms) == plain.num_cuts
+    assert plain.served.heads == ()
+    assert plain.served.call_ms > 0
+    with_heads = TorchBackend().profile(
+        request(tiny_ref, batch_sizes=(1,), head=ExitHeadSpec(preset="minimal"))
+    )
+    assert with_heads.served is not None
+    assert [h.cut_index for h in with_heads.served.heads] == list(range(1, plain.num_cuts))
+    assert with_heads.request_ms(1) == list(with_heads.served.segments_ms)

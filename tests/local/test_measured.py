@@ -6,7 +6,7 @@ import pytest
 
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.core.sweep import Outcome
+from inferedge.core.sweep import Outcome, SweepReport
 from inferedge.local.measured import MeasuredReport, measured_markdown, measured_row, verdict
 from inferedge.local.replay import Replayed, Served
 from tests.factories import profile
@@ -114,3 +114,27 @@ def test_components_split_the_latency_and_the_verdict_names_the_one_that_misses(
                             rows=(row,), verdict=text)  # fmt: skip
     assert "| edge compute | edge serving | offload | cloud |" in measured_markdown(report)
     assert "| 25.0 (" in measured_markdown(report)
+
+
+def test_each_exit_is_predicted_by_the_evaluations_path_where_it_gives_one() -> None:
+    plan = _plan()
+    final = len(plan.exits)
+    served = (
+        _served(0, "edge", 30.0, edge_compute_ms=25.0, edge_ms=27.0),
+        _served(final, "cloud", 100.0, edge_compute_ms=40.0, edge_ms=42.0, transfer_ms=50.0,
+                cloud_ms=8.0),
+    )  # fmt: skip
+    paths = (*(e.latency_ms + 1.0 for e in plan.exits), plan.final_latency_ms + 3.0)
+    clouds = (0.0, 2.0, 6.0)
+    report = SweepReport(
+        plan_hash=plan.hash, split="test", samples=2, confidence="max_softmax",
+        exit_cuts=(1, 2, 3), exit_parts=("edge", "cloud", "cloud"),
+        exit_accuracy=(1.0, 1.0, 1.0), exit_latency_ms=paths, exit_cloud_ms=clouds,
+        rows=(), edge_only=_predicted(1), cloud_only=_predicted(1),
+        split_no_exits=_predicted(1), oracle=_predicted(1),
+    )  # fmt: skip
+    row = measured_row(plan, 0.5, Replayed(served, 0.0, 1.0), _predicted(20.0), report)
+    assert [e.predicted_ms for e in row.exits] == [paths[0], paths[final]]
+    cloud_parts = [c.predicted_ms for c in row.exits[-1].components]
+    link = plan.transfer_ms
+    assert cloud_parts == pytest.approx([paths[final] - link - 6.0, 0.0, link, 6.0])

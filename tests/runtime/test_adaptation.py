@@ -14,7 +14,7 @@ from inferedge.core.link import Link
 from inferedge.core.link_switch import SwitchPolicy
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.space import LinkGrid, ObjectiveSpec, SpaceInputs
-from inferedge.runtime.adaptation import Adapter
+from inferedge.runtime.adaptation import MIN_CLOUD_ANSWERS, Adapter
 from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.dataplane import EdgeDataplane
 from inferedge.runtime.link_estimator import LinkEstimator
@@ -264,3 +264,53 @@ def test_a_bandwidth_probe_takes_about_its_target_time_within_bounds() -> None:
     assert probe_bytes(Link(bandwidth_mbps=8.0), 20.0) == 20_000
     assert probe_bytes(Link(bandwidth_mbps=0.05), 20.0) == 2048
     assert probe_bytes(Link(bandwidth_mbps=10_000.0), 20.0) == 256 * 1024
+
+
+@pytest.mark.asyncio
+async def test_the_clouds_reported_times_rebuild_the_map_once_enough_have_come(
+    exported: Exported, edge_space: Partition, space: Partition
+) -> None:
+    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
+    edge = edge_on(edge_space, cloud)
+    adapter = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
+    before = adapter.entry.figures
+    assert before.offload_rate > 0, "on a fast link the made-up space must offload"
+
+    def answer(ms: float, batch_size: int = 1) -> CloudAnswer:
+        return CloudAnswer(plan_hash="p", rows=(), queue_ms=0.0, compute_ms=ms,
+                           batch_size=batch_size)  # fmt: skip
+
+    slow = 100 * before.cloud_per_offload_ms  # the cloud turns out 100x slower than profiled
+    for _ in range(MIN_CLOUD_ANSWERS - 1):
+        adapter.observe_cloud(before.point, answer(slow))
+    adapter.observe_cloud(before.point, answer(slow, batch_size=4))  # batches do not count
+    adapter.observe_cloud(None, answer(slow))  # nor do answers that name no point
+    assert adapter.correct({}) is False
+    adapter.observe_cloud(before.point, answer(slow))
+    adapter.correct({})
+    assert adapter.report().cloud_time_factor == pytest.approx(100.0)
+    assert adapter.report().edge_time_factor == pytest.approx(1.0)
+    # the point chosen on the old times would now miss the deadline: the edge moved off it
+    assert adapter.entry.figures.point != before.point
+    assert adapter.entry.feasible
+    await edge.aclose()
+    await cloud.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_watched_link_hands_each_offloads_answer_on_but_no_probes() -> None:
+    seen: list[tuple[str | None, float]] = []
+
+    async def cloud(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
+        return CloudAnswer(plan_hash="p", rows=(), queue_ms=0.0, compute_ms=2.0, batch_size=1)
+
+    offload = watched_link(
+        cloud,
+        LinkEstimator(FAST),
+        Metrics(),
+        on_answer=lambda context, answer: seen.append((context.probe, answer.compute_ms)),
+    )
+    row = np.zeros((1, 4), dtype=np.float32)
+    await offload(row, OffloadContext(plan_hash="p", threshold=1.0, timeout_s=1.0))
+    await offload(row, OffloadContext(plan_hash="p", threshold=1.0, timeout_s=1.0, probe="rtt"))
+    assert seen == [(None, 2.0)]

@@ -193,5 +193,10 @@ class AdaptationReport(BaseModel):
         description="Measured / profiled edge time, the median over the segments served so far "
         "(1 until measured)."
     )
+    cloud_time_factor: float = Field(
+        default=1.0,
+        description="Reported / predicted cloud compute per offload, recent ones weighted most "
+        "(1 until measured).",
+    )
     points: int = Field(ge=1, description="Operating points in the space.")
     states: int = Field(ge=1, description="Link states of the configuration map.")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.pipeline import InferencePipelineSpec, InputDim
 from inferedge.core.errors import InferedgeError
+from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.zoo import MODEL_NAME, Framework, model_name_error
 
 MIB = 1024 * 1024
@@ -108,11 +109,16 @@ class JobArgs(BaseModel):
             kind = info.annotation
             if _is_tuple(kind):
                 out[name] = tuple(p.strip() for p in value.split(",") if p.strip())
-            elif isinstance(kind, type) and issubclass(kind, BaseModel):
+            elif _is_model(kind):
                 # Text that is not JSON is left as is: validation then names the field.
                 with contextlib.suppress(json.JSONDecodeError):
                     out[name] = json.loads(value)
         return out
+
+
+def _is_model(kind: object) -> bool:
+    """A pydantic model, or an optional one."""
+    return any(isinstance(k, type) and issubclass(k, BaseModel) for k in (kind, *get_args(kind)))
 
 
 def _is_tuple(kind: object) -> bool:
@@ -166,6 +172,9 @@ class ProfileJob(JobArgs):
     memory_mib: int | None = Field(
         default=None, ge=1, le=2**24, description="inferedge run: memory the device offers, MiB."
     )
+    head: ExitHeadSpec | None = Field(
+        default=None, description="The pipeline's exit head spec, timed at every inner cut."
+    )
     store: str = Field(min_length=1, max_length=2048, description="The artifact store.")
     key: str = Field(min_length=1, max_length=1024, description="Store key of the profile.")
 
@@ -211,6 +220,7 @@ class ProfileJob(JobArgs):
             device_name=device_name,
             emulate_slowdown=emulation.slowdown if emulated else None,
             memory_mib=emulation.memory_mib if emulated else None,
+            head=spec.exits.head,
             store=spec.storage.uri,
             key=key,
         )

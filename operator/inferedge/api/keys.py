@@ -21,7 +21,8 @@ _HEX = re.compile(r"^[0-9a-f]{16}$")
 
 
 def profiling_key(spec: InferencePipelineSpec, device: DeviceProfileSpec) -> str:
-    """What a profile depends on: the model, where it is stored, and how the device is set up.
+    """What a profile depends on: the model, where it is stored, how the device is set up, and
+    the exit head spec (the profile times a head of it at every cut).
 
     The dataset counts only when it decides the number of classes. The device's link and its
     re-profiling schedule do not count (the link matters to planning, not to measuring).
@@ -46,6 +47,7 @@ def profiling_key(spec: InferencePipelineSpec, device: DeviceProfileSpec) -> str
             },
         ),
         "profiling": device.profiling.model_dump(mode="json", exclude={"reprofile_after_hours"}),
+        "head": spec.exits.head.model_dump(mode="json"),
     }
     return json_digest(payload, 12)
 

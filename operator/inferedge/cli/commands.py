@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import click
 
@@ -17,6 +18,7 @@ from inferedge.cli.views import (
 )
 from inferedge.core.cost import CostModel
 from inferedge.core.errors import InfeasibleError, InferedgeError, describe_validation_error
+from inferedge.core.exits import ExitHeadSpec, Preset
 from inferedge.core.link import Link
 from inferedge.core.plan import MAX_EXITS_PER_PART, Plan, PlanRequest
 from inferedge.core.planner import make_plan
@@ -84,6 +86,13 @@ def _default_shape(
     type=click.IntRange(min=1),
     help="Memory the device offers the model [default: what this machine has].",
 )
+@click.option(
+    "--head-preset",
+    type=click.Choice(get_args(Preset)),
+    default="sdn",
+    show_default=True,
+    help="Exit head timed as served at every inner cut (plans then use its times, not FLOPs).",
+)
 @framework_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def profile(
@@ -97,6 +106,7 @@ def profile(
     device_name: str,
     emulate_slowdown: float,
     memory_mib: int | None,
+    head_preset: Preset,
     framework: str,
     output: Path,
 ) -> None:
@@ -105,7 +115,9 @@ def profile(
     MODEL is a zoo name (see `inferedge zoo`), `package.module:callable` returning an
     nn.Module (a keras.Model with --framework tensorflow), or a torch.export `.pt2` (a `.keras`)
     file. Energy is recorded where a real sensor exists (Jetson INA3221, Intel RAPL) and is
-    null otherwise.
+    null otherwise. On a CPU a served pass then times single-row requests as the servers run
+    them: exported programs, each request after 10 ms idle, and a head of --head-preset at
+    every inner cut; plans of single rows use those times.
     """
     from inferedge.core.resources import input_estimate
     from inferedge.dnn.frameworks import get_backend
@@ -129,6 +141,7 @@ def profile(
         device_name=device_name,
         emulate_slowdown=emulate_slowdown,
         memory_bytes=emulated,
+        head=ExitHeadSpec(preset=head_preset),
     )
     with progress_bar(f"profiling {model} on {device_name}") as progress:
         result = get_backend(framework).profile(request, progress)

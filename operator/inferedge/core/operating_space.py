@@ -71,6 +71,11 @@ class PointFigures:
     cloud_ms: float  # cloud compute (what the cloud bills), over all requests
     paths: tuple[AnswerPath, ...] = ()  # each exit (and the final classifier) that answers
 
+    @property
+    def cloud_per_offload_ms(self) -> float:
+        """The cloud compute of one offloaded request, on average (0 when none is)."""
+        return self.cloud_ms / self.offload_rate if self.offload_rate > 0.0 else 0.0
+
     def latency_ms(self, link: Link) -> float:
         """Mean latency on `link`."""
         if self.offload_rate == 0.0:

@@ -71,8 +71,8 @@ def build_tables(edge: MeasuredProfile, cloud: MeasuredProfile, batch_size: int)
     return Tables(
         num_cuts=edge.num_cuts,
         batch_size=batch_size,
-        edge_prefix_ms=_prefix([m.median_ms for m in edge_meas]),
-        cloud_prefix_ms=_prefix([m.median_ms for m in cloud_meas]),
+        edge_prefix_ms=_prefix(edge.request_ms(batch_size)),
+        cloud_prefix_ms=_prefix(cloud.request_ms(batch_size)),
         transfer_bytes=tuple(c.activation_bytes * batch_size for c in edge.cut_points),
         cum_flops=tuple(c.cum_flops for c in edge.cut_points),
         cum_param_bytes=tuple(c.cum_param_bytes for c in edge.cut_points),

@@ -109,6 +109,36 @@ class ModelInfo(_Frozen):
     )
 
 
+class HeadTiming(_Frozen):
+    """One exit head of the pipeline's head spec, timed as served at one cut point."""
+
+    cut_index: PosInt
+    ms: NonNegFloat = Field(description="Median time of one single-row call, milliseconds.")
+
+
+class ServedTimes(_Frozen):
+    """The model timed the way a server runs it, for single-row requests.
+
+    Each timed walk starts after `idle_gap_ms` of idleness, as a request does, and calls every
+    segment (and, when a head spec was given, the head at every inner cut) as its own exported
+    program through the server's array wrapper, emulated slowdown included. So every time holds
+    the fixed cost of one call and the first segment's holds the first call after idle.
+    """
+
+    idle_gap_ms: NonNegFloat = Field(description="Idle time before each timed walk.")
+    call_ms: NonNegFloat = Field(
+        description="Fixed cost of one call of an exported program (warm), milliseconds."
+    )
+    segments_ms: tuple[NonNegFloat, ...] = Field(
+        min_length=1, description="Median time of segments 1..K, single row, as served."
+    )
+    heads: tuple[HeadTiming, ...] = Field(default=(), description="Exit heads timed as served.")
+
+    def head_ms(self, cut_index: int) -> float | None:
+        """The served time of the head at `cut_index`, or None where none was timed."""
+        return next((h.ms for h in self.heads if h.cut_index == cut_index), None)
+
+
 class MeasuredProfile(_Frozen):
     """A versioned profile of one model on one device class."""
 
@@ -120,6 +150,10 @@ class MeasuredProfile(_Frozen):
     warmup: NonNegInt
     cut_points: tuple[CutPoint, ...] = Field(min_length=2)
     segments: tuple[Segment, ...] = Field(min_length=1)
+    served: ServedTimes | None = Field(
+        default=None,
+        description="Single-row times as served; null where the backend cannot measure them.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MeasuredProfile:
@@ -145,6 +179,15 @@ class MeasuredProfile(_Frozen):
         for prev, cut in zip(self.cut_points, self.cut_points[1:], strict=False):
             if cut.cum_flops < prev.cum_flops or cut.cum_param_bytes < prev.cum_param_bytes:
                 raise ValueError(f"cut_points.{cut.index}: cumulative costs must not decrease")
+        if self.served is not None:
+            if len(self.served.segments_ms) != len(self.segments):
+                raise ValueError(
+                    f"served.segments_ms has {len(self.served.segments_ms)} times, "
+                    f"expected {len(self.segments)}"
+                )
+            outside = [h.cut_index for h in self.served.heads if h.cut_index >= self.num_cuts]
+            if outside:
+                raise ValueError(f"served.heads at cuts {outside}: heads sit at inner cuts only")
         return self
 
     @property
@@ -152,9 +195,20 @@ class MeasuredProfile(_Frozen):
         """K: the index of the last cut point (the model output)."""
         return len(self.cut_points) - 1
 
-    def segment_ms(self, index: int, batch_size: int) -> float:
-        """Median latency of segment `index` (1-based) at `batch_size`."""
-        return self.segments[index - 1].at(batch_size).median_ms
+    def request_ms(self, batch_size: int) -> list[float]:
+        """What each segment 1..K costs a request of `batch_size` rows: the served times for
+        single rows where they were measured (a request meets the fixed costs and the first
+        call after idle that warm back-to-back runs hide), the warm medians otherwise."""
+        if batch_size == 1 and self.served is not None:
+            return list(self.served.segments_ms)
+        return [seg.at(batch_size).median_ms for seg in self.segments]
+
+    def head_ms(self, cut_index: int, batch_size: int) -> float | None:
+        """The exit head at `cut_index` timed as served for a request of `batch_size` rows, or
+        None where it was not (then callers estimate it from its FLOPs)."""
+        if batch_size != 1 or self.served is None:
+            return None
+        return self.served.head_ms(cut_index)
 
 
 def parse_profile(text: str, source: str) -> MeasuredProfile:

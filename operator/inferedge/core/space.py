@@ -161,8 +161,8 @@ def space_inputs(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
 ) -> SpaceInputs:
     """The space file of a space plan (`core.space_plan`), from what the evaluation observed of
-    every candidate exit. A head's time on each side is its FLOPs at that side's whole-model
-    rate, the planner's own estimate of a segment of that size."""
+    every candidate exit. A head's time on each side is its time as served where that side's
+    profile timed it, else its FLOPs at that side's whole-model rate."""
     edge, cloud = profiles
     t = build_tables(edge, cloud, plan.request.batch_size)
     k = t.num_cuts
@@ -188,8 +188,8 @@ def space_inputs(
                 cut_index=o.cut_index,
                 confidence=o.confidence(confidence),
                 correct=o.correct,
-                edge_head_ms=head_flops[o.cut_index] * edge_rate,
-                cloud_head_ms=head_flops[o.cut_index] * cloud_rate,
+                edge_head_ms=_head_ms(edge, o.cut_index, t.batch_size, head_flops, edge_rate),
+                cloud_head_ms=_head_ms(cloud, o.cut_index, t.batch_size, head_flops, cloud_rate),
             )
             for o in observations.exits
         ),
@@ -200,33 +200,40 @@ def space_inputs(
     )
 
 
+def _head_ms(
+    profile: MeasuredProfile, cut: int, batch: int, flops: Mapping[int, int], rate: float
+) -> float:
+    timed = profile.head_ms(cut, batch)
+    return flops[cut] * rate if timed is None else timed
+
+
 def corrected(
     inputs: SpaceInputs,
     segments: Mapping[tuple[int, int], float],
     heads: Mapping[int, float],
+    *,
+    cloud_factor: float = 1.0,
 ) -> SpaceInputs:
-    """The space file with the edge's times as the edge measured them serving.
+    """The space file with the edge's times as the edge measured them serving, and the
+    cloud's times scaled by `cloud_factor` (what the cloud reported over what was predicted).
 
     `segments` maps a served step (start cut, end cut) to its measured milliseconds; the
     profile's segments inside it are scaled by measured / profiled, and segments no step has
     measured yet by the median of those factors (the device and the serving code are the same
     there). `heads` maps a candidate's cut to its measured head time; unmeasured heads are
-    scaled alike. Measurements of nothing (0 ms profiled) are ignored.
+    scaled alike. Measurements of nothing (0 ms profiled) are ignored. The cloud reports one
+    compute time per offload, not per segment, so all its segments and heads share the factor.
     """
     batch = inputs.batch_size
-    profiled = [seg.at(batch).median_ms for seg in inputs.edge.segments]
+    profiled = inputs.edge.request_ms(batch)
     factor: dict[int, float] = {}  # segment index (1-based) -> measured / profiled
     for (start, end), measured in segments.items():
         span = sum(profiled[start:end])
         if span > 0 and 0 <= start < end <= len(profiled):
             factor.update(dict.fromkeys(range(start + 1, end + 1), measured / span))
     default = median(factor.values()) if factor else 1.0
-    edge = inputs.edge.model_copy(
-        update={
-            "segments": tuple(
-                _scaled(seg, batch, factor.get(seg.index, default)) for seg in inputs.edge.segments
-            )
-        }
+    edge = _scaled(
+        inputs.edge, batch, [factor.get(seg.index, default) for seg in inputs.edge.segments]
     )
     head_factors = [
         heads[c.cut_index] / c.edge_head_ms
@@ -235,27 +242,47 @@ def corrected(
     ]
     head_default = median(head_factors) if head_factors else default
     candidates = tuple(
-        c.model_copy(update={"edge_head_ms": heads.get(c.cut_index, c.edge_head_ms * head_default)})
+        c.model_copy(
+            update={
+                "edge_head_ms": heads.get(c.cut_index, c.edge_head_ms * head_default),
+                "cloud_head_ms": c.cloud_head_ms * cloud_factor,
+            }
+        )
         for c in inputs.candidates
     )
-    return inputs.model_copy(update={"edge": edge, "candidates": candidates})
+    cloud = inputs.cloud
+    if cloud_factor != 1.0:
+        cloud = _scaled(cloud, batch, [cloud_factor] * len(cloud.segments))
+    return inputs.model_copy(update={"edge": edge, "cloud": cloud, "candidates": candidates})
 
 
 def edge_factor(before: SpaceInputs, after: SpaceInputs) -> float:
     """The edge's whole-model time after a correction over before it."""
-    total = sum(s.at(before.batch_size).median_ms for s in before.edge.segments)
-    now = sum(s.at(after.batch_size).median_ms for s in after.edge.segments)
+    total = sum(before.edge.request_ms(before.batch_size))
+    now = sum(after.edge.request_ms(after.batch_size))
     return now / total if total > 0 else 1.0
 
 
-def _scaled(segment: Segment, batch: int, factor: float) -> Segment:
-    measurements = tuple(
-        m.model_copy(update={"median_ms": m.median_ms * factor, "p95_ms": m.p95_ms * factor})
-        if m.batch_size == batch
-        else m
-        for m in segment.measurements
-    )
-    return segment.model_copy(update={"measurements": measurements})
+def _scaled(profile: MeasuredProfile, batch: int, factors: Sequence[float]) -> MeasuredProfile:
+    """`profile` with each segment's times at `batch` (served ones included) multiplied by its
+    factor, so `request_ms` reads the corrected times whichever it reads."""
+
+    def segment(seg: Segment, factor: float) -> Segment:
+        measurements = tuple(
+            m.model_copy(update={"median_ms": m.median_ms * factor, "p95_ms": m.p95_ms * factor})
+            if m.batch_size == batch
+            else m
+            for m in seg.measurements
+        )
+        return seg.model_copy(update={"measurements": measurements})
+
+    update: dict[str, object] = {
+        "segments": tuple(segment(s, f) for s, f in zip(profile.segments, factors, strict=True))
+    }
+    if profile.served is not None and batch == 1:
+        served = [ms * f for ms, f in zip(profile.served.segments_ms, factors, strict=True)]
+        update["served"] = profile.served.model_copy(update={"segments_ms": tuple(served)})
+    return profile.model_copy(update=update)
 
 
 def dump_space(inputs: SpaceInputs) -> bytes:

@@ -64,6 +64,12 @@ class SweepReport(_Frozen):
     exit_cuts: tuple[int, ...] = Field(description="Cut index of each exit, then the final.")
     exit_parts: tuple[str, ...]
     exit_accuracy: tuple[float, ...] = Field(description="Accuracy of each exit on its own.")
+    exit_latency_ms: tuple[float, ...] = Field(
+        default=(), description="Latency of a request answered at each exit, heads included."
+    )
+    exit_cloud_ms: tuple[float, ...] = Field(
+        default=(), description="Cloud compute of a request answered at each exit."
+    )
     rows: tuple[Outcome, ...]
     edge_only: Outcome
     cloud_only: Outcome
@@ -94,8 +100,16 @@ def _p95(values: list[float]) -> float:
 
 
 def _paths(
-    plan: Plan, t: Tables, obs: Observations, heads: dict[int, HeadCost], kind: ConfidenceKind
+    plan: Plan,
+    t: Tables,
+    obs: Observations,
+    heads: dict[int, HeadCost],
+    kind: ConfidenceKind,
+    *,
+    profiles: tuple[MeasuredProfile, MeasuredProfile],
 ) -> list[_Path]:
+    """Every way out, in path order. A head costs its time as served where the profile timed
+    it, else its FLOPs at its part's rate."""
     observed = [*obs.exits, obs.final]
     planned = [(e.part, e.cut_index) for e in plan.exits] + [
         ("edge" if plan.split >= plan.final_cut else "cloud", plan.final_cut)
@@ -114,15 +128,18 @@ def _paths(
     head_ms_edge = head_ms_cloud = 0.0
     paths = []
     for exit_point, o in zip(plan.exits, obs.exits, strict=False):
-        head = heads[exit_point.cut_index].flops * t.batch_size
+        cut = exit_point.cut_index
+        head = heads[cut].flops * t.batch_size
         if exit_point.part == "edge":
-            head_ms_edge += head * edge_rate
+            timed = profiles[0].head_ms(cut, t.batch_size)
+            head_ms_edge += head * edge_rate if timed is None else timed
             paths.append(
                 _Path("edge", exit_point.latency_ms + head_ms_edge, 0, exit_point.cut_index,
                       0.0, o.correct, o.confidence(kind))
             )  # fmt: skip
         else:
-            head_ms_cloud += head * cloud_rate
+            timed = profiles[1].head_ms(cut, t.batch_size)
+            head_ms_cloud += head * cloud_rate if timed is None else timed
             cloud_ms = t.cloud_ms(plan.split, exit_point.cut_index) + head_ms_cloud
             paths.append(
                 _Path("cloud", exit_point.latency_ms + head_ms_edge + head_ms_cloud,
@@ -208,7 +225,7 @@ def sweep(
         raise InferedgeError(f"thresholds must be in [0, 1], got {list(thresholds)}")
     t = build_tables(edge, cloud, plan.request.batch_size)
     head_costs = {h.cut_index: h for h in heads}
-    paths = _paths(plan, t, obs, head_costs, confidence)
+    paths = _paths(plan, t, obs, head_costs, confidence, profiles=(edge, cloud))
     n = obs.num_samples
     if n == 0:
         raise InferedgeError(f"no samples observed in split {obs.split!r}")
@@ -261,6 +278,8 @@ def sweep(
         exit_cuts=tuple(o.cut_index for o in (*obs.exits, obs.final)),
         exit_parts=tuple(o.part for o in (*obs.exits, obs.final)),
         exit_accuracy=tuple(sum(o.correct) / n for o in (*obs.exits, obs.final)),
+        exit_latency_ms=tuple(p.latency_ms for p in paths),
+        exit_cloud_ms=tuple(p.cloud_ms for p in paths),
         rows=rows,
         edge_only=_Scorer([full_edge], cost, (whole, 0), energy).outcome("edge-only", everyone),
         cloud_only=_Scorer([full_cloud], cost, (0, whole), energy).outcome("cloud-only", everyone),

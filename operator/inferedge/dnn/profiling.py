@@ -3,7 +3,8 @@
 Each segment runs on its true input: a seeded random batch passed through the segments before
 it. Latency is the median and the nearest-rank 95th percentile of `repeats` timed runs after
 `warmup` runs (`time.perf_counter_ns`, the device synchronised around each), both multiplied by
-`emulate_slowdown`. Energy comes only from a real sensor, measured in a separate pass of at least
+`emulate_slowdown`. A served pass (`measure_served`) then times the model as a server runs it.
+Energy comes only from a real sensor, measured in a separate pass of at least
 `ENERGY_WINDOW_S`, and is never scaled by the slowdown: scaling host energy would invent a
 number. A backend supplies only what its framework decides: the segments as callables, the first
 input, how to synchronise the device and, where it can, an allocator's peak memory.
@@ -15,7 +16,7 @@ import functools
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Literal, Protocol, TypeVar
@@ -24,20 +25,28 @@ from inferedge.core.errors import ModelRefError, one_line
 from inferedge.core.profile import (
     CutPoint,
     DeviceInfo,
+    HeadTiming,
     MeasuredProfile,
     ModelInfo,
     Segment,
     SegmentMeasurement,
+    ServedTimes,
 )
 from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import EnergySensor
 from inferedge.dnn.protocols import ProfileRequest
+from inferedge.dnn.slowdown import slowed_call
 
 SEED = 0
 """Seed of the random input batches, so profiles are reproducible."""
 
 ENERGY_WINDOW_S = 0.2
 """Shortest time energy is measured over: sensors update every few milliseconds."""
+
+IDLE_GAP_S = 0.01
+"""Idle time before each walk of the served pass: a request that finds the device idle pays
+for waking it (caches, clocks, a sleeping thread pool), which warm back-to-back runs hide.
+On our 2-core CI machines a single-row call after 10 ms idle costs 2-4x its warm time."""
 
 Tracing = Literal["fx", "sequential", "export", "keras"]
 Sync = Callable[[], None]
@@ -144,6 +153,58 @@ def measure(
     )
 
 
+def measure_served(
+    segments: Sequence[Callable[[_Value], _Value]],
+    heads: Mapping[int, Callable[[_Value], object]],
+    request: ProfileRequest,
+    *,
+    first_input: _Value,
+    probe: Callable[[_Value], object],
+    progress: ProgressCallback | None = None,
+) -> ServedTimes:
+    """Time single-row requests as a server serves them: `segments` and `heads` (by cut index)
+    are the served callables, each an exported program behind the server's wrapper.
+
+    Each of `repeats` walks waits `IDLE_GAP_S`, then calls every segment in turn and the head at
+    each cut in `heads` on that segment's output, each on the emulated device
+    (`dnn.slowdown`, as the server does). `probe`, a call that does next to no work, is timed
+    warm back to back: the fixed cost of one call.
+    """
+    slowdown = request.emulate_slowdown
+    seg_times: list[list[float]] = [[] for _ in segments]
+    head_times: dict[int, list[float]] = {cut: [] for cut in heads}
+
+    def walk(record: bool) -> None:
+        value = first_input
+        for i, segment in enumerate(segments, start=1):
+            value, seconds = slowed_call(segment, value, slowdown)
+            if record:
+                seg_times[i - 1].append(seconds * 1000.0)
+            if i in heads:
+                _, seconds = slowed_call(heads[i], value, slowdown)
+                if record:
+                    head_times[i].append(seconds * 1000.0)
+
+    for _ in range(request.warmup):
+        walk(record=False)
+    for r in range(request.repeats):
+        time.sleep(IDLE_GAP_S)
+        walk(record=True)
+        if progress is not None:
+            progress(r + 1, request.repeats)
+    for _ in range(request.warmup):
+        probe(first_input)
+    probes = [slowed_call(probe, first_input, slowdown)[1] for _ in range(request.repeats)]
+    return ServedTimes(
+        idle_gap_ms=IDLE_GAP_S * 1000.0,
+        call_ms=statistics.median(probes) * 1000.0,
+        segments_ms=tuple(statistics.median(t) for t in seg_times),
+        heads=tuple(
+            HeadTiming(cut_index=cut, ms=statistics.median(t)) for cut, t in head_times.items()
+        ),
+    )
+
+
 def _energy_mj(
     run: Callable[[], object], request: ProfileRequest, sensor: EnergySensor, sync: Sync
 ) -> float:
@@ -198,6 +259,8 @@ def measured_profile(
     model: LoadedModel,
     graph: TracedModel,
     segments: tuple[Segment, ...],
+    *,
+    served: ServedTimes | None = None,
 ) -> MeasuredProfile:
     """The validated profile of what `request` asked for, measured on `device` (whose framework
     the model's is too), stamped with the time now."""
@@ -216,4 +279,5 @@ def measured_profile(
         warmup=request.warmup,
         cut_points=graph.cut_points,
         segments=segments,
+        served=served,
     )

@@ -43,6 +43,8 @@ class ProfileRequest:
     device_name: str
     emulate_slowdown: float = 1.0
     memory_bytes: int | None = None
+    head: ExitHeadSpec | None = None
+    """The pipeline's exit head spec: the served pass times one at every inner cut."""
 
     def __post_init__(self) -> None:
         checks = (

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from inferedge.core.plan import Plan
-from inferedge.core.sweep import Outcome
+from inferedge.core.sweep import Outcome, SweepReport
 from inferedge.local.replay import Replayed, Served, percentile
 
 TOLERANCE = 0.25
@@ -104,23 +104,39 @@ class MeasuredReport(_Frozen):
         return min(self.rows, key=lambda r: abs(r.threshold - self.calibrated_threshold))
 
 
-def _exit_cuts(plan: Plan) -> list[tuple[int, str, float]]:
-    """(cut index, part, predicted latency) of every exit in path order, then the final."""
+def _exit_paths(plan: Plan, report: SweepReport | None) -> list[tuple[int, str, float, float]]:
+    """(cut index, part, predicted latency, predicted cloud compute) of every exit in path
+    order, then the final: the evaluation's paths (heads included) where it gives them, else
+    the plan's (heads left out, cloud time what the edge and link leave)."""
     ordered = sorted(plan.exits, key=lambda e: e.cut_index)
     final_part = "edge" if plan.split >= plan.final_cut else "cloud"
-    return [(e.cut_index, e.part, e.latency_ms) for e in ordered] + [
+    cuts = [(e.cut_index, e.part, e.latency_ms) for e in ordered] + [
         (plan.final_cut, final_part, plan.final_latency_ms)
+    ]
+    if report is not None and len(report.exit_latency_ms) == len(cuts):
+        return [
+            (cut, part, latency, cloud)
+            for (cut, part, _), latency, cloud in zip(
+                cuts, report.exit_latency_ms, report.exit_cloud_ms, strict=True
+            )
+        ]
+    link = plan.transfer_ms
+    return [
+        (cut, part, ms, max(ms - plan.edge.compute_ms - link, 0.0) if part == "cloud" else 0.0)
+        for cut, part, ms in cuts
     ]
 
 
-def _predicted_components(plan: Plan, part: str, latency_ms: float) -> tuple[float, ...]:
-    """What the plan predicts for each of `COMPONENTS` on a path that leaves at an exit of
-    `part` with `latency_ms`: the edge walk alone, or the whole edge part, the link and the
-    rest in the cloud. Serving work is not in the planner's model, so it predicts 0."""
+def _predicted_components(
+    plan: Plan, part: str, latency_ms: float, cloud_ms: float
+) -> tuple[float, ...]:
+    """What is predicted for each of `COMPONENTS` on a path that leaves at an exit of `part`
+    with `latency_ms`, `cloud_ms` of it in the cloud: the edge walk alone, or the edge part,
+    the link and the cloud. Serving work is not in the planner's model, so it predicts 0."""
     if part == "edge":
         return (latency_ms, 0.0, 0.0, 0.0)
-    edge, link = plan.edge.compute_ms, plan.transfer_ms
-    return (edge, 0.0, link, max(latency_ms - edge - link, 0.0))
+    link = plan.transfer_ms
+    return (max(latency_ms - link - cloud_ms, 0.0), 0.0, link, cloud_ms)
 
 
 def _measured_components(served: Sequence[Served]) -> tuple[float, ...]:
@@ -152,19 +168,24 @@ def _components(served: Sequence[Served], predicted: Sequence[float]) -> tuple[C
 
 
 def measured_row(
-    plan: Plan, threshold: float, replayed: Replayed, predicted: Outcome
+    plan: Plan,
+    threshold: float,
+    replayed: Replayed,
+    predicted: Outcome,
+    report: SweepReport | None = None,
 ) -> MeasuredRow:
-    """Compare one replay with the offline outcome at the same threshold."""
+    """Compare one replay with the offline outcome at the same threshold; `report`, the
+    evaluation of the same split, gives each exit's predicted path."""
     served = replayed.served
     n = len(served)
     server = [s.server_ms for s in served]
     client = [s.client_ms for s in served]
     exits = []
     weighted = [0.0] * len(COMPONENTS)
-    for index, (cut, part, planned) in enumerate(_exit_cuts(plan)):
+    for index, (cut, part, planned, cloud) in enumerate(_exit_paths(plan, report)):
         here = [s for s in served if s.exit_index == index]
         if here:
-            predicted_parts = _predicted_components(plan, part, planned)
+            predicted_parts = _predicted_components(plan, part, planned, cloud)
             weighted = [
                 w + p * len(here) / n for w, p in zip(weighted, predicted_parts, strict=True)
             ]
@@ -241,10 +262,10 @@ def verdict(row: MeasuredRow, tolerance: float = TOLERANCE) -> str:
 
 
 _WHY = {
-    "edge compute": "the profile times each segment warm, back to back; served, a request "
-    "runs its segments and exit heads once after an idle gap, with cold caches and clock, and "
-    "the slowdown multiplies that; heads are predicted from their FLOPs, which leaves out "
-    "their fixed cost per call",
+    "edge compute": "the profile's served pass times each model call as served, but for a "
+    "request that finds the device idle for 10 ms; here requests follow each other as the "
+    "replay sends them and share the machine with the cloud, the broker and the client, and "
+    "the slowdown multiplies every difference",
     "edge serving": "decoding, exit tests and copies between the model calls, which the "
     "planner does not model",
     "offload": "the emulated link plus NATS, chunking and (de)serialisation on this machine",

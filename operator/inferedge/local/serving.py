@@ -292,5 +292,13 @@ async def _measure(
                 replayed = await replay(
                     edge_url, meta.name, test, concurrency=settings.concurrency, progress=bar
                 )
-            rows.append(measured_row(prepared.plan, threshold, replayed, predicted[threshold]))
+            rows.append(
+                measured_row(
+                    prepared.plan,
+                    threshold,
+                    replayed,
+                    predicted[threshold],
+                    prepared.evaluation.test,
+                )
+            )
     return rows

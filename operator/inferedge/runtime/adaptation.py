@@ -34,10 +34,11 @@ from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.space import SpaceInputs, corrected, edge_factor, parse_space, point_label
 from inferedge.dnn.artifacts import verified_path
 from inferedge.dnn.protocols import ArtifactLoadError
+from inferedge.runtime.messages import CloudAnswer
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.served import Served
-from inferedge.runtime.step_timings import StepKey, StepTimings
+from inferedge.runtime.step_timings import ALPHA, StepKey, StepTimings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ def read_space(manifest: Manifest, root: Path) -> SpaceInputs:
     return inputs
 
 
+MIN_CLOUD_ANSWERS = 5
+"""Single-row offloads the cloud must have answered before its reported times count."""
+
+
 @dataclass(frozen=True)
 class Rebuilt:
     """A configuration map rebuilt from measured times, ready to install."""
@@ -74,6 +79,7 @@ class Rebuilt:
     map: ConfigurationMap
     points: int
     edge_factor: float
+    cloud_factor: float
 
 
 class Adapter:
@@ -94,12 +100,16 @@ class Adapter:
         self._inputs = inputs
         self.mode: AdaptMode = mode
         self.corrections = 0
-        self._factor = 1.0
+        self._factor = self._cloud_factor = 1.0
+        # Reported / predicted cloud compute per offload, weighted to the recent ones.
+        self._cloud_ratio: float | None = None
+        self._cloud_answers = 0
         # The oracle knows the true link: hysteresis would only delay it.
         self._policy = SwitchPolicy(1, 0.0) if mode == "oracle" else (policy or SwitchPolicy())
         self._clock = clock
         points = inputs.points()
         self.map: ConfigurationMap = inputs.configuration_map(points)
+        self._cloud_expected = {p.point: p.cloud_per_offload_ms for p in points}
         self._points = len(points)
         self._views: dict[OperatingPoint, Partition] = {}
         self._link = self._latest = inputs.link
@@ -143,23 +153,40 @@ class Adapter:
         )
         return True
 
+    def observe_cloud(self, point: OperatingPoint | None, answer: CloudAnswer) -> None:
+        """Take the cloud's reported compute for one offload of `point`, against what the
+        space file predicts for an offload of that point. Only single-row batches count: the
+        profile's times are of one row."""
+        expected = self._cloud_expected.get(point, 0.0) if point is not None else 0.0
+        if answer.batch_size != 1 or expected <= 0.0:
+            return
+        ratio = answer.compute_ms / expected
+        before = self._cloud_ratio
+        self._cloud_ratio = ratio if before is None else before + ALPHA * (ratio - before)
+        self._cloud_answers += 1
+
     @property
     def timings(self) -> StepTimings:
         """What the space's steps measured as served."""
         return self._space.timings
 
     def rebuilt(self, measured: Mapping[StepKey, float]) -> Rebuilt | None:
-        """The map rebuilt from the edge's measured step times (`runtime.step_timings`), the
-        space file's times corrected by them; None before any segment was measured. Pure
-        computation, safe off the event loop."""
+        """The map rebuilt from the edge's measured step times (`runtime.step_timings`) and
+        the cloud's reported ones (`observe_cloud`), the space file's times corrected by them;
+        None before either was measured. Pure computation, safe off the event loop."""
         segments = {(a, b): ms for (kind, a, b), ms in measured.items() if kind == "segment"}
-        if not segments:
+        ratio = self._cloud_ratio if self._cloud_answers >= MIN_CLOUD_ANSWERS else None
+        if not segments and ratio is None:
             return None
         heads = {a: ms for (kind, a, _), ms in measured.items() if kind == "head"}
-        inputs = corrected(self._inputs, segments, heads)
+        cloud = 1.0 if ratio is None else ratio
+        inputs = corrected(self._inputs, segments, heads, cloud_factor=cloud)
         points = inputs.points()
         return Rebuilt(
-            inputs.configuration_map(points), len(points), edge_factor(self._inputs, inputs)
+            inputs.configuration_map(points),
+            len(points),
+            edge_factor(self._inputs, inputs),
+            cloud,
         )
 
     def install(self, rebuilt: Rebuilt) -> bool:
@@ -168,6 +195,7 @@ class Adapter:
         self.map = rebuilt.map
         self._points = rebuilt.points
         self._factor = rebuilt.edge_factor
+        self._cloud_factor = rebuilt.cloud_factor
         self.corrections += 1
         self.metrics.operating_corrections.inc()
         served = self._served.partition
@@ -210,6 +238,7 @@ class Adapter:
             switches=self.switches,
             corrections=self.corrections,
             edge_time_factor=round(self._factor, 3),
+            cloud_time_factor=round(self._cloud_factor, 3),
             points=self._points,
             states=len(self.map.entries),
         )

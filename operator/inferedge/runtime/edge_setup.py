@@ -21,7 +21,7 @@ from inferedge.runtime.emulation import LinkSchedule, emulated_link
 from inferedge.runtime.link_estimator import LinkEstimator
 from inferedge.runtime.link_probe import LinkProber
 from inferedge.runtime.link_watch import watched_link
-from inferedge.runtime.messages import Offload
+from inferedge.runtime.messages import CloudAnswer, Offload, OffloadContext
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.serve_config import ServeConfig
@@ -106,12 +106,24 @@ def build_edge(
     )
     estimator = LinkEstimator(initial)
     observers: list[Callable[[Link], object]] = []
+    answered: list[Callable[[OffloadContext, CloudAnswer], object]] = []
 
     def on_estimate(link: Link) -> None:
         for observer in observers:
             observer(link)
 
-    watched = watched_link(offload, estimator, metrics, config.encoding, on_estimate)
+    def on_answer(context: OffloadContext, answer: CloudAnswer) -> None:
+        for observer in answered:
+            observer(context, answer)
+
+    watched = watched_link(
+        offload,
+        estimator,
+        metrics,
+        config.encoding,
+        on_estimate=on_estimate,
+        on_answer=on_answer,
+    )
     # Coalesced before the link: a group crosses it as the one message it is.
     coalesced = Coalescer(watched, max_in_flight=config.offloads_in_flight)
     dataplane = EdgeDataplane(
@@ -138,6 +150,7 @@ def build_edge(
         timeout_s=config.offload_timeout_s,
     )
     observers.append(lambda _: prober.measured())
+    answered.append(lambda context, answer: adapter.observe_cloud(context.point, answer))
     if config.adapt != "oracle":  # the oracle is told the true link instead
         observers.append(adapter.observe)
     return Edge(batcher, adapter, prober, schedule)

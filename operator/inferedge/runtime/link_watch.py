@@ -29,10 +29,13 @@ def watched_link(
     estimator: LinkEstimator,
     metrics: Metrics,
     encoding: str = "raw",
+    *,
     on_estimate: Callable[[Link], object] | None = None,
+    on_answer: Callable[[OffloadContext, CloudAnswer], object] | None = None,
 ) -> Offload:
-    """`offload`, feeding `estimator` with every offload and probe that is answered, and
-    `on_estimate` with the estimate after each."""
+    """`offload`, feeding `estimator` with every offload and probe that is answered,
+    `on_estimate` with the estimate after each, and `on_answer` with each offload's (not
+    probe's) context and answer."""
     if encoding not in WIRE_BYTES_PER_BYTE:
         raise PolicyError(
             f"encoding must be one of {', '.join(WIRE_BYTES_PER_BYTE)}, got {encoding!r}"
@@ -49,6 +52,8 @@ def watched_link(
             changed = estimator.offload(
                 math.ceil(activation.nbytes * factor), round_trip_ms - answer.cloud_ms
             )
+        if context.probe is None and on_answer is not None:
+            on_answer(context, answer)
         estimate = estimator.estimate
         metrics.link(estimate.bandwidth_mbps, estimate.rtt_ms, changed=changed)
         if on_estimate is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from inferedge.core.space import route_steps
 from inferedge.dnn.confidence import softmax_stats
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
+from inferedge.dnn.slowdown import slowed_call
 from inferedge.runtime.policy import Candidate, should_exit
 from inferedge.runtime.step_timings import StepKey, StepTimings
 from inferedge.storage.artifacts import fetch, read_manifest
@@ -116,24 +116,12 @@ class _Walk:
     compute_s: float = 0.0
 
     def call(self, fn: ArrayFn, x: np.ndarray, key: StepKey) -> np.ndarray:
-        """`fn(x)`, timed, then held for (slowdown - 1) times as long; recorded under `key`
-        when the batch is one row."""
-        started = time.perf_counter()
-        out = fn(x)
-        elapsed = time.perf_counter() - started
-        if self.slowdown > 1.0:
-            _hold(started + elapsed * self.slowdown)
-        self.compute_s += elapsed * self.slowdown
+        """`fn(x)` on the emulated device; recorded under `key` when the batch is one row."""
+        out, seconds = slowed_call(fn, x, self.slowdown)
+        self.compute_s += seconds
         if self.timings is not None and x.shape[0] == 1:
-            self.timings.record(key, elapsed * self.slowdown * 1000.0)
+            self.timings.record(key, seconds * 1000.0)
         return out
-
-
-def _hold(until: float) -> None:
-    """Keep this thread busy until `until` (perf_counter seconds), yielding the GIL meanwhile
-    so the event loop still serves other requests."""
-    while time.perf_counter() < until:
-        time.sleep(0)
 
 
 class Partition:

@@ -47,6 +47,7 @@ def run_profile(job: ProfileJob, reporter: Reporter) -> MeasuredProfile:
         device_name=job.device_name,
         emulate_slowdown=job.emulate_slowdown or 1.0,
         memory_bytes=emulated,
+        head=job.head,
     )
     with reporter.progress(f"profiling {job.model} on {job.device_name}") as progress:
         profile = get_backend(job.framework).profile(request, progress)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
-from inferedge.core.profile import CutPoint, MeasuredProfile
+from inferedge.core.errors import InferedgeError
+from inferedge.core.profile import CutPoint, MeasuredProfile, ServedTimes
 from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import detect_energy_sensor
 from inferedge.dnn.profiling import check_logits, measured_profile
@@ -12,7 +15,9 @@ from inferedge.dnn.protocols import ProfileRequest
 from inferedge.dnn.torch.device import describe_device
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import LoadedModel, load_model
-from inferedge.dnn.torch.profiler import measure_segments, random_input
+from inferedge.dnn.torch.profiler import measure_segments, measure_served_pass, random_input
+
+log = logging.getLogger(__name__)
 
 
 class TorchBackend:
@@ -37,6 +42,7 @@ class TorchBackend:
         segments = measure_segments(
             graph, request, device, model_name=loaded.name, sensor=sensor, progress=progress
         )
+        served = _served_times(graph, request, device)
         described = describe_device(
             request.device_name,
             device,
@@ -44,7 +50,7 @@ class TorchBackend:
             emulated_slowdown=request.emulate_slowdown,
             memory_bytes=request.memory_bytes,
         )
-        return measured_profile(request, described, loaded, graph, segments)
+        return measured_profile(request, described, loaded, graph, segments, served=served)
 
 
 def _prepare(
@@ -64,3 +70,18 @@ def _prepare(
     )
     check_logits(graph.cut_points, loaded.name, num_classes)
     return loaded, graph
+
+
+def _served_times(
+    graph: CutGraph, request: ProfileRequest, device: torch.device
+) -> ServedTimes | None:
+    """The served pass, where servers could run this model: on a CPU (servers run their
+    programs there; on a GPU the pass would time the CPU) and only for a model whose segments
+    export with a free batch dimension, as the export step needs."""
+    if device.type != "cpu":
+        return None
+    try:
+        return measure_served_pass(graph, request)
+    except InferedgeError as exc:
+        log.warning("no served pass: %s (plans use the warm times)", exc)
+        return None

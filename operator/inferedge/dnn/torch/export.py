@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
-from torch.export import Dim
+from torch.export import Dim, ExportedProgram
 
 from inferedge.core.errors import InferedgeError, one_line
 from inferedge.core.manifest import ArtifactFile, Calibration, Manifest, Step
@@ -28,7 +29,7 @@ from inferedge.dnn.artifacts import (
     load_steps,
     verified_path,
 )
-from inferedge.dnn.protocols import ArtifactLoadError
+from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError
 from inferedge.dnn.torch.graph import CutGraph
 from inferedge.dnn.torch.program import load_program
 
@@ -37,7 +38,9 @@ __all__ = [
     "FORMAT",
     "ArtifactLoadError",
     "LoadedStep",
+    "array_fn",
     "export_partitions",
+    "exported",
     "load_part",
     "make_manifest",
 ]
@@ -48,18 +51,34 @@ _EXAMPLE_BATCH = 2
 _MAX_BATCH = 4096
 
 
-def _export(module: nn.Module, in_shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
+def exported(module: nn.Module, in_shape: tuple[int, ...], name: str) -> ExportedProgram:
+    """`module` as the program a server loads: exported with a symbolic batch dimension."""
     module.eval()
     example = torch.zeros(_EXAMPLE_BATCH, *in_shape)
     batch = Dim("batch", min=1, max=_MAX_BATCH)
     try:
-        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
     except Exception as exc:  # torch raises many unrelated types here; all mean "cannot export"
-        raise InferedgeError(f"cannot export {path.name}: {one_line(exc)}") from None
+        raise InferedgeError(f"cannot export {name}: {one_line(exc)}") from None
+
+
+def array_fn(module: nn.Module) -> ArrayFn:
+    """How a server calls a loaded program: a numpy batch in, a numpy batch out."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out: np.ndarray = module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        return out
+
+    return run
+
+
+def _export(module: nn.Module, in_shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    program = exported(module, in_shape, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(path))
     with torch.no_grad():
-        return tuple(module(example).shape[1:])
+        return tuple(module(torch.zeros(_EXAMPLE_BATCH, *in_shape)).shape[1:])
 
 
 def export_partitions(

@@ -1,20 +1,25 @@
-"""Measure every segment of a cut torch model at every batch size.
+"""Measure every segment of a cut torch model at every batch size, and as served.
 
 The measurement itself is `inferedge.dnn.profiling`'s; torch decides where it runs. On a GPU
 the device is synchronised around each timed run and peak memory is the CUDA allocator's peak;
-on a CPU peak memory is the liveness analysis's estimate of the bytes held at once.
+on a CPU peak memory is the liveness analysis's estimate of the bytes held at once. The served
+pass exports every segment (and a head of the pipeline's spec at every inner cut) the way the
+export step does and calls each through the server's wrapper (`export.array_fn`).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import fx
+from torch import fx, nn
 
-from inferedge.core.profile import Segment
+from inferedge.core.exits import ExitSpecError
+from inferedge.core.profile import Segment, ServedTimes
 from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import EnergySensor
-from inferedge.dnn.profiling import SEED, Sync, measure_chain, no_sync
-from inferedge.dnn.protocols import ProfileRequest
+from inferedge.dnn.profiling import SEED, Sync, measure_chain, measure_served, no_sync
+from inferedge.dnn.protocols import ArrayFn, ProfileRequest
+from inferedge.dnn.torch.exits import render_head, resolve_layers
+from inferedge.dnn.torch.export import array_fn, exported
 from inferedge.dnn.torch.graph import CutGraph
 
 
@@ -76,3 +81,29 @@ def _synchronizer(device: torch.device) -> Sync:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return no_sync
+
+
+def _served(module: nn.Module, in_shape: tuple[int, ...], name: str) -> ArrayFn:
+    return array_fn(exported(module, in_shape, name).module())
+
+
+def measure_served_pass(graph: CutGraph, request: ProfileRequest) -> ServedTimes:
+    """Time `graph` (on the CPU, where servers run their programs) as a server serves it."""
+    shapes = [c.shape for c in graph.cut_points]
+    segments = [
+        _served(graph.segment(i), shapes[i - 1], f"segment {i}")
+        for i in range(1, graph.num_cuts + 1)
+    ]
+    heads: dict[int, ArrayFn] = {}
+    if request.head is not None:
+        for cut in range(1, graph.num_cuts):
+            where = f"exit head at cut {cut}"
+            try:
+                layers = resolve_layers(request.head, shapes[cut], graph)
+                head = render_head(layers, shapes[cut], request.num_classes, where)
+            except ExitSpecError:
+                continue  # the spec cannot sit here (the planner will not place it here either)
+            heads[cut] = _served(head, shapes[cut], where)
+    first = random_input(request.input_shape, 1, torch.device("cpu")).numpy()
+    probe = _served(nn.ReLU(), request.input_shape, "call probe")
+    return measure_served(segments, heads, request, first_input=first, probe=probe)

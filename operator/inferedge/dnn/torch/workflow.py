@@ -11,9 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
-import numpy as np
 import torch
-from torch import nn
 
 from inferedge.core.calibration import Observations
 from inferedge.core.exits import ExitHeadSpec
@@ -24,7 +22,6 @@ from inferedge.core.roles import Role
 from inferedge.core.sweep import HeadCost
 from inferedge.dnn.data import Dataset, Splits
 from inferedge.dnn.protocols import (
-    ArrayFn,
     ExitHandle,
     ExitsTrained,
     RunnableStep,
@@ -39,15 +36,6 @@ from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.weights import WeightsInfo, save_weights
 
 _DEFAULT_PATIENCE = 5
-
-
-def _as_array_fn(module: nn.Module) -> ArrayFn:
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out: np.ndarray = module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
-        return out
-
-    return run
 
 
 def _trained(exits: Sequence[ExitHandle]) -> list[_pipeline.TrainedExit]:
@@ -199,8 +187,8 @@ class TorchWorkflow:
         return [
             RunnableStep(
                 s.step,
-                _as_array_fn(s.segment),
-                _as_array_fn(s.head) if s.head is not None else None,
+                _export.array_fn(s.segment),
+                _export.array_fn(s.head) if s.head is not None else None,
             )
             for s in _export.load_part(manifest, part, root)
         ]
