@@ -21,6 +21,7 @@ from inferedge.core.space import (
     corrected,
     dump_space,
     edge_factor,
+    parse_point,
     parse_space,
     space_inputs,
 )
@@ -222,3 +223,25 @@ def test_the_clouds_factor_scales_its_segments_and_heads_and_leaves_the_edge() -
     assert fixed.edge == space.edge
     slower = {p.point: p.cloud_ms for p in fixed.points()}
     assert all(slower[p.point] == pytest.approx(2 * p.cloud_ms) for p in space.points())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5/2,4/7", (5, (2, 4), (7,))),
+        ("12/-/-", (12, (), ())),
+        ("0//", (0, (), ())),
+        ("3/1,2/-", (3, (1, 2), ())),
+    ],
+)
+def test_a_points_text_parses_with_or_without_dashes(
+    text: str, expected: tuple[int, tuple[int, ...], tuple[int, ...]]
+) -> None:
+    point = parse_point(text, 0.5)
+    assert (point.split, point.edge_exits, point.cloud_exits, point.threshold) == (*expected, 0.5)
+
+
+@pytest.mark.parametrize("text", ["5/2", "x/-/-", "5/a/-", "5/-/-/-", "1/" + "1," * 40 + "1/-"])
+def test_a_malformed_points_text_says_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^expected 'split/edge exits/cloud exits' \(e.g. "):
+        parse_point(text)

@@ -60,8 +60,9 @@ def test_misses_count_late_and_failed_requests_and_accuracy_counts_answers() -> 
 def test_the_report_writes_json_markdown_and_a_timeline(tmp_path: Path) -> None:
     policies = {
         name: summarise(REPLAYED, mode, 40.0)
-        for name, mode in (("static", "off"), ("adaptive", "follow"), ("oracle", "oracle"))
-    }
+        for name, mode in (("static", "off"), ("adaptive", "follow"), ("oracle", "oracle"),
+                           ("edge_only", "off"), ("cloud_only", "off"))
+    }  # fmt: skip
     run = AdaptationRun(
         pipeline="p", plan_hash="0" * 16, objective="deadline", deadline_ms=40.0,
         duration_s=1.0, trace_name="step",
@@ -74,7 +75,7 @@ def test_the_report_writes_json_markdown_and_a_timeline(tmp_path: Path) -> None:
     paths = write_adaptation(run, tmp_path)
     assert [p.name for p in paths] == ["adaptation.json", "adaptation.md", "adaptation.png"]
     data = json.loads(paths[0].read_text())
-    for name in ("static", "adaptive", "oracle"):
+    for name in ("static", "adaptive", "oracle", "edge_only", "cloud_only"):
         assert set(data["policies"][name]) >= {
             "requests", "failed", "deadline_miss_rate", "mean_ms", "p95_ms", "accuracy",
             "bytes_per_request",
@@ -84,4 +85,7 @@ def test_the_report_writes_json_markdown_and_a_timeline(tmp_path: Path) -> None:
     text = paths[1].read_text()
     assert "EMULATED" in text
     assert "adaptive deadline misses / static's: 1.00" in text
+    # every ratio against a baseline is taken in the same run
+    assert "adaptive deadline misses / edge_only's: 1.00" in text
+    assert "adaptive mean latency / cloud_only's: 1.00; accuracy +0.00 points" in text
     assert paths[2].stat().st_size > 10_000

@@ -145,7 +145,7 @@ def test_a_profile_of_the_wrong_role_is_refused(tmp_path: Path) -> None:
         prepare(docs, docs.pipelines[0], tmp_path, Quiet(), "m.yaml")
 
 
-def test_an_adapting_pipeline_serves_three_policies_over_a_trace(
+def test_an_adapting_pipeline_serves_its_policies_and_baselines_over_a_trace(
     trained: Run, tmp_path: Path
 ) -> None:
     adaptation = {"deadlineMs": 60, "switching": {"confirmations": 1, "minDwellS": 0}}
@@ -159,13 +159,19 @@ def test_an_adapting_pipeline_serves_three_policies_over_a_trace(
     run = adapt_and_measure(
         prepared, prepared.splits.test, reporter, AdaptSettings(trace=trace, duration_s=7.5)
     )
-    for name in ("static", "adaptive", "oracle"):
+    assert space.max_split == prepared.plan.final_cut  # the small model fits: both baselines
+    for name in ("static", "adaptive", "oracle", "edge_only", "cloud_only"):
         policy = run.policies[name]
         assert policy.requests > 0, name
         assert policy.failed == 0, name
         assert run.timelines[name], name
     assert run.policies["static"].switches == 0
     assert {p.split for p in run.timelines["static"]} == {run.timelines["static"][0].split}
+    # The baselines keep their routes over the whole trace: all edge, and all cloud.
+    assert {p.split for p in run.timelines["edge_only"]} == {prepared.plan.final_cut}
+    assert run.policies["edge_only"].bytes_per_request == 0
+    assert {p.split for p in run.timelines["cloud_only"]} == {0}
+    assert run.policies["cloud_only"].bytes_per_request > 0
     # The oracle is told the true link: check it away from the steps.
     for point in run.timelines["oracle"]:
         if all(abs(point.t_s - t) > 0.4 for t in (0.0, 2.5, 5.0)) and point.t_s < 7.5:
@@ -176,5 +182,5 @@ def test_an_adapting_pipeline_serves_three_policies_over_a_trace(
     assert inputs.plan_hash == prepared.plan.hash
     paths = write_adaptation(run, tmp_path / "report")
     assert all(p.stat().st_size > 0 for p in paths)
-    for name in ("static", "adaptive", "oracle"):
+    for name in run.policies:
         assert "serving edge" in (tmp_path / "adaptation" / f"edge-{name}.log").read_text()

@@ -22,7 +22,7 @@ from inferedge.runtime.link_probe import LinkProber, probe_bytes
 from inferedge.runtime.link_watch import watched_link
 from inferedge.runtime.messages import CloudAnswer, OffloadContext
 from inferedge.runtime.metrics import Metrics
-from inferedge.runtime.partition import Partition
+from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.policy import BatchPolicy
 from tests.factories import profile
 from tests.runtime.conftest import Exported, made_up_space
@@ -314,3 +314,24 @@ async def test_the_watched_link_hands_each_offloads_answer_on_but_no_probes() ->
     await offload(row, OffloadContext(plan_hash="p", threshold=1.0, timeout_s=1.0))
     await offload(row, OffloadContext(plan_hash="p", threshold=1.0, timeout_s=1.0, probe="rtt"))
     assert seen == [(None, 2.0)]
+
+
+@pytest.mark.asyncio
+async def test_a_pinned_edge_keeps_its_route_on_any_link_and_after_corrections(
+    exported: Exported, edge_space: Partition, space: Partition
+) -> None:
+    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
+    edge = edge_on(edge_space, cloud)
+    k = exported.plans["space"].final_cut
+    cloud_only = OperatingPoint(0, (), (), 0.0)
+    adapter = Adapter(edge, edge_space, inputs(exported, SLOW), mode="off", pin=cloud_only)
+    assert adapter.entry.figures.point.split == 0
+    assert not adapter.observe(FAST)
+    adapter.correct({("segment", a, a + 1): 50 * 3.0 for a in range(k)})
+    assert edge.partition is not None
+    assert (edge.partition.point.split, edge.partition.point.edge_exits) == (0, ())
+    assert adapter.entry.figures.point.cloud_exits == ()
+    with pytest.raises(PartitionError, match=r"pinned point: split 99: expected one of the"):
+        Adapter(edge, edge_space, inputs(exported), mode="off", pin=OperatingPoint(99, (), (), 0))
+    await edge.aclose()
+    await cloud.aclose()

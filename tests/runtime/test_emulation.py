@@ -80,6 +80,10 @@ def test_serve_refuses_bad_link_emulation_in_one_line(run_cli: RunCli, tmp_path:
     assert_one_line_error(result, "--link-bandwidth-mbps and --link-rtt-ms go together")
     result = run_cli(*serve, "--link-bandwidth-mbps", "0", "--link-rtt-ms", "10")
     assert_one_line_error(result, "--link-bandwidth-mbps")
+    result = run_cli(*serve, "--pin-point", "12/-/-")
+    assert_one_line_error(result, "--pin-point keeps one route: it goes with --adapt off")
+    result = run_cli(*serve, "--adapt", "off", "--pin-point", "twelve")
+    assert_one_line_error(result, "--pin-point", "expected 'split/edge exits/cloud exits'")
     cloud = ["serve", "cloud", *serve[2:]]
     result = run_cli(*cloud, "--emulate-link-trace", str(good))
     assert_one_line_error(result, "only the edge offloads")

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 from inferedge.core.errors import InferedgeError, describe_validation_error
 from inferedge.core.link_trace import BUILTINS, LinkTrace, parse_trace
 from inferedge.core.manifest import parse_set_prefix
+from inferedge.core.operating_space import OperatingPoint
+from inferedge.core.space import parse_point
 
 
 class IntList(click.ParamType[tuple[int, ...], Any]):
@@ -105,6 +107,20 @@ class SetPrefixType(click.ParamType[str, Any]):
         try:
             return str(parse_set_prefix(str(value)))
         except InferedgeError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class PointType(click.ParamType[OperatingPoint, Any]):
+    """A route of an operating space, `split/edge exits/cloud exits` (`12/-/-`)."""
+
+    name = "SPLIT/EDGE/CLOUD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, OperatingPoint):
+            return value
+        try:
+            return parse_point(str(value))
+        except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 

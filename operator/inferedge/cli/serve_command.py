@@ -12,6 +12,7 @@ from inferedge.cli.artifact_commands import store_option
 from inferedge.cli.params import (
     FiniteFloat,
     LinkTraceFile,
+    PointType,
     SetPinType,
     SetPrefixType,
     Sha256Type,
@@ -19,6 +20,7 @@ from inferedge.cli.params import (
 )
 from inferedge.core.link import Link
 from inferedge.core.link_trace import LinkTrace
+from inferedge.core.operating_space import OperatingPoint
 
 
 @click.command()
@@ -191,6 +193,13 @@ from inferedge.core.link_trace import LinkTrace
     "with --emulate-link-trace).",
 )
 @click.option(
+    "--pin-point",
+    type=PointType(),
+    envvar="INFEREDGE_SERVE_PIN_POINT",
+    help="Edge of an operating space, with --adapt off: serve this route whatever the link, "
+    "e.g. 12/-/- (the whole model here, if it fits) or 0/-/- (the raw input to the cloud).",
+)
+@click.option(
     "--switch-confirmations",
     type=click.IntRange(1, 100),
     default=3,
@@ -210,10 +219,11 @@ from inferedge.core.link_trace import LinkTrace
 @click.option(
     "--probe-interval-ms",
     type=FiniteFloat(min=10, max=600_000),
-    default=500.0,
+    default=200.0,
     show_default=True,
     envvar="INFEREDGE_SERVE_PROBE_INTERVAL_MS",
-    help="Edge of an operating space: probe the link after this long without an offload.",
+    help="Edge of an operating space: probe the link after this long without an offload "
+    "(an edge-heavy point offloads rarely; the probes are how it sees the link recover).",
 )
 @click.option(
     "--cache-dir",
@@ -253,6 +263,7 @@ def serve(
     emulate_link_trace: LinkTrace | None,
     emulate_link_origin: float | None,
     adapt: str,
+    pin_point: OperatingPoint | None,
     switch_confirmations: int,
     switch_min_dwell_s: float,
     probe_interval_ms: float,
@@ -286,6 +297,8 @@ def serve(
         raise click.UsageError("--emulate-link-origin goes with --emulate-link-trace")
     if (link_bandwidth_mbps is None) != (link_rtt_ms is None):
         raise click.UsageError("--link-bandwidth-mbps and --link-rtt-ms go together")
+    if pin_point is not None and adapt != "off":
+        raise click.UsageError("--pin-point keeps one route: it goes with --adapt off")
     if adapt == "oracle" and emulate_link_trace is None:
         raise click.UsageError(
             "--adapt oracle follows a trace's true link: give --emulate-link-trace"
@@ -319,6 +332,7 @@ def serve(
         emulated_link_origin=emulate_link_origin,
         declared_link=declared,
         adapt=adapt,  # type: ignore[arg-type]
+        pin_point=pin_point,
         switch_policy=SwitchPolicy(switch_confirmations, switch_min_dwell_s),
         probe_interval_s=probe_interval_ms / 1000,
     )

@@ -216,6 +216,28 @@ def enumerate_space(
     return out
 
 
+def route_figures(
+    tables: Tables,
+    candidates: Sequence[CandidateExit],
+    final_correct: Sequence[bool],
+    thresholds: Sequence[float],
+    route: OperatingPoint,
+) -> list[PointFigures]:
+    """The figures of one route (`route`'s split and exits, its threshold ignored) at every
+    threshold, whether or not the placement would choose those exits: a pinned baseline's."""
+    masks = _masks(candidates, final_correct, thresholds)
+    heads = {c.cut_index: (c.edge_head_ms, c.cloud_head_ms) for c in candidates}
+    return [
+        _figures(
+            OperatingPoint(route.split, route.edge_exits, route.cloud_exits, threshold),
+            tables,
+            masks,
+            heads,
+        )
+        for threshold in thresholds
+    ]
+
+
 def _figures(
     point: OperatingPoint, t: Tables, m: _Masks, heads: dict[int, tuple[float, float]]
 ) -> PointFigures:

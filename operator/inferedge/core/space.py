@@ -40,6 +40,7 @@ from inferedge.core.operating_space import (
     PointFigures,
     SpaceLimits,
     enumerate_space,
+    route_figures,
 )
 from inferedge.core.placement import Placement
 from inferedge.core.plan import Plan
@@ -127,17 +128,26 @@ class SpaceInputs(_Frozen):
     grid: LinkGrid
     link: Link = Field(description="The link the DeviceProfile declares: the starting point's.")
 
-    def points(self) -> list[PointFigures]:
-        """Every operating point with its link-free figures."""
-        tables = build_tables(self.edge, self.cloud, self.batch_size)
-        candidates = [
+    def _exits(self) -> list[CandidateExit]:
+        return [
             CandidateExit(c.cut_index, c.confidence, c.correct, c.edge_head_ms, c.cloud_head_ms)
             for c in self.candidates
         ]
+
+    def points(self) -> list[PointFigures]:
+        """Every operating point with its link-free figures."""
+        tables = build_tables(self.edge, self.cloud, self.batch_size)
+        candidates = self._exits()
         limits = SpaceLimits(
             max_split=self.max_split, thresholds=self.thresholds, placement=self.placement
         )
         return enumerate_space(tables, candidates, self.final_correct, limits)
+
+    def route_points(self, route: OperatingPoint) -> list[PointFigures]:
+        """`route` (split and exits, checked by the caller with `check_point`) at every
+        threshold: what a pinned edge serves, placed or not."""
+        tables = build_tables(self.edge, self.cloud, self.batch_size)
+        return route_figures(tables, self._exits(), self.final_correct, self.thresholds, route)
 
     def configuration_map(self, points: Sequence[PointFigures] | None = None) -> ConfigurationMap:
         """The best point per link state of the grid under the objective."""
@@ -347,3 +357,25 @@ def point_label(point: OperatingPoint) -> str:
     edge = ",".join(map(str, point.edge_exits)) or "-"
     cloud = ",".join(map(str, point.cloud_exits)) or "-"
     return f"split {point.split}, exits {edge} | {cloud}, c_thr {point.threshold:g}"
+
+
+MAX_POINT_CHARS: Final = 64
+"""The longest point text accepted (`parse_point`): 3 exits a side with room to spare."""
+
+
+def parse_point(text: str, threshold: float = 0.0) -> OperatingPoint:
+    """A point from its text, `split/edge exits/cloud exits` (exits comma-separated, none as
+    nothing or `-`: `5/2,4/7`, `12/-/-`), with `threshold`; ValueError says what is expected.
+    Whether the point belongs to a space is `check_point`'s business."""
+    parts = text.split("/")
+    expected = "expected 'split/edge exits/cloud exits' (e.g. '5/2,4/7' or '12/-/-')"
+    if len(parts) != 3 or len(text) > MAX_POINT_CHARS:
+        raise ValueError(f"{expected}, got {text[:MAX_POINT_CHARS]!r}")
+    try:
+        split = int(parts[0])
+        edge, cloud = (
+            tuple(int(c) for c in p.split(",")) if p not in {"", "-"} else () for p in parts[1:]
+        )
+    except ValueError:
+        raise ValueError(f"{expected}, got {text!r}") from None
+    return OperatingPoint(split, edge, cloud, threshold)

@@ -4,7 +4,10 @@ One embedded nats-server and one cloud server serve the whole phase. For each po
 server of its own replays the test split over the same link trace (`local.trace_replay`):
 - `static`: `--adapt off`, the configuration map's point for the declared link, kept;
 - `adaptive`: `--adapt follow`, the edge's estimate through the map with hysteresis;
-- `oracle`: `--adapt oracle`, the map's point for the true link of the moment.
+- `oracle`: `--adapt oracle`, the map's point for the true link of the moment;
+- `edge_only`: `--pin-point K/-/-`, the whole model on the edge, no exits (when it fits);
+- `cloud_only`: `--pin-point 0/-/-`, the raw input shipped to the cloud, no exits.
+The baselines run through the same servers and link, so every ratio is taken in one run.
 
 Each edge is given the trace's origin a little ahead of time (twice the cloud's start-up, the
 same work), so its replay starts at t=0 of the trace; a late start is measured and reported.
@@ -38,7 +41,22 @@ from inferedge.steps.reporting import Reporter
 from inferedge.transport.identities import fresh_credentials, server_users
 from inferedge.transport.server import EmbeddedNats
 
-MODES = {"static": "off", "adaptive": "follow", "oracle": "oracle"}
+
+@dataclass(frozen=True)
+class Policy:
+    """How one policy's edge is started: its --adapt mode and, for a baseline, its route."""
+
+    mode: str
+    pin: str | None = None
+
+
+POLICIES = {
+    "static": Policy("off"),
+    "adaptive": Policy("follow"),
+    "oracle": Policy("oracle"),
+    "edge_only": Policy("off", "{final}/-/-"),
+    "cloud_only": Policy("off", "0/-/-"),
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ class AdaptSettings:
     threads: int = 1
     max_payload: int = 8 * MIB
     start_timeout_s: float = 180.0
-    policies: tuple[str, ...] = tuple(MODES)
+    policies: tuple[str, ...] = tuple(POLICIES)
 
 
 def summarise(replayed: TraceReplayed, mode: str, deadline_ms: float | None) -> PolicyFigures:
@@ -125,6 +143,7 @@ def adapt_and_measure(
         "--switch-confirmations", str(adaptation.switching.confirmations),
         "--switch-min-dwell-s", repr(adaptation.switching.min_dwell_s),
     ]  # fmt: skip
+    k, deepest = prepared.plan.final_cut, prepared.manifest.space.max_split
     figures: dict[str, PolicyFigures] = {}
     replays: dict[str, TraceReplayed] = {}
     with EmbeddedNats(max_payload=settings.max_payload, users=users) as nats:
@@ -145,11 +164,17 @@ def adapt_and_measure(
             reporter.info(f"adaptation: trace {settings.trace.name}, {settings.duration_s:g} s "
                           f"per policy, EMULATED link")  # fmt: skip
             for name in settings.policies:
-                mode = MODES[name]
+                policy = POLICIES[name]
+                mode = policy.mode
+                pin = [] if policy.pin is None else ["--pin-point", policy.pin.format(final=k)]
+                if name == "edge_only" and deepest < k:
+                    reporter.info(f"edge_only: not run, the whole model does not fit the edge "
+                                  f"(its deepest split is cut {deepest})")  # fmt: skip
+                    continue
                 origin = time.time() + lead_s
                 args = [
                     *server_args(prepared, "edge", cache, trace=(trace_file, origin)),
-                    "--adapt", mode, *switching,
+                    "--adapt", mode, *pin, *switching,
                 ]  # fmt: skip
                 edge_server = process("edge", args, out / f"edge-{name}.log")
                 with (

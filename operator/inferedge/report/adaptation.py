@@ -1,5 +1,6 @@
 """The adaptation report of `inferedge run`: the same requests and link trace under the static
-plan, the adaptive controller and the per-state oracle, as JSON, a markdown table and a timeline.
+plan, the adaptive controller and the per-state oracle, and the edge-only and cloud-only
+baselines, as JSON, a markdown table and a timeline.
 
 Every figure is measured on this machine, over an EMULATED link (the trace) and EMULATED
 devices (compute slowdowns): the report says so.
@@ -13,6 +14,14 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 POLICIES = ("static", "adaptive", "oracle")
+BASELINES = ("edge_only", "cloud_only")
+COLOURS = dict(
+    zip(
+        (*POLICIES, *BASELINES),
+        ("tab:grey", "tab:blue", "tab:green", "tab:orange", "tab:purple"),
+        strict=True,
+    )
+)
 
 
 class _Frozen(BaseModel):
@@ -83,7 +92,7 @@ class AdaptationRun(_Frozen):
 
 
 def adaptation_markdown(run: AdaptationRun) -> str:
-    """The three policies side by side, and the ratios the issue's targets are stated in."""
+    """The policies side by side, and the adaptive edge's ratios to the others."""
     deadline = f"{run.deadline_ms:g} ms" if run.deadline_ms is not None else "none"
     lines = [
         f"# Run-time adaptation: {run.pipeline}, plan {run.plan_hash}",
@@ -115,12 +124,22 @@ def _ratios(policies: Mapping[str, PolicyFigures]) -> list[str]:
         f"- adaptive accuracy - static's: {(adaptive.accuracy - static.accuracy) * 100:+.2f} "
         "points",
     ]
-    if static.deadline_miss_rate is not None and adaptive.deadline_miss_rate is not None:
-        if static.deadline_miss_rate > 0:
-            share = adaptive.deadline_miss_rate / static.deadline_miss_rate
-            out.append(f"- adaptive deadline misses / static's: {share:.2f}")
-        else:
-            out.append("- the static plan missed no deadline")
+    for name in ("static", *BASELINES):
+        other = policies.get(name)
+        if other is None:
+            continue
+        if other.deadline_miss_rate is not None and adaptive.deadline_miss_rate is not None:
+            if other.deadline_miss_rate > 0:
+                share = adaptive.deadline_miss_rate / other.deadline_miss_rate
+                out.append(f"- adaptive deadline misses / {name}'s: {share:.2f}")
+            else:
+                out.append(f"- {name} missed no deadline")
+        if name != "static":
+            out.append(
+                f"- adaptive mean latency / {name}'s: "
+                f"{adaptive.mean_ms / max(other.mean_ms, 1e-9):.2f}; accuracy "
+                f"{(adaptive.accuracy - other.accuracy) * 100:+.2f} points"
+            )
     return out
 
 
@@ -138,18 +157,17 @@ def plot_adaptation(run: AdaptationRun, path: Path) -> Path:
         times, [r.bandwidth_mbps for r in run.trace] + [run.trace[-1].bandwidth_mbps],
         where="post", color="black", lw=2, label="true (trace)",
     )  # fmt: skip
-    colours = dict(zip(POLICIES, ("tab:grey", "tab:blue", "tab:green"), strict=True))
     for name, timeline in run.timelines.items():
         if not timeline:
             continue
         at = [p.t_s for p in timeline]
-        colour = colours.get(name, "tab:red")
+        colour = COLOURS.get(name, "tab:red")
         if name == "adaptive":
             link.plot(at, [p.bandwidth_mbps for p in timeline], ".", ms=3, color=colour,
                       label="estimated (adaptive)")  # fmt: skip
         split.step(at, [p.split for p in timeline], where="post", color=colour, label=name)
     for name, points in run.requests.items():
-        _scatter(latency, points, colours.get(name, "tab:red"), name)
+        _scatter(latency, points, COLOURS.get(name, "tab:red"), name)
     if run.deadline_ms is not None:
         latency.axhline(run.deadline_ms, color="red", ls="--", lw=1, label="deadline")
     link.set_yscale("log")
@@ -161,7 +179,7 @@ def plot_adaptation(run: AdaptationRun, path: Path) -> Path:
     latency.set_ylabel("latency ms")
     latency.set_xlabel("seconds into the trace")
     latency.legend(fontsize=8, markerscale=3)
-    fig.suptitle(f"{run.pipeline}: static plan, adaptive, oracle over trace {run.trace_name} "
+    fig.suptitle(f"{run.pipeline}: {', '.join(run.policies)} over trace {run.trace_name} "
                  "(EMULATED link and devices)")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -13,6 +13,9 @@ Three modes serve the same space:
 - `off`: the point for the declared link, kept (the static plan);
 - `oracle`: the point for the true link of the moment, at once (an emulated link's trace: the
   bound a perfect estimator would reach).
+
+A pinned adapter (`pin`, with `off`) serves one route of the space whatever the link: the
+edge-only and cloud-only baselines of `inferedge run` are the routes `K/-/-` and `0/-/-`.
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ from inferedge.core.config_map import ConfigurationMap, MapEntry
 from inferedge.core.link import Link
 from inferedge.core.link_switch import Cell, SwitchPolicy, SwitchState, observe
 from inferedge.core.manifest import Manifest
-from inferedge.core.operating_space import OperatingPoint
-from inferedge.core.space import SpaceInputs, corrected, edge_factor, parse_space, point_label
+from inferedge.core.operating_space import OperatingPoint, PointFigures
+from inferedge.core.space import (
+    SpaceError,
+    SpaceInputs,
+    check_point,
+    corrected,
+    edge_factor,
+    parse_space,
+    point_label,
+)
 from inferedge.dnn.artifacts import verified_path
 from inferedge.dnn.protocols import ArtifactLoadError
 from inferedge.runtime.messages import CloudAnswer
@@ -93,11 +104,13 @@ class Adapter:
         *,
         mode: AdaptMode = "follow",
         policy: SwitchPolicy | None = None,
+        pin: OperatingPoint | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._served = served
         self._space = space
         self._inputs = inputs
+        self._pin = pin
         self.mode: AdaptMode = mode
         self.corrections = 0
         self._factor = self._cloud_factor = 1.0
@@ -107,7 +120,7 @@ class Adapter:
         # The oracle knows the true link: hysteresis would only delay it.
         self._policy = SwitchPolicy(1, 0.0) if mode == "oracle" else (policy or SwitchPolicy())
         self._clock = clock
-        points = inputs.points()
+        points = self._space_points(inputs)
         self.map: ConfigurationMap = inputs.configuration_map(points)
         self._cloud_expected = {p.point: p.cloud_per_offload_ms for p in points}
         self._points = len(points)
@@ -181,7 +194,7 @@ class Adapter:
         heads = {a: ms for (kind, a, _), ms in measured.items() if kind == "head"}
         cloud = 1.0 if ratio is None else ratio
         inputs = corrected(self._inputs, segments, heads, cloud_factor=cloud)
-        points = inputs.points()
+        points = self._space_points(inputs)
         return Rebuilt(
             inputs.configuration_map(points),
             len(points),
@@ -208,6 +221,19 @@ class Adapter:
         """`rebuilt` then `install`, in one go."""
         rebuilt = self.rebuilt(measured)
         return rebuilt is not None and self.install(rebuilt)
+
+    def _space_points(self, inputs: SpaceInputs) -> list[PointFigures]:
+        """The space's points, or the pinned route at every threshold (the map then picks the
+        route's best threshold per state)."""
+        if self._pin is None:
+            return inputs.points()
+        manifest = self._space.manifest
+        assert manifest.space is not None  # a space's partition, as `read_space` checked
+        try:
+            check_point(manifest.space, manifest.plan.final_cut, self._pin)
+        except SpaceError as exc:
+            raise PartitionError(f"pinned point: {exc}") from None
+        return inputs.route_points(self._pin)
 
     def _apply(self, cell: Cell) -> None:
         point = self.map.entry(*cell).figures.point

@@ -140,7 +140,14 @@ def build_edge(
     )
     if space is None:
         return Edge(batcher)
-    adapter = Adapter(dataplane, partition, space, mode=config.adapt, policy=config.switch_policy)
+    adapter = Adapter(
+        dataplane,
+        partition,
+        space,
+        mode=config.adapt,
+        policy=config.switch_policy,
+        pin=config.pin_point,
+    )
     prober = LinkProber(
         watched,
         estimate=lambda: estimator.estimate,

@@ -12,6 +12,7 @@ from inferedge.core.link import Link
 from inferedge.core.link_switch import SwitchPolicy
 from inferedge.core.link_trace import LinkTrace
 from inferedge.core.manifest import parse_set_prefix
+from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
 from inferedge.runtime.clock_agent import DEFAULT_SOCKET
 from inferedge.runtime.policy import BatchPolicy
@@ -61,9 +62,11 @@ class ServeConfig:
     adapt: AdaptMode = "follow"
     """Edge of an operating space: follow the estimated link, keep the declared link's point
     (off), or follow an emulated trace's true link (oracle)."""
+    pin_point: OperatingPoint | None = None
+    """Edge of an operating space, with `adapt` off: serve this route (split and exits) only."""
     switch_policy: SwitchPolicy = field(default_factory=SwitchPolicy)
     """Edge of an operating space: the hysteresis of its moves."""
-    probe_interval_s: float = 0.5
+    probe_interval_s: float = 0.2
     """Edge of an operating space: probe the link after this long without a measurement."""
 
     def pins(self) -> dict[str, str]:

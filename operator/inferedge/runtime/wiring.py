@@ -22,6 +22,7 @@ import numpy as np
 from inferedge.core.manifest import ManifestError, parse_set_prefix
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
+from inferedge.core.space import parse_point
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import CloudBusy, DeadlineExpired, NotReady, PlanMismatch
 from inferedge.runtime.messages import PROBE_KINDS, CloudAnswer, Offload, OffloadContext
@@ -39,7 +40,6 @@ POINT = "point"  # wire extra: the operating point split at, `split/edge exits/c
 PROBE = "probe"  # wire extra: a link probe's kind; the cloud answers it at once
 # A bandwidth probe is sized for a few tens of ms on the link; this bounds what a cloud accepts.
 MAX_PROBE_BYTES = 1 << 20
-_MAX_POINT_CHARS = 64
 # Error replies that mean "the cloud is full": its admission bound, its in-flight bound, its
 # chunk reassembly budget (the transport's BusyError).
 _BUSY = ("CloudBusy:", "BusyError:")
@@ -100,18 +100,10 @@ def _point(extra: Mapping[str, str], threshold: float | None) -> OperatingPoint 
     text = extra.get(POINT)
     if text is None:
         return None
-    parts = text.split("/")
     try:
-        if len(parts) != 3 or len(text) > _MAX_POINT_CHARS:
-            raise ValueError
-        split = int(parts[0])
-        edge, cloud = (tuple(int(c) for c in p.split(",")) if p else () for p in parts[1:])
-    except ValueError:
-        raise WireError(
-            f"{EXTRA_PREFIX}{POINT}: expected 'split/edge exits/cloud exits' "
-            f"(e.g. '5/2,4/7'), got {text[:_MAX_POINT_CHARS]!r}"
-        ) from None
-    return OperatingPoint(split, edge, cloud, 0.0 if threshold is None else threshold)
+        return parse_point(text, 0.0 if threshold is None else threshold)
+    except ValueError as exc:
+        raise WireError(f"{EXTRA_PREFIX}{POINT}: {exc}") from None
 
 
 def _threshold(extra: Mapping[str, str]) -> float | None:
