@@ -202,6 +202,10 @@ def test_store_keys_ignore_what_does_not_change_the_bytes() -> None:
     )
     assert training_key(other_head, "0" * 16) != training_key(SPEC, "0" * 16)
     assert training_key(SPEC, "1" * 16) != training_key(SPEC, "0" * 16)
+    # The profile times a head of the spec at every cut, and the threads the host caps it at.
+    assert profiling_key(other_head, EDGE) != profiling_key(SPEC, EDGE)
+    assert profiling_key(SPEC, EDGE, threads=1) != profiling_key(SPEC, EDGE)
+    assert profiling_key(SPEC, EDGE, threads=1) != profiling_key(SPEC, EDGE, threads=2)
 
 
 def test_a_set_is_named_by_its_training_inputs_and_its_weights() -> None:

@@ -13,6 +13,7 @@ import yaml
 from inferedge.api.documents import DocumentError, Documents, parse_documents
 from inferedge.core.link_trace import parse_trace
 from inferedge.core.manifest import parse_manifest
+from inferedge.core.profile import parse_profile
 from inferedge.core.progress import ProgressCallback
 from inferedge.core.space import parse_space
 from inferedge.local.adapting import AdaptSettings, adapt_and_measure
@@ -151,9 +152,13 @@ def test_an_adapting_pipeline_serves_its_policies_and_baselines_over_a_trace(
     adaptation = {"deadlineMs": 60, "switching": {"confirmations": 1, "minDwellS": 0}}
     docs = given_weights(trained, adaptation=adaptation)
     reporter = Quiet()
-    prepared = prepare(docs, docs.pipelines[0], tmp_path, reporter, "m.yaml")
+    prepared = prepare(docs, docs.pipelines[0], tmp_path, reporter, "m.yaml", threads=1)
     space = prepared.manifest.space
     assert space is not None
+    # Profiled on the one thread its servers will run on.
+    for role in ("edge", "cloud"):
+        text = (tmp_path / f"{role}-profile.json").read_text()
+        assert parse_profile(text, role).device.threads == 1
     assert space.candidates == tuple(range(1, prepared.plan.final_cut))
     trace = parse_trace("t_s,bandwidth_mbps,rtt_ms\n0,20,5\n2.5,0.5,5\n5,8,5\n", "t.csv")
     run = adapt_and_measure(

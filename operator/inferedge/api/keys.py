@@ -20,15 +20,18 @@ from inferedge.core.errors import InferedgeError, describe_validation_error
 _HEX = re.compile(r"^[0-9a-f]{16}$")
 
 
-def profiling_key(spec: InferencePipelineSpec, device: DeviceProfileSpec) -> str:
-    """What a profile depends on: the model, where it is stored, how the device is set up, and
-    the exit head spec (the profile times a head of it at every cut).
+def profiling_key(
+    spec: InferencePipelineSpec, device: DeviceProfileSpec, *, threads: int | None = None
+) -> str:
+    """What a profile depends on: the model, where it is stored, how the device is set up, the
+    exit head spec (the profile times a head of it at every cut) and, where the host caps them
+    (`inferedge run`), the compute threads.
 
     The dataset counts only when it decides the number of classes. The device's link and its
     re-profiling schedule do not count (the link matters to planning, not to measuring).
     """
     model = spec.model
-    payload = {
+    payload: dict[str, object] = {
         "model": model.model_dump(
             mode="json", include={"name", "uri", "framework", "input_shape", "num_classes"}
         ),
@@ -49,6 +52,8 @@ def profiling_key(spec: InferencePipelineSpec, device: DeviceProfileSpec) -> str
         "profiling": device.profiling.model_dump(mode="json", exclude={"reprofile_after_hours"}),
         "head": spec.exits.head.model_dump(mode="json"),
     }
+    if threads is not None:
+        payload["threads"] = threads
     return json_digest(payload, 12)
 
 

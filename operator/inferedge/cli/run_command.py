@@ -181,7 +181,13 @@ def run(
     pipeline = docs.pipelines[names.index(chosen)]
     reporter = _CliReporter()
     prepared = prepare(
-        docs, pipeline, out, reporter, source, thresholds=thresholds or DEFAULT_REPLAY
+        docs,
+        pipeline,
+        out,
+        reporter,
+        source,
+        thresholds=thresholds or DEFAULT_REPLAY,
+        threads=server_threads,
     )
     if not serve:
         return

@@ -89,6 +89,10 @@ class DeviceInfo(_Frozen):
     framework_version: str
     platform: str = Field(description="OS and machine, e.g. 'Linux-6.1-x86_64'.")
     energy_sensor: str | None = Field(default=None, description="Sensor behind energy_mj.")
+    threads: PosInt | None = Field(
+        default=None,
+        description="Compute threads the framework ran the model on (its servers should match).",
+    )
     emulated_slowdown: float = Field(
         default=1.0,
         ge=1.0,

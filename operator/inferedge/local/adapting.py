@@ -27,8 +27,8 @@ from inferedge.dnn.data import Dataset
 from inferedge.local.interruptible import run_interruptible
 from inferedge.local.processes import ServerProcess, running
 from inferedge.local.replay import percentile
-from inferedge.local.runner import Prepared
-from inferedge.local.serving import MIB, server_args, thread_env
+from inferedge.local.runner import Prepared, thread_env
+from inferedge.local.serving import MIB, server_args
 from inferedge.local.trace_replay import TraceReplayed, trace_replay
 from inferedge.report.adaptation import (
     AdaptationRun,

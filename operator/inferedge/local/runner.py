@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +81,24 @@ def _device(
     return found
 
 
-def run_step(job: JobArgs, reporter: Reporter) -> None:
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that caps the math libraries of a child process at `threads` threads
+    (OpenMP and MKL for torch, TensorFlow's own pools), read when the framework starts."""
+    n = str(threads)
+    return {
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": n,
+    }
+
+
+def run_step(job: JobArgs, reporter: Reporter, extra_env: Mapping[str, str] | None = None) -> None:
     """Run one step as its own `inferedge` process, as a Job would, relaying its news lines
-    and drawing its progress lines as bars; a failed step raises its own last line."""
+    and drawing its progress lines as bars; a failed step raises its own last line.
+    `extra_env` adds to its environment (the thread caps its servers will run under)."""
     command = [sys.executable, "-m", "inferedge", *job.argv()]
-    env = {**os.environ, **job.env()}
+    env = {**os.environ, **job.env(), **(extra_env or {})}
     with tempfile.TemporaryFile("w+", encoding="utf-8") as errors, ExitStack() as bars:
         child = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=errors, text=True, bufsize=1
@@ -120,10 +134,13 @@ def prepare(
     source: str,
     *,
     thresholds: tuple[float, ...] = (),
+    threads: int | None = None,
 ) -> Prepared:
     """Run every step up to a committed artifact set in a store under `out/store`, and copy
     each step's output under `out`. `thresholds` are swept for the reports besides the
-    calibration grid and the pipeline's fixed threshold."""
+    calibration grid and the pipeline's fixed threshold. `threads` caps the math libraries of
+    the profiling steps as the servers' will be (`--server-threads`): a profile measured on
+    more threads than its servers use predicts them too fast."""
     devices = {role: _device(docs, pipeline, role, source) for role in ROLES}
     out.mkdir(parents=True, exist_ok=True)
     store = open_store(str((out / "store").resolve()))
@@ -134,9 +151,13 @@ def prepare(
     profiles: dict[Role, MeasuredProfile] = {}
     profile_keys: dict[Role, str] = {}
     for role, device in devices.items():
-        key = profile_store_key(namespace, device.metadata.name, profiling_key(spec, device.spec))
+        key = profile_store_key(
+            namespace, device.metadata.name, profiling_key(spec, device.spec, threads=threads)
+        )
         run_step(
-            ProfileJob.of(spec, device.metadata.name, device.spec, key, emulated=True), reporter
+            ProfileJob.of(spec, device.metadata.name, device.spec, key, emulated=True),
+            reporter,
+            None if threads is None else thread_env(threads),
         )
         profiles[role], profile_keys[role] = parse_profile(read_text(store, key), key), key
         (out / f"{role}-profile.json").write_text(read_text(store, key), encoding="utf-8")

@@ -28,7 +28,7 @@ from inferedge.local.interruptible import run_interruptible
 from inferedge.local.measured import MeasuredReport, MeasuredRow, measured_row, verdict
 from inferedge.local.processes import ServerProcess, Started, running
 from inferedge.local.replay import replay
-from inferedge.local.runner import Prepared
+from inferedge.local.runner import Prepared, thread_env
 from inferedge.local.tuning_replay import ArrivalStep, PacedReplay, fetch_tuning, paced_replay
 from inferedge.steps.reporting import Reporter
 from inferedge.transport.client import Messenger
@@ -71,18 +71,6 @@ class Served:
 
     measured: MeasuredReport
     tuned: Tuned | None
-
-
-def thread_env(threads: int) -> dict[str, str]:
-    """Environment that caps the math libraries of a child process at `threads` threads
-    (OpenMP and MKL for torch, TensorFlow's own pools), read when the framework starts."""
-    n = str(threads)
-    return {
-        "OMP_NUM_THREADS": n,
-        "MKL_NUM_THREADS": n,
-        "TF_NUM_INTRAOP_THREADS": n,
-        "TF_NUM_INTEROP_THREADS": n,
-    }
 
 
 def server_args(

@@ -50,6 +50,7 @@ class TorchBackend:
             emulated_slowdown=request.emulate_slowdown,
             memory_bytes=request.memory_bytes,
         )
+        described = described.model_copy(update={"threads": torch.get_num_threads()})
         return measured_profile(request, described, loaded, graph, segments, served=served)
 
 
