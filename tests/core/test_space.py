@@ -245,3 +245,21 @@ def test_a_points_text_parses_with_or_without_dashes(
 def test_a_malformed_points_text_says_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match=r"^expected 'split/edge exits/cloud exits' \(e.g. "):
         parse_point(text)
+
+
+def test_a_measured_overhead_is_paid_on_every_path_of_every_point() -> None:
+    space = inputs()
+    assert space.overhead_ms == 0.0
+    fixed = corrected(space, {}, {}, overhead_ms=2.5)
+    assert fixed.overhead_ms == 2.5
+    for before, after in zip(space.points(), fixed.points(), strict=True):
+        assert after.point == before.point
+        assert after.compute_ms == pytest.approx(before.compute_ms + 2.5)
+        assert [p.compute_ms for p in after.paths] == pytest.approx(
+            [p.compute_ms + 2.5 for p in before.paths]
+        )
+    link = Link(bandwidth_mbps=10.0, rtt_ms=0.0)
+    assert fixed.configuration_map().lookup(link).latency_ms >= (
+        space.configuration_map().lookup(link).latency_ms
+    )
+    assert corrected(fixed, {}, {}).overhead_ms == 2.5  # kept unless measured anew

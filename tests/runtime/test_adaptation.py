@@ -24,6 +24,7 @@ from inferedge.runtime.messages import CloudAnswer, OffloadContext
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.policy import BatchPolicy
+from inferedge.runtime.step_timings import REQUEST
 from tests.factories import profile
 from tests.runtime.conftest import Exported, made_up_space
 from tests.runtime.helpers import direct_offload
@@ -333,5 +334,21 @@ async def test_a_pinned_edge_keeps_its_route_on_any_link_and_after_corrections(
     assert adapter.entry.figures.point.cloud_exits == ()
     with pytest.raises(PartitionError, match=r"pinned point: split 99: expected one of the"):
         Adapter(edge, edge_space, inputs(exported), mode="off", pin=OperatingPoint(99, (), (), 0))
+    await edge.aclose()
+    await cloud.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_measured_request_overhead_alone_rebuilds_the_map(
+    exported: Exported, edge_space: Partition, space: Partition
+) -> None:
+    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
+    edge = edge_on(edge_space, cloud)
+    adapter = Adapter(edge, edge_space, inputs(exported, SLOW), mode="follow")
+    before = adapter.entry.latency_ms
+    adapter.correct({REQUEST: 4.0})
+    assert adapter.corrections == 1
+    assert adapter.report().overhead_ms == 4.0
+    assert adapter.entry.latency_ms >= before  # every point pays it
     await edge.aclose()
     await cloud.aclose()

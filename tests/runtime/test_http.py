@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from inferedge.runtime.http import make_app
 from inferedge.runtime.messages import CloudAnswer, OffloadContext
 from inferedge.runtime.partition import Partition
 from inferedge.runtime.policy import BatchPolicy
+from inferedge.runtime.step_timings import REQUEST, StepTimings
 from tests.runtime.conftest import SHAPE, Exported
 from tests.runtime.helpers import direct_offload
 
@@ -534,3 +536,24 @@ async def test_cloud_app_serves_health_metadata_and_metrics(cloud: CloudDataplan
         assert (await session.get("/metrics")).status == 200
         # inference enters the cloud as offloads from the edge, not over HTTP
         assert (await session.post(INFER, json=_tensor())).status in (404, 405)
+
+
+@pytest.mark.asyncio
+async def test_a_single_row_request_records_its_time_outside_the_model_and_the_link(
+    client: Client, edge: EdgeDataplane, images: Images
+) -> None:
+    assert edge.partition is not None
+    edge.partition.timings = timings = StepTimings()
+    response = await client.post(INFER, json=body_for(images(2)))  # two rows: not recorded
+    assert response.status == 200
+    assert REQUEST not in timings.snapshot()
+    started = time.perf_counter()
+    response = await client.post(INFER, json=body_for(images(1)))
+    payload = await response.json()
+    round_trip_ms = (time.perf_counter() - started) * 1000
+    served = payload["parameters"]["timings_ms"][0]
+    recorded = timings.snapshot()[REQUEST]
+    inside = served["edge_compute_ms"] + served["transfer_ms"] + served["cloud_ms"]
+    # what the handler spent besides the model calls and the offload fits in the round trip
+    assert recorded > 0.0
+    assert recorded + inside <= round_trip_ms

@@ -198,5 +198,10 @@ class AdaptationReport(BaseModel):
         description="Reported / predicted cloud compute per offload, recent ones weighted most "
         "(1 until measured).",
     )
+    overhead_ms: float = Field(
+        default=0.0,
+        description="Measured per-request serving time outside the model calls and the link, "
+        "added to every point's predictions (0 until measured).",
+    )
     points: int = Field(ge=1, description="Operating points in the space.")
     states: int = Field(ge=1, description="Link states of the configuration map.")

@@ -18,7 +18,7 @@ that arithmetic. Samples are bit sets (Python ints): one AND and one popcount pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inferedge.core.errors import PlanningError
 from inferedge.core.link import Link
@@ -214,6 +214,18 @@ def enumerate_space(
             point = OperatingPoint(split, edge, cloud, threshold)
             out.append(_figures(point, tables, masks, heads))
     return out
+
+
+def with_overhead(figures: PointFigures, overhead_ms: float) -> PointFigures:
+    """`figures` with `overhead_ms` more on every path: the per-request serving time outside
+    the model calls and the link, which every request pays wherever it is answered."""
+    if overhead_ms == 0.0:
+        return figures
+    return replace(
+        figures,
+        compute_ms=figures.compute_ms + overhead_ms,
+        paths=tuple(replace(p, compute_ms=p.compute_ms + overhead_ms) for p in figures.paths),
+    )
 
 
 def route_figures(

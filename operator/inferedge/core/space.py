@@ -41,6 +41,7 @@ from inferedge.core.operating_space import (
     SpaceLimits,
     enumerate_space,
     route_figures,
+    with_overhead,
 )
 from inferedge.core.placement import Placement
 from inferedge.core.plan import Plan
@@ -127,6 +128,12 @@ class SpaceInputs(_Frozen):
     objective: ObjectiveSpec
     grid: LinkGrid
     link: Link = Field(description="The link the DeviceProfile declares: the starting point's.")
+    overhead_ms: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Per-request serving time outside the model calls and the link, as the "
+        "edge measured it (`corrected`); 0 in the file, where nothing is measured yet.",
+    )
 
     def _exits(self) -> list[CandidateExit]:
         return [
@@ -141,13 +148,15 @@ class SpaceInputs(_Frozen):
         limits = SpaceLimits(
             max_split=self.max_split, thresholds=self.thresholds, placement=self.placement
         )
-        return enumerate_space(tables, candidates, self.final_correct, limits)
+        points = enumerate_space(tables, candidates, self.final_correct, limits)
+        return [with_overhead(p, self.overhead_ms) for p in points]
 
     def route_points(self, route: OperatingPoint) -> list[PointFigures]:
         """`route` (split and exits, checked by the caller with `check_point`) at every
         threshold: what a pinned edge serves, placed or not."""
         tables = build_tables(self.edge, self.cloud, self.batch_size)
-        return route_figures(tables, self._exits(), self.final_correct, self.thresholds, route)
+        points = route_figures(tables, self._exits(), self.final_correct, self.thresholds, route)
+        return [with_overhead(p, self.overhead_ms) for p in points]
 
     def configuration_map(self, points: Sequence[PointFigures] | None = None) -> ConfigurationMap:
         """The best point per link state of the grid under the objective."""
@@ -223,9 +232,11 @@ def corrected(
     heads: Mapping[int, float],
     *,
     cloud_factor: float = 1.0,
+    overhead_ms: float | None = None,
 ) -> SpaceInputs:
-    """The space file with the edge's times as the edge measured them serving, and the
-    cloud's times scaled by `cloud_factor` (what the cloud reported over what was predicted).
+    """The space file with the edge's times as the edge measured them serving, the cloud's
+    times scaled by `cloud_factor` (what the cloud reported over what was predicted), and,
+    when given, the edge's measured per-request `overhead_ms` (`SpaceInputs.overhead_ms`).
 
     `segments` maps a served step (start cut, end cut) to its measured milliseconds; the
     profile's segments inside it are scaled by measured / profiled, and segments no step has
@@ -263,7 +274,10 @@ def corrected(
     cloud = inputs.cloud
     if cloud_factor != 1.0:
         cloud = _scaled(cloud, batch, [cloud_factor] * len(cloud.segments))
-    return inputs.model_copy(update={"edge": edge, "cloud": cloud, "candidates": candidates})
+    update: dict[str, object] = {"edge": edge, "cloud": cloud, "candidates": candidates}
+    if overhead_ms is not None:
+        update["overhead_ms"] = overhead_ms
+    return inputs.model_copy(update=update)
 
 
 def edge_factor(before: SpaceInputs, after: SpaceInputs) -> float:

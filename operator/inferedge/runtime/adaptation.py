@@ -49,7 +49,7 @@ from inferedge.runtime.messages import CloudAnswer
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.served import Served
-from inferedge.runtime.step_timings import ALPHA, StepKey, StepTimings
+from inferedge.runtime.step_timings import ALPHA, REQUEST, StepKey, StepTimings
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Rebuilt:
     points: int
     edge_factor: float
     cloud_factor: float
+    overhead_ms: float
 
 
 class Adapter:
@@ -114,6 +115,7 @@ class Adapter:
         self.mode: AdaptMode = mode
         self.corrections = 0
         self._factor = self._cloud_factor = 1.0
+        self._overhead_ms = 0.0
         # Reported / predicted cloud compute per offload, weighted to the recent ones.
         self._cloud_ratio: float | None = None
         self._cloud_answers = 0
@@ -189,17 +191,19 @@ class Adapter:
         None before either was measured. Pure computation, safe off the event loop."""
         segments = {(a, b): ms for (kind, a, b), ms in measured.items() if kind == "segment"}
         ratio = self._cloud_ratio if self._cloud_answers >= MIN_CLOUD_ANSWERS else None
-        if not segments and ratio is None:
+        overhead = measured.get(REQUEST)
+        if not segments and ratio is None and overhead is None:
             return None
         heads = {a: ms for (kind, a, _), ms in measured.items() if kind == "head"}
         cloud = 1.0 if ratio is None else ratio
-        inputs = corrected(self._inputs, segments, heads, cloud_factor=cloud)
+        inputs = corrected(self._inputs, segments, heads, cloud_factor=cloud, overhead_ms=overhead)
         points = self._space_points(inputs)
         return Rebuilt(
             inputs.configuration_map(points),
             len(points),
             edge_factor(self._inputs, inputs),
             cloud,
+            inputs.overhead_ms,
         )
 
     def install(self, rebuilt: Rebuilt) -> bool:
@@ -209,6 +213,7 @@ class Adapter:
         self._points = rebuilt.points
         self._factor = rebuilt.edge_factor
         self._cloud_factor = rebuilt.cloud_factor
+        self._overhead_ms = rebuilt.overhead_ms
         self.corrections += 1
         self.metrics.operating_corrections.inc()
         served = self._served.partition
@@ -265,6 +270,7 @@ class Adapter:
             corrections=self.corrections,
             edge_time_factor=round(self._factor, 3),
             cloud_time_factor=round(self._cloud_factor, 3),
+            overhead_ms=round(self._overhead_ms, 3),
             points=self._points,
             states=len(self.map.entries),
         )

@@ -16,9 +16,13 @@ from __future__ import annotations
 import threading
 from typing import Final, Literal
 
-StepKind = Literal["segment", "head"]
+StepKind = Literal["segment", "head", "request"]
 StepKey = tuple[StepKind, int, int]
-"""('segment', start cut, end cut) or ('head', cut, cut)."""
+"""('segment', start cut, end cut), ('head', cut, cut), or ('request', 0, 0): a single-row
+request's time in the edge server outside its model calls and its offload (reading and
+decoding it, exit tests, copies, encoding the answer)."""
+
+REQUEST: Final[StepKey] = ("request", 0, 0)
 
 # Weight of the newest call: about the last 20 calls count.
 ALPHA: Final = 0.1
