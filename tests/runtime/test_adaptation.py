@@ -352,3 +352,25 @@ async def test_a_measured_request_overhead_alone_rebuilds_the_map(
     assert adapter.entry.latency_ms >= before  # every point pays it
     await edge.aclose()
     await cloud.aclose()
+
+
+@pytest.mark.asyncio
+async def test_answers_on_a_point_that_cannot_meet_the_objective_are_counted(
+    exported: Exported, edge_space: Partition, space: Partition, images: Callable[[int], np.ndarray]
+) -> None:
+    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
+    edge = edge_on(edge_space, cloud)
+    hopeless = inputs(exported, SLOW).model_copy(
+        update={"objective": ObjectiveSpec(kind="deadline", deadline_ms=0.01)}
+    )
+    adapter = Adapter(edge, edge_space, hopeless, mode="follow")
+    assert not adapter.entry.feasible
+    assert edge.unmet == "deadline"
+    await edge.infer(images(2))
+    text = edge.metrics.exposition().decode()
+    assert 'inferedge_objective_unmet_total{reason="deadline"} 2.0' in text
+    feasible = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
+    assert feasible.entry.feasible
+    assert edge.unmet is None  # a point that meets it counts nothing
+    await edge.aclose()
+    await cloud.aclose()

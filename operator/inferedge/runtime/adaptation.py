@@ -246,6 +246,8 @@ class Adapter:
         if view is None:
             view = self._views[point] = self._space.at(point)
         self._served.swap(view, threshold=point.threshold)
+        entry = self.map.entry(*cell)
+        self._served.unmet = None if entry.feasible else self._inputs.objective.kind
         self.metrics.operating_split.set(point.split)
         self.metrics.operating_threshold.set(point.threshold)
 

@@ -179,6 +179,8 @@ class EdgeDataplane(Served):
                 reason=source.reason,
             )
             self.metrics.answered(source.location, result.exit_index, total_ms / 1000.0)
+            if self.unmet is not None:
+                self.metrics.objective_unmet.labels(reason=self.unmet).inc()
         return [a for a in answers if a is not None]
 
     async def aclose(self) -> None:

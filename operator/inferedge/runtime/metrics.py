@@ -185,6 +185,13 @@ class Metrics:
             "Moves of the edge to another operating point as the link changed.",
             registry=reg,
         )
+        self.objective_unmet = Counter(
+            "inferedge_objective_unmet",
+            "Samples answered on an operating point that cannot meet the pipeline's objective on "
+            "the link as estimated (none can), by the objective missed (deadline, accuracy).",
+            ["reason"],
+            registry=reg,
+        )
         self.operating_corrections = Counter(
             "inferedge_operating_corrections",
             "Configuration maps rebuilt from the edge's measured segment and head times.",

@@ -33,6 +33,9 @@ class Served:
         self._threshold = validate_threshold(threshold)
         self.metrics = metrics if metrics is not None else Metrics()
         self.compute_slowdown = check_slowdown(compute_slowdown)
+        self.unmet: str | None = None
+        """The objective the served operating point cannot meet (its adapter says so), which
+        every answer then counts under; None while it can, and off operating spaces."""
 
     @property
     def partition(self) -> Partition | None:
