@@ -10,6 +10,7 @@ in milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inferedge.core.errors import InfeasibleError, PlanningError
@@ -289,14 +290,9 @@ def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanReques
         split, final, accuracy, _ = choose_deadline(t, request, edge.model.num_classes)
 
     notes: list[str] = []
-    offloads = split < final
-    transfer_bytes = t.transfer_bytes[split] if offloads else 0
-    transfer = request.link.transfer_ms(transfer_bytes)
-    to_cloud = t.edge_ms(split) + transfer
-
-    exits: list[ExitPoint] = []
+    placed_exits: list[tuple[Role, int, float]] = []
     parts: tuple[tuple[Role, int, int, bool], ...] = (
-        ("edge", 0, split, offloads),
+        ("edge", 0, split, split < final),
         ("cloud", split, final, False),
     )
     for part, start, end, end_is_exit in parts:
@@ -306,48 +302,77 @@ def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanReques
         wanted = request.edge_exits if part == "edge" else request.cloud_exits
         if len(placed) < wanted:
             notes.append(f"{part} part has room for {len(placed)} of the {wanted} exits asked for")
-        for cut, position in placed:
-            latency = t.edge_ms(cut) if part == "edge" else to_cloud + t.cloud_ms(split, cut)
-            c = edge.cut_points[cut]
-            exits.append(
-                ExitPoint(
-                    part=part,
-                    cut_index=cut,
-                    name=c.name,
-                    shape=c.shape,
-                    position=min(max(position, 0.0), 1.0),
-                    latency_ms=latency,
-                )
-            )
+        placed_exits += [(part, cut, position) for cut, position in placed]
+    if final < K:
+        cut_name = edge.cut_points[final].name
+        notes.append(f"deadline truncates the network at cut {final} ({cut_name})")
+    return assemble_plan(
+        t,
+        (edge, cloud),
+        request,
+        split=split,
+        final=final,
+        exits=placed_exits,
+        notes=notes,
+        accuracy=accuracy,
+    )
 
+
+def assemble_plan(
+    t: Tables,
+    profiles: tuple[MeasuredProfile, MeasuredProfile],
+    request: PlanRequest,
+    *,
+    split: int,
+    final: int,
+    exits: Sequence[tuple[Role, int, float]],
+    notes: Sequence[str],
+    accuracy: float | None = None,
+) -> Plan:
+    """The plan of a decided `split`, `final` cut and `exits` (part, cut, position in its
+    part): every predicted figure from the tables `t` of the (edge, cloud) `profiles` (each
+    exit's and the final latency, the parts, the transfer, the cloud's cost) and the hash.
+    The planner's strategies and the operating space's plan both end here."""
+    edge, cloud = profiles
+    offloads = split < final
+    transfer_bytes = t.transfer_bytes[split] if offloads else 0
+    transfer = request.link.transfer_ms(transfer_bytes)
+    to_cloud = t.edge_ms(split) + transfer
+    points = tuple(
+        ExitPoint(
+            part=part,
+            cut_index=cut,
+            name=edge.cut_points[cut].name,
+            shape=edge.cut_points[cut].shape,
+            position=min(max(position, 0.0), 1.0),
+            latency_ms=t.edge_ms(cut) if part == "edge" else to_cloud + t.cloud_ms(split, cut),
+        )
+        for part, cut, position in exits
+    )
     edge_part = part_summary(t, device=edge.device.name, first=1, last=split, on_edge=True)
     cloud_part = part_summary(
         t, device=cloud.device.name, first=split + 1, last=final, on_edge=False
     )
     final_latency = to_cloud + t.cloud_ms(split, final) if offloads else t.edge_ms(final)
+    all_notes = list(notes)
     cloud_cost = 0.0
     if offloads:
         cost = request.cost_model
         cloud_cost = cost.usd_per_million(cloud_part.compute_ms, cloud_part.memory_bytes)
         largest = cost.tiers[-1].memory_mib * MIB
         if cloud_part.memory_bytes > largest:
-            notes.append(
+            all_notes.append(
                 f"cloud part needs {cloud_part.memory_bytes / MIB:.0f} MiB, more than the "
                 f"largest {cost.name} tier ({largest // MIB} MiB); its cost is priced at that tier"
             )
-    if final < K:
-        cut_name = edge.cut_points[final].name
-        notes.append(f"deadline truncates the network at cut {final} ({cut_name})")
-
     model = model_ref(edge)
-    frozen_exits = tuple(exits)
     return Plan(
         model=model,
         request=request,
         split=split,
         split_name=edge.cut_points[split].name,
         final_cut=final,
-        exits=frozen_exits,
+        exits=points,
         transfer_bytes=transfer_bytes,
         transfer_ms=transfer,
         edge=edge_part,
@@ -355,6 +380,6 @@ def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanReques
         final_latency_ms=final_latency,
         cloud_usd_per_million=cloud_cost,
         estimated_accuracy=accuracy,
-        notes=tuple(notes),
-        hash=plan_hash(model, split, final, frozen_exits),
+        notes=tuple(all_notes),
+        hash=plan_hash(model, split, final, points),
     )

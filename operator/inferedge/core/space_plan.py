@@ -17,14 +17,8 @@ from collections.abc import Sequence
 
 from inferedge.core.errors import PlanningError
 from inferedge.core.operating_space import spread_cuts
-from inferedge.core.plan import ExitPoint, Plan, PlanRequest, plan_hash
-from inferedge.core.planner import (
-    Tables,
-    build_tables,
-    edge_memory_bytes,
-    model_ref,
-    part_summary,
-)
+from inferedge.core.plan import Plan, PlanRequest
+from inferedge.core.planner import Tables, assemble_plan, build_tables, edge_memory_bytes
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.roles import Role
 
@@ -71,57 +65,17 @@ def make_space_plan(
     k = t.num_cuts
     max_split = deepest_split(t, edge.device.memory_bytes)
     cuts = candidate_cuts(t, candidate_count)
-    transfer_bytes = t.transfer_bytes[max_split] if max_split < k else 0
-    transfer = request.link.transfer_ms(transfer_bytes)
-    exits = []
-    for cut in cuts:
-        part: Role = "edge" if cut <= max_split else "cloud"
-        if part == "edge":
-            latency = t.edge_ms(cut)
-        else:
-            latency = t.edge_ms(max_split) + transfer + t.cloud_ms(max_split, cut)
-        point = edge.cut_points[cut]
-        exits.append(
-            ExitPoint(
-                part=part,
-                cut_index=cut,
-                name=point.name,
-                shape=point.shape,
-                position=min(max(t.cum_flops[cut] / max(t.cum_flops[k], 1), 0.0), 1.0),
-                latency_ms=latency,
-            )
-        )
-    model = model_ref(edge)
-    edge_part = part_summary(t, device=edge.device.name, first=1, last=max_split, on_edge=True)
-    cloud_part = part_summary(
-        t, device=cloud.device.name, first=max_split + 1, last=k, on_edge=False
-    )
-    offloads = max_split < k
-    final_latency = (
-        t.edge_ms(max_split) + transfer + t.cloud_ms(max_split, k) if offloads else t.edge_ms(k)
-    )
-    cloud_cost = (
-        request.cost_model.usd_per_million(cloud_part.compute_ms, cloud_part.memory_bytes)
-        if offloads
-        else 0.0
-    )
-    frozen = tuple(exits)
-    return Plan(
-        model=model,
-        request=request,
+    exits: list[tuple[Role, int, float]] = [
+        ("edge" if cut <= max_split else "cloud", cut, t.cum_flops[cut] / max(t.cum_flops[k], 1))
+        for cut in cuts
+    ]
+    splits = [s for s in stops(cuts, max_split, k) if s <= max_split]
+    return assemble_plan(
+        t,
+        (edge, cloud),
+        request,
         split=max_split,
-        split_name=edge.cut_points[max_split].name,
-        final_cut=k,
-        exits=frozen,
-        transfer_bytes=transfer_bytes,
-        transfer_ms=transfer,
-        edge=edge_part,
-        cloud=cloud_part,
-        final_latency_ms=final_latency,
-        cloud_usd_per_million=cloud_cost,
-        notes=(
-            f"operating space: {len(cuts)} candidate exits, splits at cuts "
-            f"{list(s for s in stops(cuts, max_split, k) if s <= max_split)}",
-        ),
-        hash=plan_hash(model, max_split, k, frozen),
+        final=k,
+        exits=exits,
+        notes=(f"operating space: {len(cuts)} candidate exits, splits at cuts {splits}",),
     )
