@@ -85,8 +85,11 @@ def observations(cuts: list[int], n: int = 8) -> Observations:
     return Observations(split="val", exits=tuple(exit_(c) for c in cuts), final=exit_(6))
 
 
-def inputs() -> SpaceInputs:
+def inputs(served: ServedTimes | None = None) -> SpaceInputs:
+    """The made-up space; `served` gives its edge profile served times."""
     edge, cloud = pair(memory=7100)
+    if served is not None:
+        edge = edge.model_copy(update={"served": served})
     plan = make_space_plan(edge, cloud, PlanRequest(), candidate_count=None)
     return space_inputs(
         plan,
@@ -182,27 +185,14 @@ def test_measured_times_correct_the_edge_profile_and_its_heads() -> None:
 
 
 def test_a_served_profile_gives_the_space_its_served_times_and_corrects_them() -> None:
-    edge, cloud = pair(memory=7100)
     served_ms = [2 * ms for ms in EDGE_MS]
-    edge = edge.model_copy(
-        update={
-            "served": ServedTimes(
-                idle_gap_ms=10.0,
-                call_ms=0.1,
-                segments_ms=tuple(served_ms),
-                heads=(HeadTiming(cut_index=2, ms=0.75),),
-            )
-        }
-    )
-    plan = make_space_plan(edge, cloud, PlanRequest(), candidate_count=None)
-    space = space_inputs(
-        plan,
-        (edge, cloud),
-        observations([1, 2, 3, 4, 5]),
-        {c: 500 for c in range(1, 6)},
-        confidence="max_softmax",
-        objective=ObjectiveSpec(kind="deadline", deadline_ms=20.0),
-        grid=LinkGrid(bandwidths_mbps=(1.0, 10.0), rtts_ms=(0.0, 40.0)),
+    space = inputs(
+        ServedTimes(
+            idle_gap_ms=10.0,
+            call_ms=0.1,
+            segments_ms=tuple(served_ms),
+            heads=(HeadTiming(cut_index=2, ms=0.75),),
+        )
     )
     # The timed head costs its time; the others their FLOPs at the served whole-model rate.
     assert space.candidates[1].edge_head_ms == 0.75

@@ -5,10 +5,11 @@ probes the link when no offload measures it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from inferedge.core.link import Link
 from inferedge.core.link_switch import SwitchPolicy
@@ -76,12 +77,20 @@ def edge_on(partition: Partition, cloud: CloudDataplane) -> EdgeDataplane:
     )
 
 
-@pytest.mark.asyncio
-async def test_it_starts_on_the_declared_links_point_and_moves_with_hysteresis(
-    exported: Exported, edge_space: Partition, space: Partition
-) -> None:
+@pytest_asyncio.fixture
+async def edge(edge_space: Partition, space: Partition) -> AsyncIterator[EdgeDataplane]:
+    """An edge on the space, offloading straight to a cloud on it; both closed after."""
     cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
     edge = edge_on(edge_space, cloud)
+    yield edge
+    await edge.aclose()
+    await cloud.aclose()
+
+
+@pytest.mark.asyncio
+async def test_it_starts_on_the_declared_links_point_and_moves_with_hysteresis(
+    exported: Exported, edge_space: Partition, edge: EdgeDataplane
+) -> None:
     clock = Clock()
     space_file = inputs(exported)
     adapter = Adapter(edge, edge_space, space_file, policy=SwitchPolicy(3, 1.0), clock=clock)
@@ -105,8 +114,6 @@ async def test_it_starts_on_the_declared_links_point_and_moves_with_hysteresis(
     text = edge.metrics.exposition().decode()
     assert "inferedge_operating_switches_total 2.0" in text
     assert f"inferedge_operating_split {float(slow.split)}" in text
-    await edge.aclose()
-    await cloud.aclose()
 
 
 @pytest.mark.asyncio
@@ -128,10 +135,8 @@ async def test_off_keeps_its_point_and_the_oracle_moves_at_once(
 
 @pytest.mark.asyncio
 async def test_measured_step_times_rebuild_the_map_and_move_the_point(
-    exported: Exported, edge_space: Partition, space: Partition
+    exported: Exported, edge_space: Partition, edge: EdgeDataplane
 ) -> None:
-    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
-    edge = edge_on(edge_space, cloud)
     adapter = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
     assert adapter.correct({}) is False  # nothing measured yet
     before = adapter.entry.figures.point
@@ -146,8 +151,6 @@ async def test_measured_step_times_rebuild_the_map_and_move_the_point(
     assert edge.partition.point == after
     assert after.split <= before.split  # a slower edge keeps less of the work
     assert "inferedge_operating_corrections_total 1.0" in edge.metrics.exposition().decode()
-    await edge.aclose()
-    await cloud.aclose()
 
 
 def test_a_partition_records_its_single_row_calls(
@@ -269,10 +272,8 @@ def test_a_bandwidth_probe_takes_about_its_target_time_within_bounds() -> None:
 
 @pytest.mark.asyncio
 async def test_the_clouds_reported_times_rebuild_the_map_once_enough_have_come(
-    exported: Exported, edge_space: Partition, space: Partition
+    exported: Exported, edge_space: Partition, edge: EdgeDataplane
 ) -> None:
-    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
-    edge = edge_on(edge_space, cloud)
     adapter = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
     before = adapter.entry.figures
     assert before.offload_rate > 0, "on a fast link the made-up space must offload"
@@ -294,8 +295,6 @@ async def test_the_clouds_reported_times_rebuild_the_map_once_enough_have_come(
     # the point chosen on the old times would now miss the deadline: the edge moved off it
     assert adapter.entry.figures.point != before.point
     assert adapter.entry.feasible
-    await edge.aclose()
-    await cloud.aclose()
 
 
 @pytest.mark.asyncio
@@ -319,10 +318,8 @@ async def test_the_watched_link_hands_each_offloads_answer_on_but_no_probes() ->
 
 @pytest.mark.asyncio
 async def test_a_pinned_edge_keeps_its_route_on_any_link_and_after_corrections(
-    exported: Exported, edge_space: Partition, space: Partition
+    exported: Exported, edge_space: Partition, edge: EdgeDataplane
 ) -> None:
-    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
-    edge = edge_on(edge_space, cloud)
     k = exported.plans["space"].final_cut
     cloud_only = OperatingPoint(0, (), (), 0.0)
     adapter = Adapter(edge, edge_space, inputs(exported, SLOW), mode="off", pin=cloud_only)
@@ -334,32 +331,27 @@ async def test_a_pinned_edge_keeps_its_route_on_any_link_and_after_corrections(
     assert adapter.entry.figures.point.cloud_exits == ()
     with pytest.raises(PartitionError, match=r"pinned point: split 99: expected one of the"):
         Adapter(edge, edge_space, inputs(exported), mode="off", pin=OperatingPoint(99, (), (), 0))
-    await edge.aclose()
-    await cloud.aclose()
 
 
 @pytest.mark.asyncio
 async def test_a_measured_request_overhead_alone_rebuilds_the_map(
-    exported: Exported, edge_space: Partition, space: Partition
+    exported: Exported, edge_space: Partition, edge: EdgeDataplane
 ) -> None:
-    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
-    edge = edge_on(edge_space, cloud)
     adapter = Adapter(edge, edge_space, inputs(exported, SLOW), mode="follow")
     before = adapter.entry.latency_ms
     adapter.correct({REQUEST: 4.0})
     assert adapter.corrections == 1
     assert adapter.report().overhead_ms == 4.0
     assert adapter.entry.latency_ms >= before  # every point pays it
-    await edge.aclose()
-    await cloud.aclose()
 
 
 @pytest.mark.asyncio
 async def test_answers_on_a_point_that_cannot_meet_the_objective_are_counted(
-    exported: Exported, edge_space: Partition, space: Partition, images: Callable[[int], np.ndarray]
+    exported: Exported,
+    edge_space: Partition,
+    edge: EdgeDataplane,
+    images: Callable[[int], np.ndarray],
 ) -> None:
-    cloud = CloudDataplane(space, batch_policy=BatchPolicy(), threshold=1.0)
-    edge = edge_on(edge_space, cloud)
     hopeless = inputs(exported, SLOW).model_copy(
         update={"objective": ObjectiveSpec(kind="deadline", deadline_ms=0.01)}
     )
@@ -372,5 +364,3 @@ async def test_answers_on_a_point_that_cannot_meet_the_objective_are_counted(
     feasible = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
     assert feasible.entry.feasible
     assert edge.unmet is None  # a point that meets it counts nothing
-    await edge.aclose()
-    await cloud.aclose()
