@@ -114,8 +114,6 @@ class Adapter:
         self._pin = pin
         self.mode: AdaptMode = mode
         self.corrections = 0
-        self._factor = self._cloud_factor = 1.0
-        self._overhead_ms = 0.0
         # Reported / predicted cloud compute per offload, weighted to the recent ones.
         self._cloud_ratio: float | None = None
         self._cloud_answers = 0
@@ -123,14 +121,19 @@ class Adapter:
         self._policy = SwitchPolicy(1, 0.0) if mode == "oracle" else (policy or SwitchPolicy())
         self._clock = clock
         points = self._space_points(inputs)
-        self.map: ConfigurationMap = inputs.configuration_map(points)
+        # The map served and the corrections behind it: the space file's own until the first.
+        self._current = Rebuilt(inputs.configuration_map(points), len(points), 1.0, 1.0, 0.0)
         self._cloud_expected = {p.point: p.cloud_per_offload_ms for p in points}
-        self._points = len(points)
         self._views: dict[OperatingPoint, Partition] = {}
         self._link = self._latest = inputs.link
         cell = self.map.cell(inputs.link)
         self._state = SwitchState(cell, clock())
         self._apply(cell)
+
+    @property
+    def map(self) -> ConfigurationMap:
+        """The configuration map served now."""
+        return self._current.map
 
     @property
     def metrics(self) -> Metrics:
@@ -209,11 +212,7 @@ class Adapter:
     def install(self, rebuilt: Rebuilt) -> bool:
         """Serve from `rebuilt` on: the new map's point for the cell served; True if that
         point changed."""
-        self.map = rebuilt.map
-        self._points = rebuilt.points
-        self._factor = rebuilt.edge_factor
-        self._cloud_factor = rebuilt.cloud_factor
-        self._overhead_ms = rebuilt.overhead_ms
+        self._current = rebuilt
         self.corrections += 1
         self.metrics.operating_corrections.inc()
         served = self._served.partition
@@ -270,9 +269,9 @@ class Adapter:
             latest=self._latest,
             switches=self.switches,
             corrections=self.corrections,
-            edge_time_factor=round(self._factor, 3),
-            cloud_time_factor=round(self._cloud_factor, 3),
-            overhead_ms=round(self._overhead_ms, 3),
-            points=self._points,
+            edge_time_factor=round(self._current.edge_factor, 3),
+            cloud_time_factor=round(self._current.cloud_factor, 3),
+            overhead_ms=round(self._current.overhead_ms, 3),
+            points=self._current.points,
             states=len(self.map.entries),
         )
