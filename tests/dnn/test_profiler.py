@@ -131,7 +131,8 @@ def test_export_profile_records_its_tracing(static_batch_pt2: str) -> None:
     profile = TorchBackend().profile(request(static_batch_pt2, batch_sizes=(1,)))
     assert profile.model.tracing == "export"
     assert profile.model.name == "tiny_static"
-    assert profile.served is None  # its segments do not export with a free batch dimension
+    # Served single rows are timed on the modules, so a batch-1-only program still gets them.
+    assert profile.served is not None
 
 
 @pytest.mark.parametrize(
@@ -217,19 +218,50 @@ def test_the_served_pass_walks_like_a_request(monkeypatch: pytest.MonkeyPatch) -
         {1: head(1), 2: head(2)},
         request("unused", warmup=1, repeats=2),
         first_input=0,
-        probe=lambda x: calls.append(("probe", 0, x)),
+        probes=profiling_module.CallProbes(
+            module=lambda x: calls.append(("module", 0, x)),
+            served=lambda x: calls.append(("served", 0, x)),
+        ),
     )
-    # Each walk: every segment on the previous one's output, a head on its segment's output.
+    # Each walk: every segment on the previous one's output, a head on its segment's output;
+    # then the two probes, in alternating order.
     walk = [("segment", 1, 0), ("head", 1, 1), ("segment", 2, 1), ("head", 2, 2),
             ("segment", 3, 2)]  # fmt: skip
-    assert calls == walk * 3 + [("probe", 0, 0)] * 3  # warm-up + 2 timed walks; probes alike
+    module_first = [("module", 0, 0), ("served", 0, 0)]
+    served_first = module_first[::-1]
+    # warm-up, then 2 timed walks
+    assert calls == walk + module_first + walk + module_first + walk + served_first
     assert gaps == [profiling_module.IDLE_GAP_S] * 2  # idle before each timed walk only
     assert len(times.segments_ms) == 3
     assert [h.cut_index for h in times.heads] == [1, 2]
     assert times.idle_gap_ms == pytest.approx(profiling_module.IDLE_GAP_S * 1000)
 
 
-def test_a_cpu_profile_times_the_exported_segments_and_heads_as_served(tiny_ref: str) -> None:
+def test_a_served_call_costs_what_its_program_costs_over_its_module() -> None:
+    def busy(ms: float) -> Callable[[int], int]:
+        def run(x: int) -> int:
+            until = time.perf_counter() + ms / 1000
+            while time.perf_counter() < until:
+                pass
+            return x
+
+        return run
+
+    times = profiling_module.measure_served(
+        [busy(0.0)],
+        {},
+        request("unused", warmup=0, repeats=3),
+        first_input=0,
+        probes=profiling_module.CallProbes(module=busy(0.0), served=busy(20.0)),
+    )
+    # A busy-wait only ever runs long: the served probe's median is at least 20 ms, and the
+    # module probe's would need two of three calls held up by 20 ms to hide the difference.
+    assert times.call_ms >= 20.0
+    assert 0.0 < times.export_overhead_ms <= times.call_ms
+    assert times.segments_ms[0] >= times.export_overhead_ms
+
+
+def test_a_cpu_profile_times_the_segments_and_heads_as_served(tiny_ref: str) -> None:
     plain = TorchBackend().profile(request(tiny_ref, batch_sizes=(1,)))
     assert plain.served is not None
     assert len(plain.served.segments_ms) == plain.num_cuts

@@ -124,14 +124,21 @@ class ServedTimes(_Frozen):
     """The model timed the way a server runs it, for single-row requests.
 
     Each timed walk starts after `idle_gap_ms` of idleness, as a request does, and calls every
-    segment (and, when a head spec was given, the head at every inner cut) as its own exported
-    program through the server's array wrapper, emulated slowdown included. So every time holds
-    the fixed cost of one call and the first segment's holds the first call after idle.
+    segment (and, when a head spec was given, the head at every inner cut) as its own call
+    through the server's array wrapper, emulated slowdown included. Every time then has
+    `export_overhead_ms` added, what a call of an exported program costs over a call of the
+    module it was exported from. So every time holds the fixed cost of one served call and the
+    first segment's holds the first call after idle.
     """
 
     idle_gap_ms: NonNegFloat = Field(description="Idle time before each timed walk.")
     call_ms: NonNegFloat = Field(
         description="Fixed cost of one call of an exported program (warm), milliseconds."
+    )
+    export_overhead_ms: NonNegFloat = Field(
+        default=0.0,
+        description="What one call of an exported program costs over one of its module (warm); "
+        "included in every time below.",
     )
     segments_ms: tuple[NonNegFloat, ...] = Field(
         min_length=1, description="Median time of segments 1..K, single row, as served."

@@ -17,9 +17,10 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from inferedge.core.errors import ModelRefError, one_line
 from inferedge.core.profile import (
@@ -53,6 +54,15 @@ Sync = Callable[[], None]
 """Waits until the device has finished the work queued so far (a no-op on a CPU)."""
 
 _Value = TypeVar("_Value")
+
+
+@dataclass(frozen=True)
+class CallProbes(Generic[_Value]):
+    """Two calls that do next to no work: a plain module, and the same module as the program a
+    server loads behind the server's wrapper. Their difference is a served call's extra cost."""
+
+    module: Callable[[_Value], object]
+    served: Callable[[_Value], object]
 
 
 def no_sync() -> None:
@@ -159,16 +169,17 @@ def measure_served(
     request: ProfileRequest,
     *,
     first_input: _Value,
-    probe: Callable[[_Value], object],
+    probes: CallProbes[_Value],
     progress: ProgressCallback | None = None,
 ) -> ServedTimes:
     """Time single-row requests as a server serves them: `segments` and `heads` (by cut index)
-    are the served callables, each an exported program behind the server's wrapper.
+    are the model's callables behind the server's wrapper.
 
     Each of `repeats` walks waits `IDLE_GAP_S`, then calls every segment in turn and the head at
     each cut in `heads` on that segment's output, each on the emulated device
-    (`dnn.slowdown`, as the server does). `probe`, a call that does next to no work, is timed
-    warm back to back: the fixed cost of one call.
+    (`dnn.slowdown`, as the server does). The two `probes` are timed warm, back to back: what
+    one call of a served program costs over one of the module it was made from is added to
+    every time, so the walk can run the modules without exporting each of them.
     """
     slowdown = request.emulate_slowdown
     seg_times: list[list[float]] = [[] for _ in segments]
@@ -185,22 +196,37 @@ def measure_served(
                 if record:
                     head_times[i].append(seconds * 1000.0)
 
-    for _ in range(request.warmup):
+    module_ms: list[float] = []
+    served_ms: list[float] = []
+
+    def probe(record: bool, served_first: bool) -> None:
+        # Right after a walk, in the state its later calls ran in; the order alternates so
+        # neither probe always finds the caches the other left.
+        pairs = ((probes.module, module_ms), (probes.served, served_ms))
+        for fn, times in reversed(pairs) if served_first else pairs:
+            _, seconds = slowed_call(fn, first_input, slowdown)
+            if record:
+                times.append(seconds * 1000.0)
+
+    for w in range(request.warmup):
         walk(record=False)
+        probe(record=False, served_first=w % 2 == 1)
     for r in range(request.repeats):
         time.sleep(IDLE_GAP_S)
         walk(record=True)
+        probe(record=True, served_first=r % 2 == 1)
         if progress is not None:
             progress(r + 1, request.repeats)
-    for _ in range(request.warmup):
-        probe(first_input)
-    probes = [slowed_call(probe, first_input, slowdown)[1] for _ in range(request.repeats)]
+    call_ms = statistics.median(served_ms)
+    extra = max(0.0, call_ms - statistics.median(module_ms))
     return ServedTimes(
         idle_gap_ms=IDLE_GAP_S * 1000.0,
-        call_ms=statistics.median(probes) * 1000.0,
-        segments_ms=tuple(statistics.median(t) for t in seg_times),
+        call_ms=call_ms,
+        export_overhead_ms=extra,
+        segments_ms=tuple(statistics.median(t) + extra for t in seg_times),
         heads=tuple(
-            HeadTiming(cut_index=cut, ms=statistics.median(t)) for cut, t in head_times.items()
+            HeadTiming(cut_index=cut, ms=statistics.median(t) + extra)
+            for cut, t in head_times.items()
         ),
     )
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
-from inferedge.core.errors import InferedgeError
 from inferedge.core.profile import CutPoint, MeasuredProfile, ServedTimes
 from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import detect_energy_sensor
@@ -16,8 +13,6 @@ from inferedge.dnn.torch.device import describe_device
 from inferedge.dnn.torch.graph import CutGraph, build_cut_graph
 from inferedge.dnn.torch.loader import LoadedModel, load_model
 from inferedge.dnn.torch.profiler import measure_segments, measure_served_pass, random_input
-
-log = logging.getLogger(__name__)
 
 
 class TorchBackend:
@@ -76,13 +71,6 @@ def _prepare(
 def _served_times(
     graph: CutGraph, request: ProfileRequest, device: torch.device
 ) -> ServedTimes | None:
-    """The served pass, where servers could run this model: on a CPU (servers run their
-    programs there; on a GPU the pass would time the CPU) and only for a model whose segments
-    export with a free batch dimension, as the export step needs."""
-    if device.type != "cpu":
-        return None
-    try:
-        return measure_served_pass(graph, request)
-    except InferedgeError as exc:
-        log.warning("no served pass: %s (plans use the warm times)", exc)
-        return None
+    """The served pass, where servers run their programs: on a CPU (on a GPU the pass would
+    time the CPU)."""
+    return measure_served_pass(graph, request) if device.type == "cpu" else None

@@ -43,6 +43,7 @@ __all__ = [
     "exported",
     "load_part",
     "make_manifest",
+    "served_module",
 ]
 
 FORMAT = "torch.export"
@@ -60,6 +61,18 @@ def exported(module: nn.Module, in_shape: tuple[int, ...], name: str) -> Exporte
         return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
     except Exception as exc:  # torch raises many unrelated types here; all mean "cannot export"
         raise InferedgeError(f"cannot export {name}: {one_line(exc)}") from None
+
+
+def served_module(program: ExportedProgram) -> nn.Module:
+    """`program` as a server calls it: a module that skips the program's own input checks.
+
+    Those checks (every call re-tests each input's shape against the export's constraints) cost
+    about 25 us a call on our CI machines, as much as a small segment's work; the partition
+    already refuses any batch whose shape or dtype differs from its manifest's before a call.
+    """
+    module = program.module()
+    module.validate_inputs = False  # type: ignore[assignment]  # torch.export reads it per call
+    return module
 
 
 def array_fn(module: nn.Module) -> ArrayFn:
@@ -133,7 +146,7 @@ def load_part(manifest: Manifest, part: Role, root: Path) -> list[LoadedStep]:
         path = verified_path(root, name, digests[name])
         program = load_program(path, f"artifact {name!r}")
         try:
-            return program.module()
+            return served_module(program)
         except Exception as exc:  # a malformed graph can fail in many ways inside torch.fx
             raise ArtifactLoadError(f"artifact {name!r}: {one_line(exc)}") from None
 

@@ -3,8 +3,9 @@
 The measurement itself is `inferedge.dnn.profiling`'s; torch decides where it runs. On a GPU
 the device is synchronised around each timed run and peak memory is the CUDA allocator's peak;
 on a CPU peak memory is the liveness analysis's estimate of the bytes held at once. The served
-pass exports every segment (and a head of the pipeline's spec at every inner cut) the way the
-export step does and calls each through the server's wrapper (`export.array_fn`).
+pass calls every segment (and a head of the pipeline's spec at every inner cut) through the
+server's wrapper (`export.array_fn`), and adds what an exported program's call costs over its
+module's, timed once on a probe: exporting every segment would cost seconds per profile.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from inferedge.core.exits import ExitSpecError
 from inferedge.core.profile import Segment, ServedTimes
 from inferedge.core.progress import ProgressCallback
 from inferedge.dnn.energy import EnergySensor
-from inferedge.dnn.profiling import SEED, Sync, measure_chain, measure_served, no_sync
+from inferedge.dnn.profiling import (
+    SEED,
+    CallProbes,
+    Sync,
+    measure_chain,
+    measure_served,
+    no_sync,
+)
 from inferedge.dnn.protocols import ArrayFn, ProfileRequest
 from inferedge.dnn.torch.exits import render_head, resolve_layers
-from inferedge.dnn.torch.export import array_fn, exported
+from inferedge.dnn.torch.export import array_fn, exported, served_module
 from inferedge.dnn.torch.graph import CutGraph
 
 
@@ -83,27 +91,23 @@ def _synchronizer(device: torch.device) -> Sync:
     return no_sync
 
 
-def _served(module: nn.Module, in_shape: tuple[int, ...], name: str) -> ArrayFn:
-    return array_fn(exported(module, in_shape, name).module())
-
-
 def measure_served_pass(graph: CutGraph, request: ProfileRequest) -> ServedTimes:
     """Time `graph` (on the CPU, where servers run their programs) as a server serves it."""
     shapes = [c.shape for c in graph.cut_points]
-    segments = [
-        _served(graph.segment(i), shapes[i - 1], f"segment {i}")
-        for i in range(1, graph.num_cuts + 1)
-    ]
+    segments = [array_fn(graph.segment(i)) for i in range(1, graph.num_cuts + 1)]
     heads: dict[int, ArrayFn] = {}
     if request.head is not None:
         for cut in range(1, graph.num_cuts):
             where = f"exit head at cut {cut}"
             try:
                 layers = resolve_layers(request.head, shapes[cut], graph)
-                head = render_head(layers, shapes[cut], request.num_classes, where)
+                heads[cut] = array_fn(render_head(layers, shapes[cut], request.num_classes, where))
             except ExitSpecError:
                 continue  # the spec cannot sit here (the planner will not place it here either)
-            heads[cut] = _served(head, shapes[cut], where)
     first = random_input(request.input_shape, 1, torch.device("cpu")).numpy()
-    probe = _served(nn.ReLU(), request.input_shape, "call probe")
-    return measure_served(segments, heads, request, first_input=first, probe=probe)
+    probe = nn.ReLU()
+    probes = CallProbes(
+        module=array_fn(probe),
+        served=array_fn(served_module(exported(probe, request.input_shape, "call probe"))),
+    )
+    return measure_served(segments, heads, request, first_input=first, probes=probes)
