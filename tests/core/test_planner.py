@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from inferedge.core.errors import InfeasibleError, PlanningError
 from inferedge.core.link import Link
 from inferedge.core.plan import PlanRequest
-from inferedge.core.planner import build_tables, make_plan
+from inferedge.core.planner import baseline_plan, build_tables, make_plan
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.synthetic import synthetic_profile
 from tests.factories import profile
@@ -297,3 +297,18 @@ def test_tables_use_the_requested_batch_size() -> None:
     edge = synthetic_profile(5, batch_sizes=(1, 4))
     tables = build_tables(edge, edge, 4)
     assert tables.transfer_bytes[1] == edge.cut_points[1].activation_bytes * 4
+
+
+def test_baseline_plans_put_the_whole_model_on_one_side_without_exits() -> None:
+    edge = profile([2, 2, 2], acts=[8000, 1000, 1000, 40], name="edge")
+    cloud = profile([1, 1, 1], acts=[8000, 1000, 1000, 40], name="cloud")
+    link = Link(bandwidth_mbps=8, rtt_ms=10)
+    request = PlanRequest(link=link, edge_exits=2, cloud_exits=1)
+    edge_only = baseline_plan(edge, cloud, request, on_edge=True)
+    assert (edge_only.split, edge_only.exits) == (3, ())
+    assert edge_only.final_latency_ms == pytest.approx(6.0)
+    assert edge_only.transfer_ms == 0
+    cloud_only = baseline_plan(edge, cloud, request, on_edge=False)
+    assert (cloud_only.split, cloud_only.exits) == (0, ())
+    # The raw input crosses the link, then the cloud runs every segment.
+    assert cloud_only.final_latency_ms == pytest.approx(link.transfer_ms(8000) + 3.0)

@@ -7,6 +7,7 @@ import pytest
 from inferedge.core.plan import Plan, PlanRequest
 from inferedge.core.planner import make_plan
 from inferedge.core.sweep import Outcome, SweepReport
+from inferedge.local.baselines import baseline_row
 from inferedge.local.measured import MeasuredReport, measured_markdown, measured_row, verdict
 from inferedge.local.replay import Replayed, Served
 from tests.factories import profile
@@ -138,3 +139,30 @@ def test_each_exit_is_predicted_by_the_evaluations_path_where_it_gives_one() -> 
     cloud_parts = [c.predicted_ms for c in row.exits[-1].components]
     link = plan.transfer_ms
     assert cloud_parts == pytest.approx([paths[final] - link - 6.0, 0.0, link, 6.0])
+
+
+def test_baselines_are_summarised_and_the_pipeline_is_compared_with_each() -> None:
+    plan = _plan()
+    pipeline = measured_row(
+        plan, 0.5, Replayed((_served(0, "edge", 10.0),) * 2, 0.0, 1.0), _predicted(10.0)
+    )
+    edge_only = baseline_row(
+        "edge_only", "10/-/-", Replayed((_served(0, "edge", 40.0),) * 2, 0.0, 1.0), 38.0
+    )
+    cloud_only = baseline_row(
+        "cloud_only",
+        "0/-/-",
+        Replayed((_served(0, "cloud", 20.0), _served(0, "cloud", 30.0, right=False)), 800, 1),
+        24.0,
+    )
+    assert (edge_only.accuracy, edge_only.latency_mean_ms) == (1.0, 40.0)
+    assert (cloud_only.accuracy, cloud_only.offload_bytes_per_request) == (0.5, 400.0)
+    report = MeasuredReport(plan_hash=plan.hash, pipeline="p", calibrated_threshold=0.5,
+                            edge_slowdown=8, cloud_slowdown=1, bandwidth_mbps=8, rtt_ms=40,
+                            rows=(pipeline,), verdict="v",
+                            baselines=(edge_only, cloud_only))  # fmt: skip
+    markdown = measured_markdown(report)
+    # 10 ms against 40 and 25 ms; the pipeline answered both right, as edge-only did.
+    assert "| edge_only | 10/-/- | 100.00% | 40.0 (38.0) |" in markdown
+    assert "| 0.25 | +0.00 points |" in markdown
+    assert "| 0.40 | +50.00 points |" in markdown

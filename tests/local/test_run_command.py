@@ -58,6 +58,22 @@ def test_run_replays_the_test_split_and_reports_measured_against_predicted(
     )
     assert rows[1.0]["latency_p50_ms"] >= 40
     assert report["verdict"].startswith(f"At c_thr {calibrated:.2f}")
+    # Both baselines ran the whole model through the same servers: the same answers, one
+    # without a byte on the link, the other shipping every raw input (3x16x16 float32) over it.
+    baselines = {b["name"]: b for b in report["baselines"]}
+    assert set(baselines) == {"edge_only", "cloud_only"}
+    edge_only, cloud_only = baselines["edge_only"], baselines["cloud_only"]
+    assert edge_only["point"].endswith("/-/-")
+    assert cloud_only["point"] == "0/-/-"
+    for baseline in baselines.values():
+        assert baseline["samples"] == 270
+        assert baseline["degraded"] == 0
+        assert baseline["predicted_latency_ms"] > 0
+    assert edge_only["accuracy"] == pytest.approx(cloud_only["accuracy"], abs=1 / 270 + 1e-9)
+    assert edge_only["offload_bytes_per_request"] == 0
+    assert cloud_only["offload_bytes_per_request"] == 3 * 16 * 16 * 4
+    assert cloud_only["latency_mean_ms"] >= 40  # every request crosses the 40 ms link
+    assert "## Baselines, measured in the same run" in (out / "report" / "measured.md").read_text()
     for name in ("measured.md", "measured.png", "evaluation.json"):
         assert (out / "report" / name).stat().st_size > 0
     for role in ("edge", "cloud"):

@@ -70,10 +70,12 @@ class Exported:
         """The sha256 of the manifest under `prefix`: what a trusted side pins a server to."""
         return hashlib.sha256(read_manifest(self.store, prefix)).hexdigest()
 
-    def load(self, plan: str, part: Role) -> Partition:
+    def load(self, plan: str, part: Role, *, whole_chain: bool = False) -> Partition:
         """Load one part of one plan through the shared download cache."""
         prefix = self.prefixes[plan]
-        return load_partition(self.store, prefix, part, self.cache, self.pin(prefix))
+        return load_partition(
+            self.store, prefix, part, self.cache, self.pin(prefix), whole_chain=whole_chain
+        )
 
     def predict(self, x: np.ndarray) -> list[int]:
         """The full model's argmax, the answer the final classifier must give."""

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from inferedge.core.operating_space import OperatingPoint
-from inferedge.core.space import SPACE_FILE, SpaceError, check_point, route_steps
+from inferedge.core.space import SPACE_FILE, SpaceError, check_point, point_text, route_steps
 from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.dataplane import EdgeDataplane
 from inferedge.runtime.messages import OffloadContext
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.policy import BatchPolicy
-from inferedge.runtime.wiring import _point, cloud_worker, nats_offload, point_header
+from inferedge.runtime.wiring import _point, cloud_worker, nats_offload
 from inferedge.transport import subject
 from inferedge.transport.client import Messenger
 from inferedge.transport.codec import encode
@@ -163,14 +163,71 @@ async def test_an_offload_naming_a_point_to_a_plain_plan_is_refused(
             await cloud.handle(
                 activation, cloud_part.plan_hash, 1.5, point=OperatingPoint(1, (), (), 1.5)
             )
+        # A baseline's point is served only by a cloud that loaded the edge's steps too.
+        with pytest.raises(PartitionError, match=r"did not load .*--whole-chain"):
+            await cloud.handle(
+                images(1), cloud_part.plan_hash, 1.5, point=OperatingPoint(0, (), (), 1.5)
+            )
     finally:
+        await cloud.aclose()
+
+
+def test_a_plain_set_serves_its_two_baselines_and_no_other_point(edge_part: Partition) -> None:
+    manifest = edge_part.manifest
+    k = manifest.plan.final_cut
+    assert manifest.space is None
+    assert 0 < manifest.plan.split < k
+    chain = (*manifest.edge, *manifest.cloud)
+    edge_only = route_steps(manifest, "edge", OperatingPoint(k, (), (), 0.5))
+    assert [(s.start, s.end) for s in edge_only] == [(s.start, s.end) for s in chain]
+    assert all(s.head is None for s in edge_only)
+    assert route_steps(manifest, "edge", OperatingPoint(0, (), (), 0.5)) == ()
+    cloud_only = route_steps(manifest, "cloud", OperatingPoint(0, (), (), 0.5))
+    assert [s.end for s in cloud_only] == [s.end for s in chain]
+    for point in (
+        OperatingPoint(k, (1,), (), 0.5),
+        OperatingPoint(manifest.plan.split, (), (), 0.5),
+    ):
+        with pytest.raises(SpaceError, match=rf"baselines 0/-/- \(cloud-only\) and {k}/-/-"):
+            route_steps(manifest, "edge", point)
+
+
+@pytest.mark.asyncio
+async def test_a_plain_sets_baselines_give_the_full_models_answer(
+    exported: Exported, edge_part: Partition, images: Images
+) -> None:
+    k = edge_part.manifest.plan.final_cut
+    with pytest.raises(PartitionError, match="did not load"):
+        edge_part.at(OperatingPoint(k, (), (), 1.5))
+    whole_edge = exported.load("main", "edge", whole_chain=True)
+    # Its own route is still the plan's edge part; only a baseline's view runs beyond it.
+    assert [s.step for s in whole_edge.steps] == [s.step for s in edge_part.steps]
+    x = images(3)
+    edge_only = whole_edge.at(OperatingPoint(k, (), (), 1.5))
+    outcome = edge_only.run_edge(x, threshold=0.0)  # no exits to stop at, whatever c_thr
+    assert outcome.pending == ()
+    assert [a.prediction for a in outcome.answers if a] == exported.predict(x)
+    whole_cloud = exported.load("main", "cloud", whole_chain=True)
+    cloud = CloudDataplane(whole_cloud, batch_policy=BatchPolicy(), threshold=0.0)
+    edge = EdgeDataplane(
+        edge_part.at(OperatingPoint(0, (), (), 0.0)),
+        threshold=0.0,
+        offload=direct_offload(cloud),
+        offload_timeout_s=5.0,
+    )
+    try:
+        answers = await edge.infer(x)
+        assert [a.prediction for a in answers] == exported.predict(x)
+        assert all(a.location == "cloud" for a in answers)
+    finally:
+        await edge.aclose()
         await cloud.aclose()
 
 
 def test_the_point_header_round_trips_and_bad_ones_name_the_header() -> None:
     point = OperatingPoint(5, (2, 4), (7,), 0.8)
-    assert point_header(point) == "5/2,4/7"
-    assert _point({"point": point_header(point)}, 0.8) == point
+    assert point_text(point) == "5/2,4/7"
+    assert _point({"point": point_text(point)}, 0.8) == point
     assert _point({"point": "0//"}, None) == OperatingPoint(0, (), (), 0.0)
     assert _point({}, 0.5) is None
     for bad in ("5", "a/1/2", "5/1,,2/", "5/1/2/3", "9" * 80 + "//"):

@@ -196,8 +196,17 @@ from inferedge.core.operating_space import OperatingPoint
     "--pin-point",
     type=PointType(),
     envvar="INFEREDGE_SERVE_PIN_POINT",
-    help="Edge of an operating space, with --adapt off: serve this route whatever the link, "
-    "e.g. 12/-/- (the whole model here, if it fits) or 0/-/- (the raw input to the cloud).",
+    help="Edge, with --adapt off: serve this route whatever the link, e.g. 12/-/- (the "
+    "whole model here: edge-only) or 0/-/- (the raw input to the cloud: cloud-only). An "
+    "operating space serves any of its points; a plain set only these two baselines, and "
+    "the side that runs beyond its own part needs --whole-chain.",
+)
+@click.option(
+    "--whole-chain",
+    is_flag=True,
+    envvar="INFEREDGE_SERVE_WHOLE_CHAIN",
+    help="Load every step of the set, not only this side's part: for a cloud that answers "
+    "cloud-only offloads (0/-/-) of a plain set, or an edge pinned to the whole model.",
 )
 @click.option(
     "--switch-confirmations",
@@ -264,6 +273,7 @@ def serve(
     emulate_link_origin: float | None,
     adapt: str,
     pin_point: OperatingPoint | None,
+    whole_chain: bool,
     switch_confirmations: int,
     switch_min_dwell_s: float,
     probe_interval_ms: float,
@@ -333,6 +343,7 @@ def serve(
         declared_link=declared,
         adapt=adapt,  # type: ignore[arg-type]
         pin_point=pin_point,
+        whole_chain=whole_chain,
         switch_policy=SwitchPolicy(switch_confirmations, switch_min_dwell_s),
         probe_interval_s=probe_interval_ms / 1000,
     )

@@ -211,11 +211,16 @@ def part_steps(plan: Plan, part: Role) -> list[tuple[int, int, bool, bool]]:
     return steps
 
 
-def loaded_steps(manifest: Manifest, part: Role) -> tuple[Step, ...]:
-    """The steps whose files `part` loads: its own, and for an operating space's cloud also the
-    edge's, since the cloud starts at whichever split the edge chose."""
-    if part == "edge":
-        return manifest.edge
-    if manifest.space is not None:
-        return (*manifest.edge, *manifest.cloud)
-    return manifest.cloud
+def chain(manifest: Manifest) -> tuple[Step, ...]:
+    """Every step of the set in path order, the edge's then the cloud's: from the model input
+    to the final classifier."""
+    return (*manifest.edge, *manifest.cloud)
+
+
+def loaded_steps(manifest: Manifest, part: Role, *, whole_chain: bool = False) -> tuple[Step, ...]:
+    """The steps whose files `part` loads: its own; the whole chain for an operating space's
+    cloud, since the cloud starts at whichever split the edge chose, and for any side told to
+    load it (`whole_chain`: a server that serves a point beyond its part, such as a baseline)."""
+    if whole_chain or (part == "cloud" and manifest.space is not None):
+        return chain(manifest)
+    return manifest.edge if part == "edge" else manifest.cloud

@@ -318,6 +318,19 @@ def make_plan(edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanReques
     )
 
 
+def baseline_plan(
+    edge: MeasuredProfile, cloud: MeasuredProfile, request: PlanRequest, *, on_edge: bool
+) -> Plan:
+    """A baseline's plan, without exits: the whole model on the edge (`on_edge`), or the raw
+    input shipped to the cloud; its figures are predicted as any plan's."""
+    t = build_tables(edge, cloud, request.batch_size)
+    k = t.num_cuts
+    where = "edge-only: the whole model on the edge" if on_edge else "cloud-only: raw input"
+    return assemble_plan(
+        t, (edge, cloud), request, split=k if on_edge else 0, final=k, exits=(), notes=(where,)
+    )
+
+
 def assemble_plan(
     t: Tables,
     profiles: tuple[MeasuredProfile, MeasuredProfile],

@@ -32,7 +32,7 @@ from inferedge.core.config_map import (
 )
 from inferedge.core.errors import InferedgeError
 from inferedge.core.link import Link
-from inferedge.core.manifest import Manifest, SpaceSection, Step, loaded_steps
+from inferedge.core.manifest import Manifest, SpaceSection, Step, chain
 from inferedge.core.operating_space import (
     MAX_EXITS_PER_PART,
     CandidateExit,
@@ -353,17 +353,39 @@ def check_point(space: SpaceSection, final_cut: int, point: OperatingPoint) -> N
 def route_steps(manifest: Manifest, part: Role, point: OperatingPoint) -> tuple[Step, ...]:
     """The steps `part` runs at `point`: the chain's segments on its side of the split, with a
     head only where the point activates an exit. The last cloud step ends at the final
-    classifier; an edge part that reaches the output does too."""
+    classifier; an edge part that reaches the output does too. A set that is not an operating
+    space serves only the two baselines this way (`check_baseline`)."""
     if manifest.space is None:
-        raise SpaceError(f"plan {manifest.plan.hash} is not an operating space")
-    check_point(manifest.space, manifest.plan.final_cut, point)
-    active = set(point.edge_exits if part == "edge" else point.cloud_exits)
-    chain = loaded_steps(manifest, "cloud")  # a space's cloud loads the whole chain
-    if part == "edge":
-        mine = [s for s in chain if s.end <= point.split]
+        check_baseline(manifest.plan.hash, manifest.plan.final_cut, point)
     else:
-        mine = [s for s in chain if s.start >= point.split]
+        check_point(manifest.space, manifest.plan.final_cut, point)
+    active = set(point.edge_exits if part == "edge" else point.cloud_exits)
+    steps = chain(manifest)
+    if part == "edge":
+        mine = [s for s in steps if s.end <= point.split]
+    else:
+        mine = [s for s in steps if s.start >= point.split]
     return tuple(s.model_copy(update={"head": s.head if s.end in active else None}) for s in mine)
+
+
+def check_baseline(plan_hash: str, final_cut: int, point: OperatingPoint) -> None:
+    """Refuse (SpaceError) any point but a baseline's of a set that is not an operating space:
+    `0/-/-` (cloud-only: the raw input shipped to the cloud) or `K/-/-` (edge-only: the whole
+    model on the edge), neither with exits."""
+    if point.split in (0, final_cut) and not point.edge_exits and not point.cloud_exits:
+        return
+    raise SpaceError(
+        f"plan {plan_hash} is not an operating space: besides its own plan it serves only the "
+        f"baselines 0/-/- (cloud-only) and {final_cut}/-/- (edge-only), got {point_text(point)}"
+    )
+
+
+def point_text(point: OperatingPoint) -> str:
+    """A point as `parse_point` reads it, `split/edge exits/cloud exits` (its threshold apart):
+    the offload's header, `serve --pin-point`."""
+    edge = ",".join(map(str, point.edge_exits)) or "-"
+    cloud = ",".join(map(str, point.cloud_exits)) or "-"
+    return f"{point.split}/{edge}/{cloud}"
 
 
 def point_label(point: OperatingPoint) -> str:

@@ -146,9 +146,9 @@ def json_objects(value: object) -> Iterator[dict[str, Any]]:
 
 
 def load_steps(
-    manifest: Manifest, part: Role, load: Callable[[str], _Loaded]
+    manifest: Manifest, part: Role, load: Callable[[str], _Loaded], *, whole_chain: bool = False
 ) -> list[tuple[Step, _Loaded, _Loaded | None]]:
-    """Each step of `part` with its segment and, where it ends at an exit, its head, each
-    loaded by `load(file name)`."""
-    steps = loaded_steps(manifest, part)
+    """Each step `part` loads (`core.manifest.loaded_steps`) with its segment and, where it ends
+    at an exit, its head, each loaded by `load(file name)`."""
+    steps = loaded_steps(manifest, part, whole_chain=whole_chain)
     return [(s, load(s.segment), load(s.head) if s.head is not None else None) for s in steps]

@@ -259,6 +259,9 @@ class Workflow(Protocol):
         """Write both parts' files under `out_dir` and return their manifest."""
         ...
 
-    def load_part(self, manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
-        """Load a part's files from `root`, refusing any file whose sha256 differs."""
+    def load_part(
+        self, manifest: Manifest, part: Role, root: Path, *, whole_chain: bool = False
+    ) -> list[RunnableStep]:
+        """Load a part's files from `root`, refusing any file whose sha256 differs; with
+        `whole_chain`, every step of the set (`core.manifest.loaded_steps`)."""
         ...

@@ -16,19 +16,16 @@ same work), so its replay starts at t=0 of the trace; a late start is measured a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from inferedge.core.link_trace import LinkTrace
-from inferedge.core.roles import Role
 from inferedge.dnn.data import Dataset
 from inferedge.local.interruptible import run_interruptible
-from inferedge.local.processes import ServerProcess, running
+from inferedge.local.processes import running
 from inferedge.local.replay import percentile
 from inferedge.local.runner import Prepared, thread_env
-from inferedge.local.serving import MIB, server_args
+from inferedge.local.serving import MIB, broker_and_servers, server_args
 from inferedge.local.trace_replay import TraceReplayed, trace_replay
 from inferedge.report.adaptation import (
     AdaptationRun,
@@ -38,8 +35,6 @@ from inferedge.report.adaptation import (
     TraceRow,
 )
 from inferedge.steps.reporting import Reporter
-from inferedge.transport.identities import fresh_credentials, server_users
-from inferedge.transport.server import EmbeddedNats
 
 
 @dataclass(frozen=True)
@@ -135,9 +130,6 @@ def adapt_and_measure(
     trace_file = out / "trace.csv"
     trace_file.write_text(settings.trace.to_csv(), encoding="utf-8")
     meta = prepared.pipeline.metadata
-    credentials = fresh_credentials()
-    users = server_users(list(credentials.values()), meta.namespace, meta.name)
-    env = thread_env(settings.threads)
     cache = prepared.out / "cache"
     switching = [
         "--switch-confirmations", str(adaptation.switching.confirmations),
@@ -146,53 +138,49 @@ def adapt_and_measure(
     k, deepest = prepared.plan.final_cut, prepared.manifest.space.max_split
     figures: dict[str, PolicyFigures] = {}
     replays: dict[str, TraceReplayed] = {}
-    with EmbeddedNats(max_payload=settings.max_payload, users=users) as nats:
-
-        def process(role: Role, args: Sequence[str], log: Path) -> ServerProcess:
-            return ServerProcess(
-                role,
-                ["--nats-url", nats.url, *args],
-                log,
-                env={**env, **credentials[role].env()},
-                start_timeout_s=settings.start_timeout_s,
+    began = time.monotonic()
+    with broker_and_servers(
+        meta.namespace,
+        meta.name,
+        {"cloud": server_args(prepared, "cloud", cache)},
+        out,
+        env=thread_env(settings.threads),
+        max_payload=settings.max_payload,
+        start_timeout_s=settings.start_timeout_s,
+    ) as bus:
+        lead_s = 2.0 * (time.monotonic() - began) + 2.0
+        reporter.info(f"adaptation: trace {settings.trace.name}, {settings.duration_s:g} s "
+                      f"per policy, EMULATED link")  # fmt: skip
+        for name in settings.policies:
+            policy = POLICIES[name]
+            mode = policy.mode
+            pin = [] if policy.pin is None else ["--pin-point", policy.pin.format(final=k)]
+            if name == "edge_only" and deepest < k:
+                reporter.info(f"edge_only: not run, the whole model does not fit the edge "
+                              f"(its deepest split is cut {deepest})")  # fmt: skip
+                continue
+            origin = time.time() + lead_s
+            args = [
+                *server_args(prepared, "edge", cache, trace=(trace_file, origin)),
+                "--adapt", mode, *pin, *switching,
+            ]  # fmt: skip
+            edge_server = bus.server("edge", args, out / f"edge-{name}.log")
+            with (
+                running([edge_server]) as [edge],
+                reporter.progress(f"{name} ({mode}) over the trace") as bar,
+            ):
+                replayed = run_interruptible(
+                    partial(
+                        trace_replay, edge.url, meta.name, test, origin_unix=origin,
+                        duration_s=settings.duration_s, progress=bar,
+                    )
+                )  # fmt: skip
+            replays[name] = replayed
+            figures[name] = summarise(replayed, mode, adaptation.deadline_ms)
+            reporter.info(
+                f"{name}: {figures[name].requests} requests, {figures[name].failed} failed, "
+                f"mean {figures[name].mean_ms:.1f} ms, {figures[name].switches} switches"
             )
-
-        began = time.monotonic()
-        cloud = process("cloud", server_args(prepared, "cloud", cache), out / "cloud.log")
-        with running([cloud]):
-            lead_s = 2.0 * (time.monotonic() - began) + 2.0
-            reporter.info(f"adaptation: trace {settings.trace.name}, {settings.duration_s:g} s "
-                          f"per policy, EMULATED link")  # fmt: skip
-            for name in settings.policies:
-                policy = POLICIES[name]
-                mode = policy.mode
-                pin = [] if policy.pin is None else ["--pin-point", policy.pin.format(final=k)]
-                if name == "edge_only" and deepest < k:
-                    reporter.info(f"edge_only: not run, the whole model does not fit the edge "
-                                  f"(its deepest split is cut {deepest})")  # fmt: skip
-                    continue
-                origin = time.time() + lead_s
-                args = [
-                    *server_args(prepared, "edge", cache, trace=(trace_file, origin)),
-                    "--adapt", mode, *pin, *switching,
-                ]  # fmt: skip
-                edge_server = process("edge", args, out / f"edge-{name}.log")
-                with (
-                    running([edge_server]) as [edge],
-                    reporter.progress(f"{name} ({mode}) over the trace") as bar,
-                ):
-                    replayed = run_interruptible(
-                        partial(
-                            trace_replay, edge.url, meta.name, test, origin_unix=origin,
-                            duration_s=settings.duration_s, progress=bar,
-                        )
-                    )  # fmt: skip
-                replays[name] = replayed
-                figures[name] = summarise(replayed, mode, adaptation.deadline_ms)
-                reporter.info(
-                    f"{name}: {figures[name].requests} requests, {figures[name].failed} failed, "
-                    f"mean {figures[name].mean_ms:.1f} ms, {figures[name].switches} switches"
-                )
     return AdaptationRun(
         pipeline=meta.name,
         plan_hash=prepared.plan.hash,

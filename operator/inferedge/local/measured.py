@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inferedge.core.plan import Plan
 from inferedge.core.sweep import Outcome, SweepReport
+from inferedge.local.baselines import BaselineRow, baselines_markdown
 from inferedge.local.replay import Replayed, Served, percentile
 
 TOLERANCE = 0.25
@@ -98,6 +99,9 @@ class MeasuredReport(_Frozen):
     rtt_ms: float
     rows: tuple[MeasuredRow, ...]
     verdict: str
+    baselines: tuple[BaselineRow, ...] = Field(
+        default=(), description="Edge-only and cloud-only, replayed in the same run."
+    )
 
     def calibrated(self) -> MeasuredRow:
         """The row of the calibrated threshold (the one the servers serve by default)."""
@@ -320,6 +324,9 @@ def measured_markdown(report: MeasuredReport) -> str:
         "",
         report.verdict,
         "",
+        *baselines_markdown(
+            report.baselines, chosen.threshold, chosen.latency_mean_ms, chosen.accuracy
+        ),
     ]
     return "\n".join(lines)
 

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from inferedge.api.convert import link_for
+from inferedge.api.convert import link_for, plan_request
 from inferedge.api.tuning import KnobEmulationSpec, TuningReport
+from inferedge.core.planner import baseline_plan
 from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.data import Dataset
+from inferedge.local.baselines import ROUTES, BaselineRow, baseline_row
 from inferedge.local.interruptible import run_interruptible
 from inferedge.local.measured import MeasuredReport, MeasuredRow, measured_row, verdict
 from inferedge.local.processes import ServerProcess, Started, running
-from inferedge.local.replay import replay
+from inferedge.local.replay import Replayed, replay
 from inferedge.local.runner import Prepared, thread_env
 from inferedge.local.tuning_replay import ArrivalStep, PacedReplay, fetch_tuning, paced_replay
 from inferedge.steps.reporting import Reporter
@@ -121,6 +124,8 @@ def server_args(
     else:
         # A sequential replay never fills a batch: waiting for company would only add latency.
         args += ["--max-wait-ms", "0"]
+        # Every step, so the run's baselines can ship it the raw input (cloud-only).
+        args += ["--whole-chain"]
     return args
 
 
@@ -132,6 +137,9 @@ class LocalBus:
     control: NatsSettings
     """The control identity: the only one allowed to publish reload commands."""
     started: dict[str, Started]
+    server: Callable[[Role, Sequence[str], Path], ServerProcess]
+    """Another server of this run (its arguments, its log), signed in as its role; start it
+    with `running`."""
 
 
 @contextlib.contextmanager
@@ -145,24 +153,30 @@ def broker_and_servers(
     max_payload: int,
     start_timeout_s: float,
 ) -> Iterator[LocalBus]:
-    """Start an authorizing nats-server for one pipeline, then its cloud and edge servers, each
-    signed in as its own identity; stop them all, in reverse, when the block ends."""
+    """Start an authorizing nats-server for one pipeline, then a server for each role in `args`
+    (cloud first), each signed in as its own identity; stop them all, in reverse, when the
+    block ends."""
     credentials = fresh_credentials()
     users = server_users(list(credentials.values()), namespace, pipeline)
     with EmbeddedNats(max_payload=max_payload, users=users) as nats:
-        servers = [
-            ServerProcess(
+
+        def server(role: Role, arguments: Sequence[str], log: Path) -> ServerProcess:
+            return ServerProcess(
                 role,
-                ["--nats-url", nats.url, *args[role]],
-                logs / f"{role}.log",
+                ["--nats-url", nats.url, *arguments],
+                log,
                 env={**env, **credentials[role].env()},
                 start_timeout_s=start_timeout_s,
             )
+
+        servers = [
+            server(role, args[role], logs / f"{role}.log")
             for role in reversed(ROLES)
+            if role in args
         ]
         with running(servers) as started:
             control = credentials["control"].settings(nats.url)
-            yield LocalBus(nats.url, control, {s.role: s for s in started})
+            yield LocalBus(nats.url, control, {s.role: s for s in started}, server)
 
 
 def serve_and_measure(
@@ -195,6 +209,7 @@ def serve_and_measure(
                 edge_url=bus.started["edge"].url,
             )
         )
+        baselines = _baselines(prepared, test, reporter, settings, bus)
     tuned = None
     if prepared.devices["edge"].spec.tuning is not None and settings.tuning_steps:
         # Servers of their own: the replays above measured the plan at the device's own
@@ -226,8 +241,54 @@ def serve_and_measure(
         rtt_ms=link.rtt_ms,
         rows=tuple(rows),
         verdict=verdict(chosen),
+        baselines=baselines,
     )
     return Served(measured, tuned)
+
+
+def _baselines(
+    prepared: Prepared, test: Dataset, reporter: Reporter, settings: ServeSettings, bus: LocalBus
+) -> tuple[BaselineRow, ...]:
+    """Replay `test` through an edge pinned to each baseline's route, one after the other,
+    against the run's cloud (which loaded the whole chain)."""
+    plan, spec = prepared.plan, prepared.pipeline.spec
+    request = plan_request(spec, prepared.devices["edge"].spec)
+    logs = prepared.out / "logs"
+    rows = []
+    for name, route in ROUTES.items():
+        point = route.format(final=plan.final_cut)
+        predicted = baseline_plan(
+            prepared.edge, prepared.cloud, request, on_edge=name == "edge_only"
+        )
+        args = [
+            *server_args(prepared, "edge", prepared.out / "cache"),
+            "--adapt", "off", "--pin-point", point, "--whole-chain",
+        ]  # fmt: skip
+        with running([bus.server("edge", args, logs / f"edge-{name}.log")]) as [edge]:
+            replayed = run_interruptible(
+                partial(
+                    _replay_once,
+                    edge.url,
+                    name,
+                    pipeline=prepared.pipeline.metadata.name,
+                    test=test,
+                    reporter=reporter,
+                    concurrency=settings.concurrency,
+                )
+            )
+        rows.append(baseline_row(name, point, replayed, predicted.final_latency_ms))
+        reporter.info(
+            f"{name} ({point}): mean {rows[-1].latency_mean_ms:.1f} ms (predicted "
+            f"{predicted.final_latency_ms:.1f}), accuracy {rows[-1].accuracy:.2%}"
+        )
+    return tuple(rows)
+
+
+async def _replay_once(
+    edge_url: str, title: str, *, pipeline: str, test: Dataset, reporter: Reporter, concurrency: int
+) -> Replayed:
+    with reporter.progress(f"{title}: replaying {len(test)} test samples") as bar:
+        return await replay(edge_url, pipeline, test, concurrency=concurrency, progress=bar)
 
 
 async def _tune(

@@ -131,13 +131,9 @@ class CloudDataplane(Served):
 
     def _view(self, partition: Partition, point: OperatingPoint | None) -> Partition:
         """The partition that continues offloads split at `point`: one per point, kept, so
-        offloads of one point batch together and never with another's."""
-        if partition.manifest.space is None:
-            if point is not None:
-                raise PartitionError(
-                    f"the offload names an operating point, but plan {partition.plan_hash} is "
-                    "not an operating space"
-                )
+        offloads of one point batch together and never with another's. A plain set's offloads
+        name no point, but for a baseline's (`core.space.check_baseline`)."""
+        if point is None and partition.manifest.space is None:
             return partition
         if point is None:
             raise PartitionError(

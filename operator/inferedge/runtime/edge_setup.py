@@ -93,7 +93,10 @@ def build_edge(
 
     With `space` (the space file of `partition`'s set), the edge starts on the configuration
     map's point for the declared link and adapts as `config.adapt` says; `threshold` is then
-    the point's, not the given one."""
+    the point's, not the given one. Without, a `config.pin_point` is a baseline's route."""
+    if space is None and config.pin_point is not None:
+        # A plain set's baseline: one route for good, no map to follow.
+        partition = partition.at(config.pin_point)
     schedule = None
     if config.emulated_link is not None:
         schedule = LinkSchedule(config.emulated_link, config.emulated_link_origin)

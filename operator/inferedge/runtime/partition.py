@@ -129,6 +129,8 @@ class Partition:
 
     An operating space's partition holds every file of its side; `at(point)` gives the
     partition of one operating point, sharing those loaded files, so a switch loads nothing.
+    `loaded` holds steps loaded besides the part's own (a whole chain, `load_partition`), which
+    only `at` uses: a plain set's baselines run beyond its part.
     """
 
     def __init__(
@@ -138,6 +140,8 @@ class Partition:
         steps: Sequence[RunnableStep],
         prefix: str = "",
         point: OperatingPoint | None = None,
+        *,
+        loaded: Sequence[RunnableStep] = (),
     ) -> None:
         plan = manifest.plan
         expected = (
@@ -152,7 +156,7 @@ class Partition:
         """The artifact set it was loaded from (empty when built in memory)."""
         self.part: Role = part
         self.steps = tuple(steps)
-        self._loaded = self.steps
+        self._loaded = tuple(loaded) or self.steps
         self.timings = StepTimings()
         """What each step measured as served (shared by the views of one loaded space)."""
         self.kind: ConfidenceKind = (
@@ -190,7 +194,8 @@ class Partition:
             if found is None or (step.head is not None and found.head is None):
                 raise PartitionError(
                     f"the {self.part} part of plan {self.plan_hash} did not load the files of "
-                    f"step {step.start}->{step.end}"
+                    f"step {step.start}->{step.end} (a server started with --whole-chain loads "
+                    "every step)"
                 )
             head = found.head if step.head is not None else None
             steps.append(RunnableStep(step, found.segment, head))
@@ -332,9 +337,16 @@ class Partition:
 
 
 def load_partition(
-    store: ArtifactStore, prefix: str, part: Role, cache_dir: Path, manifest_sha256: str
+    store: ArtifactStore,
+    prefix: str,
+    part: Role,
+    cache_dir: Path,
+    manifest_sha256: str,
+    *,
+    whole_chain: bool = False,
 ) -> Partition:
-    """Load one part of the artifact set under `prefix`, verified, through a local cache.
+    """Load one part of the artifact set under `prefix`, verified, through a local cache; with
+    `whole_chain`, the files of every step, so `at` can serve a point beyond the part.
 
     The manifest must have the sha256 `manifest_sha256`, which comes from the trusted side (the
     operator's ConfigMap, the runner's arguments), not from the store: whoever can write to the
@@ -360,9 +372,8 @@ def load_partition(
         raise PartitionError(f"{source}: holds plan {plan_hash}, but its prefix names another")
     root = cache_dir / plan_hash / where.set_id
     digests = manifest.digests()
-    names = sorted(
-        {n for s in loaded_steps(manifest, part) for n in (s.segment, s.head) if n is not None}
-    )
+    steps = loaded_steps(manifest, part, whole_chain=whole_chain)
+    names = sorted({n for s in steps for n in (s.segment, s.head) if n is not None})
     if part == "edge" and manifest.space is not None:
         names.append(manifest.space.file)  # the edge works out its map from it
     missing = {n: digests[n] for n in names if not (root / n).is_file()}
@@ -370,11 +381,14 @@ def load_partition(
         fetch(store, prefix, root, missing)
     workflow = get_workflow(manifest.framework)
     try:
-        loaded = workflow.load_part(manifest, part, root)
+        loaded = workflow.load_part(manifest, part, root, whole_chain=whole_chain)
     except ArtifactLoadError as exc:
         log.warning("%s: cached %s part is unusable (%s); downloading it again", root, part, exc)
         fetch(store, prefix, root, {n: digests[n] for n in names})
-        loaded = workflow.load_part(manifest, part, root)
-    partition = Partition(manifest, part, loaded, prefix=str(where))
+        loaded = workflow.load_part(manifest, part, root, whole_chain=whole_chain)
+    own = loaded_steps(manifest, part)
+    partition = Partition(
+        manifest, part, [s for s in loaded if s.step in own], prefix=str(where), loaded=loaded
+    )
     partition.warm_up()
     return partition

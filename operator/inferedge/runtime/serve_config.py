@@ -63,7 +63,11 @@ class ServeConfig:
     """Edge of an operating space: follow the estimated link, keep the declared link's point
     (off), or follow an emulated trace's true link (oracle)."""
     pin_point: OperatingPoint | None = None
-    """Edge of an operating space, with `adapt` off: serve this route (split and exits) only."""
+    """Edge, with `adapt` off: serve this route (split and exits) only; of a plain set, only a
+    baseline's (`core.space.check_baseline`)."""
+    whole_chain: bool = False
+    """Load every step of the set, not only this side's: a cloud that answers raw inputs
+    (a cloud-only baseline), an edge pinned to the whole model."""
     switch_policy: SwitchPolicy = field(default_factory=SwitchPolicy)
     """Edge of an operating space: the hysteresis of its moves."""
     probe_interval_s: float = 0.2

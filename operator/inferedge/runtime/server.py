@@ -87,7 +87,13 @@ def _loader(config: ServeConfig) -> Callable[[str], Awaitable[Partition]]:
                 f"{prefix}=<manifest sha256>, or let the operator roll it)"
             )
         return await asyncio.to_thread(
-            load_partition, store, prefix, config.role, config.cache_dir, pins[prefix]
+            load_partition,
+            store,
+            prefix,
+            config.role,
+            config.cache_dir,
+            pins[prefix],
+            whole_chain=config.whole_chain,
         )
 
     return load

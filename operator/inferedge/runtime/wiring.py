@@ -22,7 +22,7 @@ import numpy as np
 from inferedge.core.manifest import ManifestError, parse_set_prefix
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
-from inferedge.core.space import parse_point
+from inferedge.core.space import parse_point, point_text
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import CloudBusy, DeadlineExpired, NotReady, PlanMismatch
 from inferedge.runtime.messages import PROBE_KINDS, CloudAnswer, Offload, OffloadContext
@@ -51,7 +51,7 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
     async def offload(activation: np.ndarray, context: OffloadContext) -> CloudAnswer:
         extra = {THRESHOLD: repr(context.threshold), BUDGET: f"{context.timeout_s * 1000:.1f}"}
         if context.point is not None:
-            extra[POINT] = point_header(context.point)
+            extra[POINT] = point_text(context.point)
         if context.probe is not None:
             extra[PROBE] = context.probe
         headers, payload = encode(
@@ -82,17 +82,6 @@ def nats_offload(messenger: Messenger, subject: str, encoding: Encoding = "raw")
         return CloudAnswer.model_validate_json(bytes(reply))
 
     return offload
-
-
-def point_header(point: OperatingPoint) -> str:
-    """An operating point as the offload's header carries it (its threshold travels apart)."""
-    return "/".join(
-        [
-            str(point.split),
-            ",".join(map(str, point.edge_exits)),
-            ",".join(map(str, point.cloud_exits)),
-        ]
-    )
 
 
 def _point(extra: Mapping[str, str], threshold: float | None) -> OperatingPoint | None:

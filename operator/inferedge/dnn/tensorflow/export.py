@@ -113,7 +113,9 @@ def make_manifest(
     )
 
 
-def load_part(manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
+def load_part(
+    manifest: Manifest, part: Role, root: Path, *, whole_chain: bool = False
+) -> list[RunnableStep]:
     """Load a part's files from `root`, refusing any file whose sha256 differs from the manifest.
 
     Each step's callables take and return float32 numpy batches of the shapes the manifest
@@ -136,7 +138,10 @@ def load_part(manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
             raise ArtifactLoadError(f"artifact {name!r}: {one_line(exc)}") from None
         return _array_fn(model, files[name].input_shape, name)
 
-    return [RunnableStep(*loaded) for loaded in load_steps(manifest, part, load)]
+    return [
+        RunnableStep(*loaded)
+        for loaded in load_steps(manifest, part, load, whole_chain=whole_chain)
+    ]
 
 
 def _array_fn(model: Any, in_shape: Shape, name: str) -> ArrayFn:

@@ -327,9 +327,11 @@ class KerasWorkflow:
         files, steps = _export.export_partitions(backbone.graph, plan, heads, out_dir)
         return _export.make_manifest(plan, files, steps, calibration)
 
-    def load_part(self, manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
+    def load_part(
+        self, manifest: Manifest, part: Role, root: Path, *, whole_chain: bool = False
+    ) -> list[RunnableStep]:
         """Load a part's files from `root`, refusing any file whose sha256 differs."""
-        return _export.load_part(manifest, part, root)
+        return _export.load_part(manifest, part, root, whole_chain=whole_chain)
 
 
 def _backbone(

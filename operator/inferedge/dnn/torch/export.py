@@ -137,7 +137,9 @@ class LoadedStep:
     head: nn.Module | None
 
 
-def load_part(manifest: Manifest, part: Role, root: Path) -> list[LoadedStep]:
+def load_part(
+    manifest: Manifest, part: Role, root: Path, *, whole_chain: bool = False
+) -> list[LoadedStep]:
     """Load a part's files from `root`, refusing any file whose sha256 differs from the manifest;
     each is read by `load_program`, which runs nothing the file holds."""
     digests = manifest.digests()
@@ -150,4 +152,6 @@ def load_part(manifest: Manifest, part: Role, root: Path) -> list[LoadedStep]:
         except Exception as exc:  # a malformed graph can fail in many ways inside torch.fx
             raise ArtifactLoadError(f"artifact {name!r}: {one_line(exc)}") from None
 
-    return [LoadedStep(*loaded) for loaded in load_steps(manifest, part, load)]
+    return [
+        LoadedStep(*loaded) for loaded in load_steps(manifest, part, load, whole_chain=whole_chain)
+    ]

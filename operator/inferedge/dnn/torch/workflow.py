@@ -182,7 +182,9 @@ class TorchWorkflow:
         files, steps = _export.export_partitions(backbone.graph, plan, heads, out_dir)
         return _export.make_manifest(plan, files, steps, calibration)
 
-    def load_part(self, manifest: Manifest, part: Role, root: Path) -> list[RunnableStep]:
+    def load_part(
+        self, manifest: Manifest, part: Role, root: Path, *, whole_chain: bool = False
+    ) -> list[RunnableStep]:
         """Load a part's files from `root`, refusing any file whose sha256 differs."""
         return [
             RunnableStep(
@@ -190,5 +192,5 @@ class TorchWorkflow:
                 _export.array_fn(s.segment),
                 _export.array_fn(s.head) if s.head is not None else None,
             )
-            for s in _export.load_part(manifest, part, root)
+            for s in _export.load_part(manifest, part, root, whole_chain=whole_chain)
         ]
