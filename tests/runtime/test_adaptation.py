@@ -15,7 +15,7 @@ from inferedge.core.link import Link
 from inferedge.core.link_switch import SwitchPolicy
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.space import LinkGrid, ObjectiveSpec, SpaceInputs
-from inferedge.runtime.adaptation import MIN_CLOUD_ANSWERS, Adapter
+from inferedge.runtime.adaptation import CLOUD_WINDOW, MIN_CLOUD_ANSWERS, Adapter
 from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.dataplane import EdgeDataplane
 from inferedge.runtime.link_estimator import LinkEstimator
@@ -295,6 +295,30 @@ async def test_the_clouds_reported_times_rebuild_the_map_once_enough_have_come(
     # the point chosen on the old times would now miss the deadline: the edge moved off it
     assert adapter.entry.figures.point != before.point
     assert adapter.entry.feasible
+
+
+@pytest.mark.asyncio
+async def test_a_few_slow_cloud_answers_do_not_move_the_clouds_factor(
+    exported: Exported, edge_space: Partition, edge: EdgeDataplane
+) -> None:
+    adapter = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
+    point = adapter.entry.figures.point
+    expected = adapter.entry.figures.cloud_per_offload_ms
+
+    def answer(ratio: float) -> CloudAnswer:
+        return CloudAnswer(plan_hash="p", rows=(), queue_ms=0.0, compute_ms=ratio * expected,
+                           batch_size=1)  # fmt: skip
+
+    # Rare offloads that find the cloud idle report it 3x slower; most say 1.2x.
+    for ratio in [1.2] * 6 + [3.0] * 5:
+        adapter.observe_cloud(point, answer(ratio))
+    adapter.correct({})
+    assert adapter.report().cloud_time_factor == pytest.approx(1.2)
+    # Once most recent answers say so, the factor follows them.
+    for _ in range(CLOUD_WINDOW):
+        adapter.observe_cloud(point, answer(3.0))
+    adapter.correct({})
+    assert adapter.report().cloud_time_factor == pytest.approx(3.0)
 
 
 @pytest.mark.asyncio

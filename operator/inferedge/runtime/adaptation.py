@@ -21,7 +21,9 @@ edge-only and cloud-only baselines of `inferedge run` are the routes `K/-/-` and
 from __future__ import annotations
 
 import logging
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,7 @@ from inferedge.runtime.messages import CloudAnswer
 from inferedge.runtime.metrics import Metrics
 from inferedge.runtime.partition import Partition, PartitionError
 from inferedge.runtime.served import Served
-from inferedge.runtime.step_timings import ALPHA, REQUEST, StepKey, StepTimings
+from inferedge.runtime.step_timings import REQUEST, StepKey, StepTimings
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,13 @@ def read_space(manifest: Manifest, root: Path) -> SpaceInputs:
 
 MIN_CLOUD_ANSWERS = 5
 """Single-row offloads the cloud must have answered before its reported times count."""
+
+CLOUD_WINDOW = 21
+"""The cloud's factor is the median ratio of its last this many answers. A median, not a
+running mean: on an edge-heavy point the rare offloads find a cloud idle for seconds and report
+2-3x its profiled time, and a mean of those made every offloading point look too slow to go
+back to when the link recovered (measured: an edge kept its 1 Mbps point for the whole 8 Mbps
+third of the step trace)."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +123,8 @@ class Adapter:
         self._pin = pin
         self.mode: AdaptMode = mode
         self.corrections = 0
-        # Reported / predicted cloud compute per offload, weighted to the recent ones.
-        self._cloud_ratio: float | None = None
-        self._cloud_answers = 0
+        # Reported / predicted cloud compute per offload, the most recent ones.
+        self._cloud_ratios: deque[float] = deque(maxlen=CLOUD_WINDOW)
         # The oracle knows the true link: hysteresis would only delay it.
         self._policy = SwitchPolicy(1, 0.0) if mode == "oracle" else (policy or SwitchPolicy())
         self._clock = clock
@@ -178,10 +186,7 @@ class Adapter:
         expected = self._cloud_expected.get(point, 0.0) if point is not None else 0.0
         if answer.batch_size != 1 or expected <= 0.0:
             return
-        ratio = answer.compute_ms / expected
-        before = self._cloud_ratio
-        self._cloud_ratio = ratio if before is None else before + ALPHA * (ratio - before)
-        self._cloud_answers += 1
+        self._cloud_ratios.append(answer.compute_ms / expected)
 
     @property
     def timings(self) -> StepTimings:
@@ -193,7 +198,8 @@ class Adapter:
         the cloud's reported ones (`observe_cloud`), the space file's times corrected by them;
         None before either was measured. Pure computation, safe off the event loop."""
         segments = {(a, b): ms for (kind, a, b), ms in measured.items() if kind == "segment"}
-        ratio = self._cloud_ratio if self._cloud_answers >= MIN_CLOUD_ANSWERS else None
+        ratios = self._cloud_ratios
+        ratio = statistics.median(ratios) if len(ratios) >= MIN_CLOUD_ANSWERS else None
         overhead = measured.get(REQUEST)
         if not segments and ratio is None and overhead is None:
             return None
