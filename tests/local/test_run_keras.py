@@ -102,6 +102,14 @@ def test_the_keras_example_runs_end_to_end_on_tensorflow_partitions(keras_run: P
     assert rows[1.0]["accuracy"] > 0.4
     for role in ("edge", "cloud"):
         assert "serving" in (out / "logs" / f"{role}.log").read_text()
+    # The baselines load and run the whole chain of Keras files on either side.
+    baselines = {b["name"]: b for b in report["baselines"]}
+    assert set(baselines) == {"edge_only", "cloud_only"}
+    assert baselines["edge_only"]["accuracy"] == pytest.approx(
+        baselines["cloud_only"]["accuracy"], abs=1 / samples + 1e-9
+    )
+    assert baselines["cloud_only"]["offload_bytes_per_request"] > 0
+    assert baselines["edge_only"]["offload_bytes_per_request"] == 0
 
 
 def _shape(value: Any) -> Any:
