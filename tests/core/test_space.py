@@ -12,6 +12,7 @@ from inferedge.core.calibration import ExitObservations, Observations
 from inferedge.core.link import Link
 from inferedge.core.plan import PlanRequest
 from inferedge.core.planner import build_tables
+from inferedge.core.point_text import parse_point
 from inferedge.core.profile import HeadTiming, MeasuredProfile, ServedTimes
 from inferedge.core.space import (
     LinkGrid,
@@ -21,7 +22,6 @@ from inferedge.core.space import (
     corrected,
     dump_space,
     edge_factor,
-    parse_point,
     parse_space,
     space_inputs,
 )
@@ -253,3 +253,29 @@ def test_a_measured_overhead_is_paid_on_every_path_of_every_point() -> None:
         space.configuration_map().lookup(link).latency_ms
     )
     assert corrected(fixed, {}, {}).overhead_ms == 2.5  # kept unless measured anew
+
+
+def test_a_measured_tail_tests_each_path_slower_against_the_deadline() -> None:
+    space = inputs()
+    tailed = corrected(space, {}, {}, tail_factor=1.5)
+    assert tailed.tail_factor == 1.5
+    for before, after in zip(space.points(), tailed.points(), strict=True):
+        assert after.compute_ms == before.compute_ms  # the mean is what it was
+        assert [p.compute_ms for p in after.paths] == pytest.approx(
+            [p.compute_ms * 1.5 for p in before.paths]
+        )
+    # At 1 Mbps the plain map's point makes the deadline only on its paths' typical request:
+    # with the tail measured at 2x the map moves to a point whose slow requests make it too.
+    link = Link(bandwidth_mbps=1.0, rtt_ms=0.0)
+    bound = space.objective.deadline_ms
+    assert bound is not None
+    twice = corrected(space, {}, {}, tail_factor=2.0)
+    plain, slow = space.configuration_map().lookup(link), twice.configuration_map().lookup(link)
+    assert slow.figures.point != plain.figures.point
+    assert slow.feasible
+    assert slow.figures.within(link, bound) >= 0.95
+    stretched = next(p for p in twice.points() if p.point == plain.figures.point)
+    assert stretched.within(link, bound) < 0.95
+    # A ratio under 1 is the typical request's bias, which the step times correct: kept at 1.
+    assert corrected(space, {}, {}, tail_factor=0.7).tail_factor == 1.0
+    assert corrected(tailed, {}, {}).tail_factor == 1.5  # kept unless measured anew

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,12 @@ from inferedge.core.link import Link
 from inferedge.core.link_switch import SwitchPolicy
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.space import LinkGrid, ObjectiveSpec, SpaceInputs
-from inferedge.runtime.adaptation import CLOUD_WINDOW, MIN_CLOUD_ANSWERS, Adapter
+from inferedge.runtime.adaptation import (
+    CLOUD_WINDOW,
+    MIN_CLOUD_ANSWERS,
+    MIN_TAIL_REQUESTS,
+    Adapter,
+)
 from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.dataplane import EdgeDataplane
 from inferedge.runtime.link_estimator import LinkEstimator
@@ -295,6 +301,30 @@ async def test_the_clouds_reported_times_rebuild_the_map_once_enough_have_come(
     # the point chosen on the old times would now miss the deadline: the edge moved off it
     assert adapter.entry.figures.point != before.point
     assert adapter.entry.feasible
+
+
+@pytest.mark.asyncio
+async def test_the_served_requests_tail_is_measured_at_the_objectives_quantile(
+    exported: Exported, edge_space: Partition, edge: EdgeDataplane
+) -> None:
+    adapter = Adapter(edge, edge_space, inputs(exported, FAST), mode="follow")
+    figures = adapter.entry.figures
+    paths = [(i, p.compute_ms) for i, p in enumerate(figures.paths) if p.compute_ms > 0]
+    assert paths
+    requests = edge_space.requests
+    other = replace(figures.point, threshold=figures.point.threshold / 2)
+    for n in range(MIN_TAIL_REQUESTS - 1):
+        index, ms = paths[n % len(paths)]
+        requests.record(figures.point, index, ms * (2.0 if n % 20 == 19 else 1.1))
+        requests.record(other, index, ms * 9.0)  # another point's requests do not count
+    assert adapter.correct({}) is False  # too few yet
+    assert adapter.report().tail_factor == 1.0
+    for n in range(MIN_TAIL_REQUESTS + 1):
+        index, ms = paths[n % len(paths)]
+        requests.record(figures.point, index, ms * (2.0 if n % 20 == 19 else 1.1))
+    adapter.correct({})
+    # 80 requests, 3 of them twice as slow as predicted: the 95th percentile is the 76th, 1.1x.
+    assert adapter.report().tail_factor == pytest.approx(1.1)
 
 
 @pytest.mark.asyncio

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from inferedge.core.operating_space import OperatingPoint
-from inferedge.core.space import SPACE_FILE, SpaceError, check_point, point_text, route_steps
+from inferedge.core.point_text import point_text
+from inferedge.core.space import SPACE_FILE, SpaceError, check_point, route_steps
 from inferedge.runtime.cloud import CloudDataplane
 from inferedge.runtime.dataplane import EdgeDataplane
 from inferedge.runtime.messages import OffloadContext

@@ -195,13 +195,20 @@ class AdaptationReport(BaseModel):
     )
     cloud_time_factor: float = Field(
         default=1.0,
-        description="Reported / predicted cloud compute per offload, recent ones weighted most "
-        "(1 until measured).",
+        description="Reported / predicted cloud compute per offload, the median of the recent "
+        "ones (1 until measured).",
     )
     overhead_ms: float = Field(
         default=0.0,
         description="Measured per-request serving time outside the model calls and the link, "
         "added to every point's predictions (0 until measured).",
+    )
+    tail_factor: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Served requests' time over their path's prediction at the objective's "
+        "quantile; every path's time is scaled by it where the deadline is tested (1 until "
+        "measured).",
     )
     points: int = Field(ge=1, description="Operating points in the space.")
     states: int = Field(ge=1, description="Link states of the configuration map.")

@@ -14,7 +14,7 @@ from inferedge.core.errors import InferedgeError, describe_validation_error
 from inferedge.core.link_trace import BUILTINS, LinkTrace, parse_trace
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.operating_space import OperatingPoint
-from inferedge.core.space import parse_point
+from inferedge.core.point_text import parse_point
 
 
 class IntList(click.ParamType[tuple[int, ...], Any]):

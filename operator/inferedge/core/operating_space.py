@@ -69,7 +69,7 @@ class PointFigures:
     offload_rate: float
     transfer_bytes: int  # the split's activation, shipped by each offloaded request
     cloud_ms: float  # cloud compute (what the cloud bills), over all requests
-    paths: tuple[AnswerPath, ...] = ()  # each exit (and the final classifier) that answers
+    paths: tuple[AnswerPath, ...] = ()  # each exit, then the final classifier, in path order
 
     @property
     def cloud_per_offload_ms(self) -> float:
@@ -228,6 +228,17 @@ def with_overhead(figures: PointFigures, overhead_ms: float) -> PointFigures:
     )
 
 
+def with_tail(figures: PointFigures, tail: float) -> PointFigures:
+    """`figures` with every path's time scaled by `tail`, the measured ratio of a served
+    request's time to its path's prediction at the objective's quantile: `within` then tests
+    the path's slow requests against the deadline, not its typical one. The mean is kept."""
+    if tail == 1.0:
+        return figures
+    return replace(
+        figures, paths=tuple(replace(p, compute_ms=p.compute_ms * tail) for p in figures.paths)
+    )
+
+
 def route_figures(
     tables: Tables,
     candidates: Sequence[CandidateExit],
@@ -293,5 +304,5 @@ def _figures(
         offload_rate=offloaded / n,
         transfer_bytes=t.transfer_bytes[split] if split < k else 0,
         cloud_ms=cloud_total / n,
-        paths=tuple(AnswerPath(count / n, ms, off) for count, ms, off in paths if count),
+        paths=tuple(AnswerPath(count / n, ms, off) for count, ms, off in paths),
     )

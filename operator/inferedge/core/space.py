@@ -42,10 +42,12 @@ from inferedge.core.operating_space import (
     enumerate_space,
     route_figures,
     with_overhead,
+    with_tail,
 )
 from inferedge.core.placement import Placement
 from inferedge.core.plan import Plan
 from inferedge.core.planner import build_tables
+from inferedge.core.point_text import point_text
 from inferedge.core.profile import MeasuredProfile, Segment
 from inferedge.core.roles import Role
 from inferedge.core.sweep import DEFAULT_THRESHOLDS
@@ -134,6 +136,13 @@ class SpaceInputs(_Frozen):
         description="Per-request serving time outside the model calls and the link, as the "
         "edge measured it (`corrected`); 0 in the file, where nothing is measured yet.",
     )
+    tail_factor: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Served requests' time over their path's prediction at the objective's "
+        "quantile, as the edge measured it (`corrected`); each path's time is scaled by it "
+        "where the deadline is tested (`operating_space.with_tail`).",
+    )
 
     def _exits(self) -> list[CandidateExit]:
         return [
@@ -149,14 +158,18 @@ class SpaceInputs(_Frozen):
             max_split=self.max_split, thresholds=self.thresholds, placement=self.placement
         )
         points = enumerate_space(tables, candidates, self.final_correct, limits)
-        return [with_overhead(p, self.overhead_ms) for p in points]
+        return [self._served(p) for p in points]
 
     def route_points(self, route: OperatingPoint) -> list[PointFigures]:
         """`route` (split and exits, checked by the caller with `check_point`) at every
         threshold: what a pinned edge serves, placed or not."""
         tables = build_tables(self.edge, self.cloud, self.batch_size)
         points = route_figures(tables, self._exits(), self.final_correct, self.thresholds, route)
-        return [with_overhead(p, self.overhead_ms) for p in points]
+        return [self._served(p) for p in points]
+
+    def _served(self, figures: PointFigures) -> PointFigures:
+        """`figures` with what serving adds: the per-request overhead, and the tail."""
+        return with_tail(with_overhead(figures, self.overhead_ms), self.tail_factor)
 
     def configuration_map(self, points: Sequence[PointFigures] | None = None) -> ConfigurationMap:
         """The best point per link state of the grid under the objective."""
@@ -233,10 +246,12 @@ def corrected(
     *,
     cloud_factor: float = 1.0,
     overhead_ms: float | None = None,
+    tail_factor: float | None = None,
 ) -> SpaceInputs:
     """The space file with the edge's times as the edge measured them serving, the cloud's
     times scaled by `cloud_factor` (what the cloud reported over what was predicted), and,
-    when given, the edge's measured per-request `overhead_ms` (`SpaceInputs.overhead_ms`).
+    when given, the edge's measured per-request `overhead_ms` (`SpaceInputs.overhead_ms`) and
+    `tail_factor` (`SpaceInputs.tail_factor`, at least 1).
 
     `segments` maps a served step (start cut, end cut) to its measured milliseconds; the
     profile's segments inside it are scaled by measured / profiled, and segments no step has
@@ -277,6 +292,8 @@ def corrected(
     update: dict[str, object] = {"edge": edge, "cloud": cloud, "candidates": candidates}
     if overhead_ms is not None:
         update["overhead_ms"] = overhead_ms
+    if tail_factor is not None:
+        update["tail_factor"] = max(tail_factor, 1.0)
     return inputs.model_copy(update=update)
 
 
@@ -378,40 +395,3 @@ def check_baseline(plan_hash: str, final_cut: int, point: OperatingPoint) -> Non
         f"plan {plan_hash} is not an operating space: besides its own plan it serves only the "
         f"baselines 0/-/- (cloud-only) and {final_cut}/-/- (edge-only), got {point_text(point)}"
     )
-
-
-def point_text(point: OperatingPoint) -> str:
-    """A point as `parse_point` reads it, `split/edge exits/cloud exits` (its threshold apart):
-    the offload's header, `serve --pin-point`."""
-    edge = ",".join(map(str, point.edge_exits)) or "-"
-    cloud = ",".join(map(str, point.cloud_exits)) or "-"
-    return f"{point.split}/{edge}/{cloud}"
-
-
-def point_label(point: OperatingPoint) -> str:
-    """A point in one short line, for logs, metrics and reports."""
-    edge = ",".join(map(str, point.edge_exits)) or "-"
-    cloud = ",".join(map(str, point.cloud_exits)) or "-"
-    return f"split {point.split}, exits {edge} | {cloud}, c_thr {point.threshold:g}"
-
-
-MAX_POINT_CHARS: Final = 64
-"""The longest point text accepted (`parse_point`): 3 exits a side with room to spare."""
-
-
-def parse_point(text: str, threshold: float = 0.0) -> OperatingPoint:
-    """A point from its text, `split/edge exits/cloud exits` (exits comma-separated, none as
-    nothing or `-`: `5/2,4/7`, `12/-/-`), with `threshold`; ValueError says what is expected.
-    Whether the point belongs to a space is `check_point`'s business."""
-    parts = text.split("/")
-    expected = "expected 'split/edge exits/cloud exits' (e.g. '5/2,4/7' or '12/-/-')"
-    if len(parts) != 3 or len(text) > MAX_POINT_CHARS:
-        raise ValueError(f"{expected}, got {text[:MAX_POINT_CHARS]!r}")
-    try:
-        split = int(parts[0])
-        edge, cloud = (
-            tuple(int(c) for c in p.split(",")) if p not in {"", "-"} else () for p in parts[1:]
-        )
-    except ValueError:
-        raise ValueError(f"{expected}, got {text!r}") from None
-    return OperatingPoint(split, edge, cloud, threshold)

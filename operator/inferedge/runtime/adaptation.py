@@ -21,6 +21,7 @@ edge-only and cloud-only baselines of `inferedge run` are the routes `K/-/-` and
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from inferedge.core.link import Link
 from inferedge.core.link_switch import Cell, SwitchPolicy, SwitchState, observe
 from inferedge.core.manifest import Manifest
 from inferedge.core.operating_space import OperatingPoint, PointFigures
+from inferedge.core.point_text import point_label
 from inferedge.core.space import (
     SpaceError,
     SpaceInputs,
@@ -43,7 +45,6 @@ from inferedge.core.space import (
     corrected,
     edge_factor,
     parse_space,
-    point_label,
 )
 from inferedge.dnn.artifacts import verified_path
 from inferedge.dnn.protocols import ArtifactLoadError
@@ -84,6 +85,13 @@ def read_space(manifest: Manifest, root: Path) -> SpaceInputs:
 MIN_CLOUD_ANSWERS = 5
 """Single-row offloads the cloud must have answered before its reported times count."""
 
+MIN_TAIL_REQUESTS = 40
+"""Single-row requests of the point served that must have been answered before the tail of
+their paths counts."""
+
+DEFAULT_TAIL_QUANTILE = 0.95
+"""The quantile of the tail for objectives that name none (their choice does not test it)."""
+
 CLOUD_WINDOW = 21
 """The cloud's factor is the median ratio of its last this many answers. A median, not a
 running mean: on an edge-heavy point the rare offloads find a cloud idle for seconds and report
@@ -101,6 +109,7 @@ class Rebuilt:
     edge_factor: float
     cloud_factor: float
     overhead_ms: float
+    tail_factor: float
 
 
 class Adapter:
@@ -130,7 +139,9 @@ class Adapter:
         self._clock = clock
         points = self._space_points(inputs)
         # The map served and the corrections behind it: the space file's own until the first.
-        self._current = Rebuilt(inputs.configuration_map(points), len(points), 1.0, 1.0, 0.0)
+        self._current = Rebuilt(
+            inputs.configuration_map(points), len(points), 1.0, 1.0, 0.0, inputs.tail_factor
+        )
         self._cloud_expected = {p.point: p.cloud_per_offload_ms for p in points}
         self._views: dict[OperatingPoint, Partition] = {}
         self._link = self._latest = inputs.link
@@ -201,11 +212,19 @@ class Adapter:
         ratios = self._cloud_ratios
         ratio = statistics.median(ratios) if len(ratios) >= MIN_CLOUD_ANSWERS else None
         overhead = measured.get(REQUEST)
-        if not segments and ratio is None and overhead is None:
+        tail = self._tail()
+        if not segments and ratio is None and overhead is None and tail is None:
             return None
         heads = {a: ms for (kind, a, _), ms in measured.items() if kind == "head"}
         cloud = 1.0 if ratio is None else ratio
-        inputs = corrected(self._inputs, segments, heads, cloud_factor=cloud, overhead_ms=overhead)
+        inputs = corrected(
+            self._inputs,
+            segments,
+            heads,
+            cloud_factor=cloud,
+            overhead_ms=overhead,
+            tail_factor=tail if tail is not None else self._current.tail_factor,
+        )
         points = self._space_points(inputs)
         return Rebuilt(
             inputs.configuration_map(points),
@@ -213,7 +232,25 @@ class Adapter:
             edge_factor(self._inputs, inputs),
             cloud,
             inputs.overhead_ms,
+            inputs.tail_factor,
         )
+
+    def _tail(self) -> float | None:
+        """The served requests' time over their path's prediction (without the tail the map
+        already applies) at the objective's quantile, from the point served now; None until
+        `MIN_TAIL_REQUESTS` were answered there."""
+        figures = self.entry.figures
+        paths, applied = figures.paths, self._current.tail_factor
+        ratios = sorted(
+            ms * applied / paths[e].compute_ms
+            for e, ms in self._space.requests.of(figures.point)
+            if e < len(paths) and paths[e].compute_ms > 0.0
+        )
+        if len(ratios) < MIN_TAIL_REQUESTS:
+            return None
+        quantile = self._inputs.objective.deadline_quantile or DEFAULT_TAIL_QUANTILE
+        # Nearest rank: an observed ratio, never an interpolation between two.
+        return ratios[math.ceil(quantile * len(ratios)) - 1]
 
     def install(self, rebuilt: Rebuilt) -> bool:
         """Serve from `rebuilt` on: the new map's point for the cell served; True if that
@@ -278,6 +315,7 @@ class Adapter:
             edge_time_factor=round(self._current.edge_factor, 3),
             cloud_time_factor=round(self._current.cloud_factor, 3),
             overhead_ms=round(self._current.overhead_ms, 3),
+            tail_factor=round(self._current.tail_factor, 3),
             points=self._current.points,
             states=len(self.map.entries),
         )

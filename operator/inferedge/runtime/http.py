@@ -262,10 +262,14 @@ class _Endpoints:
 
 def _record_overhead(partition: Partition, answer: Answer, handled_ms: float) -> None:
     """Time a single-row request spent in this server outside its model calls and offload:
-    what the planner's profile cannot see, and an operating space's map adds per request."""
+    what the planner's profile cannot see, and an operating space's map adds per request; and
+    the request's whole time but the link's, of which the map measures its paths' tail."""
     t = answer.timings
     outside = t.get("edge_compute_ms", 0.0) + t.get("transfer_ms", 0.0) + t.get("cloud_ms", 0.0)
     partition.timings.record(REQUEST, max(handled_ms - outside, 0.0))
+    partition.requests.record(
+        partition.point, answer.exit_index, max(handled_ms - t.get("transfer_ms", 0.0), 0.0)
+    )
 
 
 def make_app(

@@ -45,7 +45,7 @@ from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
 from inferedge.dnn.slowdown import slowed_call
 from inferedge.runtime.policy import Candidate, should_exit
-from inferedge.runtime.step_timings import StepKey, StepTimings
+from inferedge.runtime.step_timings import RequestTimes, StepKey, StepTimings
 from inferedge.storage.artifacts import fetch, read_manifest
 from inferedge.storage.base import ArtifactStore
 
@@ -159,6 +159,8 @@ class Partition:
         self._loaded = tuple(loaded) or self.steps
         self.timings = StepTimings()
         """What each step measured as served (shared by the views of one loaded space)."""
+        self.requests = RequestTimes()
+        """The latest single-row requests as served (shared alike)."""
         self.kind: ConfidenceKind = (
             manifest.calibration.confidence if manifest.calibration else "max_softmax"
         )
@@ -202,6 +204,7 @@ class Partition:
         view = Partition(self.manifest, self.part, steps, self.prefix, point)
         view._loaded = self._loaded
         view.timings = self.timings
+        view.requests = self.requests
         return view
 
     @property

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from inferedge.core.manifest import parse_set_prefix
-from inferedge.core.space import point_label
+from inferedge.core.point_text import point_label
 from inferedge.runtime.adaptation import adaptation_handler, read_space
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.edge_batching import EdgeBatcher

@@ -14,7 +14,10 @@ Batches of more than one row are not recorded: the profile the times correct is 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Final, Literal
+
+from inferedge.core.operating_space import OperatingPoint
 
 StepKind = Literal["segment", "head", "request"]
 StepKey = tuple[StepKind, int, int]
@@ -50,3 +53,27 @@ class StepTimings:
         """The mean of every step called at least `min_calls` times."""
         with self._lock:
             return {k: v for k, v in self._mean.items() if self._count[k] >= min_calls}
+
+
+REQUESTS_KEPT: Final = 200
+"""Single-row requests `RequestTimes` keeps: about 5 s of the step trace's closed loop."""
+
+
+class RequestTimes:
+    """The latest single-row requests as served: the point, the exit that answered (path order)
+    and the milliseconds spent in this server outside the link. The tail of the map's paths is
+    measured from them (`runtime.adaptation`)."""
+
+    def __init__(self, size: int = REQUESTS_KEPT) -> None:
+        self._kept: deque[tuple[OperatingPoint | None, int, float]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def record(self, point: OperatingPoint | None, exit_index: int, ms: float) -> None:
+        """Count one request of `point` answered at `exit_index` after `ms`."""
+        with self._lock:
+            self._kept.append((point, exit_index, ms))
+
+    def of(self, point: OperatingPoint) -> list[tuple[int, float]]:
+        """(exit index, ms) of the kept requests of `point` (its threshold included)."""
+        with self._lock:
+            return [(e, ms) for p, e, ms in self._kept if p == point]

@@ -21,8 +21,8 @@ import numpy as np
 
 from inferedge.core.manifest import ManifestError, parse_set_prefix
 from inferedge.core.operating_space import OperatingPoint
+from inferedge.core.point_text import parse_point, point_text
 from inferedge.core.roles import Role
-from inferedge.core.space import parse_point, point_text
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.errors import CloudBusy, DeadlineExpired, NotReady, PlanMismatch
 from inferedge.runtime.messages import PROBE_KINDS, CloudAnswer, Offload, OffloadContext

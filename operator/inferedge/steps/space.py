@@ -9,13 +9,13 @@ from pathlib import Path
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.core.errors import InfeasibleError
 from inferedge.core.plan import Plan
+from inferedge.core.point_text import point_label
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.space import (
     SPACE_FILE,
     SpaceInputs,
     dump_space,
     parse_space,
-    point_label,
     space_inputs,
 )
 from inferedge.dnn.data import Splits
