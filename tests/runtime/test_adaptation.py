@@ -316,7 +316,7 @@ async def test_the_served_requests_tail_is_measured_at_the_objectives_quantile(
     for n in range(MIN_TAIL_REQUESTS - 1):
         index, ms = paths[n % len(paths)]
         requests.record(figures.point, index, ms * (2.0 if n % 20 == 19 else 1.1))
-        requests.record(other, index, ms * 9.0)  # another point's requests do not count
+        requests.record(other, index, ms * 9.0)  # a point never served has no prediction
     assert adapter.correct({}) is False  # too few yet
     assert adapter.report().tail_factor == 1.0
     for n in range(MIN_TAIL_REQUESTS + 1):

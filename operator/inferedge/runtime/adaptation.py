@@ -86,8 +86,13 @@ MIN_CLOUD_ANSWERS = 5
 """Single-row offloads the cloud must have answered before its reported times count."""
 
 MIN_TAIL_REQUESTS = 40
-"""Single-row requests of the point served that must have been answered before the tail of
-their paths counts."""
+"""Single-row requests (of points whose predictions the adapter still holds) that must have
+been answered before the tail of their paths counts."""
+
+PREDICTIONS_KEPT = 8
+"""Points served lately whose predictions are kept to measure the tail against. The requests
+of all of them count, each against its own point's paths, so a switch does not restart the
+count and one noisy point does not make the factor swing."""
 
 DEFAULT_TAIL_QUANTILE = 0.95
 """The quantile of the tail for objectives that name none (their choice does not test it)."""
@@ -144,6 +149,8 @@ class Adapter:
         )
         self._cloud_expected = {p.point: p.cloud_per_offload_ms for p in points}
         self._views: dict[OperatingPoint, Partition] = {}
+        # The served points' figures (with the tail they carry) the tail is measured against.
+        self._predicted: dict[OperatingPoint, tuple[PointFigures, float]] = {}
         self._link = self._latest = inputs.link
         cell = self.map.cell(inputs.link)
         self._state = SwitchState(cell, clock())
@@ -236,16 +243,18 @@ class Adapter:
         )
 
     def _tail(self) -> float | None:
-        """The served requests' time over their path's prediction (without the tail the map
-        already applies) at the objective's quantile, from the point served now; None until
-        `MIN_TAIL_REQUESTS` were answered there."""
-        figures = self.entry.figures
-        paths, applied = figures.paths, self._current.tail_factor
-        ratios = sorted(
-            ms * applied / paths[e].compute_ms
-            for e, ms in self._space.requests.of(figures.point)
-            if e < len(paths) and paths[e].compute_ms > 0.0
-        )
+        """The served requests' time over their path's prediction (without the tail that
+        prediction carried) at the objective's quantile; None until `MIN_TAIL_REQUESTS` of
+        points still held (`PREDICTIONS_KEPT`) were answered."""
+        ratios = []
+        for point, index, ms in self._space.requests.snapshot():
+            known = self._predicted.get(point) if point is not None else None
+            if known is None:
+                continue
+            paths, applied = known[0].paths, known[1]
+            if index < len(paths) and paths[index].compute_ms > 0.0:
+                ratios.append(ms * applied / paths[index].compute_ms)
+        ratios.sort()
         if len(ratios) < MIN_TAIL_REQUESTS:
             return None
         quantile = self._inputs.objective.deadline_quantile or DEFAULT_TAIL_QUANTILE
@@ -260,9 +269,18 @@ class Adapter:
         self.metrics.operating_corrections.inc()
         served = self._served.partition
         if served is not None and served.point == self.entry.figures.point:
+            self._remember()
             return False
         self._apply(self._state.serving)
         return True
+
+    def _remember(self) -> None:
+        """Hold the served point's figures as the map predicts them now."""
+        figures = self.entry.figures
+        self._predicted.pop(figures.point, None)
+        self._predicted[figures.point] = (figures, self._current.tail_factor)
+        while len(self._predicted) > PREDICTIONS_KEPT:
+            self._predicted.pop(next(iter(self._predicted)))
 
     def correct(self, measured: Mapping[StepKey, float]) -> bool:
         """`rebuilt` then `install`, in one go."""
@@ -292,6 +310,7 @@ class Adapter:
         self._served.unmet = None if entry.feasible else self._inputs.objective.kind
         self.metrics.operating_split.set(point.split)
         self.metrics.operating_threshold.set(point.threshold)
+        self._remember()
 
     def report(self) -> AdaptationReport:
         """What GET /adaptation answers."""

@@ -73,7 +73,7 @@ class RequestTimes:
         with self._lock:
             self._kept.append((point, exit_index, ms))
 
-    def of(self, point: OperatingPoint) -> list[tuple[int, float]]:
-        """(exit index, ms) of the kept requests of `point` (its threshold included)."""
+    def snapshot(self) -> list[tuple[OperatingPoint | None, int, float]]:
+        """(point, exit index, ms) of every kept request, oldest first."""
         with self._lock:
-            return [(e, ms) for p, e, ms in self._kept if p == point]
+            return list(self._kept)
