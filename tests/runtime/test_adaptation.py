@@ -276,6 +276,11 @@ def test_a_bandwidth_probe_takes_about_its_target_time_within_bounds() -> None:
     assert probe_bytes(Link(bandwidth_mbps=10_000.0), 20.0) == 256 * 1024
 
 
+def cloud_answer(ms: float, batch_size: int = 1) -> CloudAnswer:
+    """The cloud's answer to one offload, reporting `ms` of compute."""
+    return CloudAnswer(plan_hash="p", rows=(), queue_ms=0.0, compute_ms=ms, batch_size=batch_size)
+
+
 @pytest.mark.asyncio
 async def test_the_clouds_reported_times_rebuild_the_map_once_enough_have_come(
     exported: Exported, edge_space: Partition, edge: EdgeDataplane
@@ -284,17 +289,13 @@ async def test_the_clouds_reported_times_rebuild_the_map_once_enough_have_come(
     before = adapter.entry.figures
     assert before.offload_rate > 0, "on a fast link the made-up space must offload"
 
-    def answer(ms: float, batch_size: int = 1) -> CloudAnswer:
-        return CloudAnswer(plan_hash="p", rows=(), queue_ms=0.0, compute_ms=ms,
-                           batch_size=batch_size)  # fmt: skip
-
     slow = 100 * before.cloud_per_offload_ms  # the cloud turns out 100x slower than profiled
     for _ in range(MIN_CLOUD_ANSWERS - 1):
-        adapter.observe_cloud(before.point, answer(slow))
-    adapter.observe_cloud(before.point, answer(slow, batch_size=4))  # batches do not count
-    adapter.observe_cloud(None, answer(slow))  # nor do answers that name no point
+        adapter.observe_cloud(before.point, cloud_answer(slow))
+    adapter.observe_cloud(before.point, cloud_answer(slow, batch_size=4))  # batches do not count
+    adapter.observe_cloud(None, cloud_answer(slow))  # nor do answers that name no point
     assert adapter.correct({}) is False
-    adapter.observe_cloud(before.point, answer(slow))
+    adapter.observe_cloud(before.point, cloud_answer(slow))
     adapter.correct({})
     assert adapter.report().cloud_time_factor == pytest.approx(100.0)
     assert adapter.report().edge_time_factor == pytest.approx(1.0)
@@ -336,8 +337,7 @@ async def test_a_few_slow_cloud_answers_do_not_move_the_clouds_factor(
     expected = adapter.entry.figures.cloud_per_offload_ms
 
     def answer(ratio: float) -> CloudAnswer:
-        return CloudAnswer(plan_hash="p", rows=(), queue_ms=0.0, compute_ms=ratio * expected,
-                           batch_size=1)  # fmt: skip
+        return cloud_answer(ratio * expected)
 
     # Rare offloads that find the cloud idle report it 3x slower; most say 1.2x.
     for ratio in [1.2] * 6 + [3.0] * 5:
