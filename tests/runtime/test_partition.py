@@ -13,6 +13,8 @@ import pytest
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.manifest import MANIFEST_NAME, Calibration, ManifestError
 from inferedge.dnn.frameworks import get_workflow
+from inferedge.dnn.slowdown import slowed_call
+from inferedge.runtime import partition as partition_module
 from inferedge.runtime.partition import Partition, PartitionError, exit_confidence, load_partition
 from inferedge.runtime.policy import degraded_choice
 from inferedge.storage.artifacts import read_manifest
@@ -230,17 +232,40 @@ def test_load_refuses_a_malformed_prefix_before_reading(
 
 
 def test_a_slowdown_stretches_the_model_calls_and_counts_them(
-    edge_part: Partition, images: Images
+    edge_part: Partition, images: Images, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Each call's own measured time is recorded, so the test compares the walk's report with
+    # the calls it made rather than two walks timed apart (which a busy host can reorder).
+    measured: list[float] = []
+    factors: set[float] = set()
+
+    def timed(
+        fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, slowdown: float
+    ) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        out, seconds = slowed_call(fn, x, slowdown)
+        measured.append(seconds)
+        factors.add(slowdown)
+        assert (time.perf_counter() - started) >= seconds
+        return out, seconds
+
+    monkeypatch.setattr(partition_module, "slowed_call", timed)
     x = images(1)
     plain = edge_part.run_edge(x, threshold=2.0)
+    plain_calls, plain_ms = len(measured), sum(measured) * 1000
+    assert factors == {1.0}
+    measured.clear()
+    factors.clear()
     started = time.perf_counter()
     slowed = edge_part.run_edge(x, threshold=2.0, slowdown=6.0)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    assert plain.compute_ms > 0
-    # The walk is held for the stretched model time, and reports exactly that.
+    assert plain.compute_ms == pytest.approx(plain_ms)
+    assert plain_ms > 0
+    # The walk makes the same calls, is held for the stretched model time, and reports that.
+    assert len(measured) == plain_calls > 0
+    assert factors == {6.0}
+    assert slowed.compute_ms == pytest.approx(sum(measured) * 1000)
     assert elapsed_ms >= slowed.compute_ms
-    assert slowed.compute_ms > 3 * plain.compute_ms
     np.testing.assert_array_equal(slowed.activation, plain.activation)
     with pytest.raises(PartitionError, match="compute_slowdown must be a finite number >= 1"):
         edge_part.run_edge(x, threshold=2.0, slowdown=0.5)
