@@ -22,32 +22,31 @@ MOTO_ENV = "INFEREDGE_TEST_MOTO_SERVER"
 _STARTUP_LIMIT_S = 60.0
 
 
-def _runner() -> RunCli:
-
-    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "inferedge", *args],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=env,
-            check=False,
-            cwd=REPO,  # user models such as tests.models:small_resnet import from here
-        )
-
-    return run
+def run_inferedge(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m inferedge ARGS...` to its end and return the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "inferedge", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+        cwd=REPO,  # user models such as tests.models:small_resnet import from here
+    )
 
 
 @pytest.fixture
 def run_cli() -> RunCli:
     """Run `python -m inferedge ARGS...` and return the completed process (text mode)."""
-    return _runner()
+    return run_inferedge
 
 
 @pytest.fixture(scope="module")
 def run_cli_module() -> RunCli:
     """`run_cli` for module-scoped fixtures that run a workflow once."""
-    return _runner()
+    return run_inferedge
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """`inferedge run -f`: the whole pipeline on one machine, served by real processes, measured.
 
-One run of a small manifest checks the measured report against the offline evaluation; a
-second is interrupted while it serves, and must leave no process behind.
+One run of a small manifest (tests/local/conftest.py) checks the measured report against the
+offline evaluation; a second is interrupted while it serves, and must leave no process behind.
 """
 
 from __future__ import annotations
@@ -23,21 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 SERVE_LIMIT_S = 300
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("manifest") / "small.yaml"
-    path.write_text(small_manifest())
-    return path
-
-
 def test_run_replays_the_test_split_and_reports_measured_against_predicted(
-    manifest: Path, tmp_path: Path, run_cli: RunCli
+    small_run: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
-    out = tmp_path / "run"
-    arrivals = "fixed:60ms@6s,bursty:4/60ms@6s"  # the same rate, then 4 times as many
-    result = run_cli(
-        "run", "-f", manifest, "-o", out, "--thresholds", "0.5,1", "--tuning-arrivals", arrivals
-    )  # fmt: skip
+    out, result = small_run
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Measured on the real servers" in result.stdout
     report = json.loads((out / "report" / "measured.json").read_text())
@@ -126,9 +115,39 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-def test_ctrl_c_while_serving_leaves_no_process(manifest: Path, tmp_path: Path) -> None:
+def test_ctrl_c_while_serving_leaves_no_process(
+    small_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    # The small run's backbone and one epoch of exits: the run gets to serving sooner.
+    model = {
+        "name": "small_resnet",
+        "inputShape": [3, 16, 16],
+        "weightsUri": str(small_run[0] / "backbone.pt"),
+    }
+    manifest = tmp_path / "given.yaml"
+    manifest.write_text(
+        small_manifest(
+            model=model,
+            exits={
+                "placement": "pareto",
+                "edge": 2,
+                "cloud": 1,
+                "head": {"preset": "sdn"},
+                "training": {"epochs": 1},
+            },
+        )
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "inferedge", "run", "-f", str(manifest), "-o", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "inferedge",
+            "run",
+            "-f",
+            str(manifest),
+            "-o",
+            str(tmp_path / "run"),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -157,11 +176,11 @@ def test_ctrl_c_while_serving_leaves_no_process(manifest: Path, tmp_path: Path) 
 
 
 def test_run_names_a_missing_pipeline_in_one_line(
-    manifest: Path, tmp_path: Path, run_cli: RunCli
+    small_manifest_file: Path, tmp_path: Path, run_cli: RunCli
 ) -> None:
-    result = run_cli("run", "-f", manifest, "-o", tmp_path, "--pipeline", "nope")
+    result = run_cli("run", "-f", small_manifest_file, "-o", tmp_path, "--pipeline", "nope")
     assert_one_line_error(result, "no InferencePipeline 'nope'", "found: digits")
-    result = run_cli("run", "-f", manifest, "--thresholds", "1.5")
+    result = run_cli("run", "-f", small_manifest_file, "--thresholds", "1.5")
     assert_one_line_error(result, "--thresholds", "numbers in [0, 1]")
 
 
@@ -175,12 +194,12 @@ def test_run_names_a_missing_pipeline_in_one_line(
     ],
 )
 def test_a_manifest_names_data_never_code(
-    manifest: Path, tmp_path: Path, run_cli: RunCli, case: tuple[str, str, str]
+    small_manifest_file: Path, tmp_path: Path, run_cli: RunCli, case: tuple[str, str, str]
 ) -> None:
     """Nothing a manifest names is imported or unpickled: code, paths and foreign formats are
     refused before any step runs, with the field named in one line."""
     field, value, fragment = case
-    docs = list(yaml.safe_load_all(manifest.read_text()))
+    docs = list(yaml.safe_load_all(small_manifest_file.read_text()))
     docs[2]["spec"]["model"][field] = value
     evil = tmp_path / "evil.yaml"
     evil.write_text(yaml.safe_dump_all(docs))

@@ -2,14 +2,15 @@
 real processes over a real nats-server, and its reports in exactly the torch run's shape.
 
 Both runs use their example manifest shortened the same way (fewer epochs and repeats, a
-smaller test split, a faster emulated link), so the comparison is like for like and quick; the
-torch model is the torch zoo's small_resnet, the twin of the Keras one.
+smaller test split, a faster emulated link), so the run is quick; its reports are compared with the
+small torch run's (tests/local/conftest.py), whose small_resnet is the twin of the Keras model.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_FRACTION = 0.05  # 90 of digits' 1,797 samples are replayed per threshold
 
 
-def shortened(example: str, epochs: int = 3, **model: object) -> str:
-    """An example manifest with a short schedule; `model` overrides spec.model fields."""
+def shortened(example: str) -> str:
+    """An example manifest with a short schedule."""
     docs = list(yaml.safe_load_all((ROOT / "examples" / example).read_text()))
     edge, cloud, pipeline = docs
     spec = pipeline["spec"]
-    spec["model"].update(model)
-    schedule = {"epochs": epochs, "learningRate": 3e-3}
+    schedule = {"epochs": 3, "learningRate": 3e-3}
     spec["dataset"].update({"backboneTraining": schedule, "testFraction": TEST_FRACTION})
     spec["exits"]["training"] = schedule
     # Half the model's memory on the edge: both parts get steps and exits.
@@ -63,13 +63,6 @@ def keras_run(tmp_path_factory: pytest.TempPathFactory, run_cli_module: RunCli) 
     return _run(
         run_cli_module, shortened("digits-keras.yaml"), tmp_path_factory.mktemp("keras") / "run"
     )
-
-
-@pytest.fixture(scope="module")
-def torch_run(tmp_path_factory: pytest.TempPathFactory, run_cli_module: RunCli) -> Path:
-    # Only the reports' shape is compared: one epoch is enough (torch trains slower here).
-    manifest = shortened("digits-pipeline.yaml", epochs=1, name="small_resnet")
-    return _run(run_cli_module, manifest, tmp_path_factory.mktemp("torch") / "run")
 
 
 def test_the_keras_example_runs_end_to_end_on_tensorflow_partitions(keras_run: Path) -> None:
@@ -133,7 +126,11 @@ def _headers(markdown: str) -> list[str]:
     return [re.sub(r"digits(-keras)?|[0-9a-f]{16}|\d+(\.\d+)?", "#", line) for line in kept]
 
 
-def test_keras_and_torch_reports_have_the_same_columns(keras_run: Path, torch_run: Path) -> None:
+def test_keras_and_torch_reports_have_the_same_columns(
+    keras_run: Path, small_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    torch_run, result = small_run
+    assert result.returncode == 0, result.stderr[-2000:]
     for name in ("measured.json", "evaluation.json"):
         keras_doc = json.loads((keras_run / "report" / name).read_text())
         torch_doc = json.loads((torch_run / "report" / name).read_text())
@@ -148,7 +145,7 @@ def test_keras_and_torch_reports_have_the_same_columns(keras_run: Path, torch_ru
     )
     # The terminal table: the same column titles.
     keras_out = (keras_run / "stdout.txt").read_text()
-    torch_out = (torch_run / "stdout.txt").read_text()
+    torch_out = result.stdout
     title = "┃  c_thr ┃"
     assert title in keras_out
     (keras_header,) = [line for line in keras_out.splitlines() if line.startswith(title)]
