@@ -68,3 +68,34 @@ def test_before_any_sample_the_declared_link_stands_and_bad_samples_are_dropped(
     assert math.isfinite(estimator.estimate.bandwidth_mbps)
     with pytest.raises(ValueError, match="delta: expected 0 < delta < 1"):
         LinkEstimator(declared, delta=1.5)
+
+
+def test_one_stalled_sample_does_not_move_the_estimate() -> None:
+    link = Link(bandwidth_mbps=1.0, rtt_ms=5.0)
+    estimator = LinkEstimator(Link(bandwidth_mbps=20.0, rtt_ms=5.0))
+    rng = random.Random(3)
+    for _ in range(10):
+        estimator.probe(link.rtt_ms * math.exp(rng.gauss(0.0, 0.05)))
+        estimator.offload(ACTIVATION, transfer_ms(link, rng))
+    before = estimator.estimate
+    # A sample that waited behind a stalled process: 14x slower than the link.
+    estimator.offload(ACTIVATION, 14 * transfer_ms(link, rng))
+    estimator.probe(300.0)
+    after = estimator.estimate
+    assert after.bandwidth_mbps == pytest.approx(before.bandwidth_mbps, rel=0.05)
+    assert after.rtt_ms == pytest.approx(before.rtt_ms, rel=0.1)
+
+
+def test_at_a_detected_change_the_estimate_is_already_the_new_links() -> None:
+    estimator = LinkEstimator(Link(bandwidth_mbps=1.0, rtt_ms=40.0))
+    rng = random.Random(4)
+    slow, fast = Link(bandwidth_mbps=1.0, rtt_ms=40.0), Link(bandwidth_mbps=8.0, rtt_ms=40.0)
+    for _ in range(80):
+        estimator.offload(ACTIVATION, transfer_ms(slow, rng))
+    for _ in range(30):
+        if estimator.offload(ACTIVATION, transfer_ms(fast, rng)):
+            break
+    else:
+        pytest.fail("the rise to 8 Mbps was not detected in 30 offloads")
+    # the samples that showed the change are kept: no restart from one sample, no creep
+    assert estimator.estimate.bandwidth_mbps == pytest.approx(8.0, rel=0.25)
