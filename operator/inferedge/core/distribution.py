@@ -11,10 +11,11 @@ accuracy:
 - a pool is loaded to at most `max_utilization` of what its replicas sustain, so its queue
   stays bounded when arrivals are bursty;
 - for one choice of versions the best shares fill the most accurate pools first, each to its
-  capacity, until the target is covered (a fractional knapsack, exact); the policy tries every
+  capacity, until the target is covered (a fractional knapsack, exact); pools of equal accuracy
+  fill together in proportion to their capacity, so the load spreads; the policy tries every
   choice of versions, which is a few hundred at most for the sites it is meant for (a handful of
   pools, a handful of versions), and keeps the most accurate, then the one with the most spare
-  capacity, then the one with the fewest pools in use.
+  capacity in the pools that serve.
 
 When no choice covers the target it says so, and serves the highest rate it can at the minimum
 accuracy: each pool's fastest version that meets the minimum, shares by capacity.
@@ -132,18 +133,32 @@ def _fill(
     pools: Sequence[Pool], versions: Sequence[str], target: float, max_utilization: float
 ) -> tuple[Assignment, ...]:
     """The best shares for one choice of versions: the most accurate pools first, each to its
-    capacity, until `target` is covered (or every pool is full)."""
-    order = sorted(range(len(pools)), key=lambda i: -pools[i].versions[versions[i]].accuracy)
+    capacity, until `target` is covered (or every pool is full). Pools of equal accuracy fill
+    together in proportion to their capacity, so none of them queues while another idles."""
+    tiers: dict[float, list[int]] = {}
+    for i, (pool, version) in enumerate(zip(pools, versions, strict=True)):
+        tiers.setdefault(round(pool.versions[version].accuracy, 9), []).append(i)
     left = target
     parts: list[Assignment] = []
-    for i in order:
-        pool, version = pools[i], versions[i]
-        capacity = pool.capacity(version, max_utilization)
-        rate = min(capacity, left)
-        left -= rate
-        if rate > 0:
-            accuracy = pool.versions[version].accuracy
-            parts.append(Assignment(pool.name, version, 0.0, rate, capacity, accuracy))
+    for accuracy in sorted(tiers, reverse=True):
+        if left <= target * 1e-9:  # float residue of a covered target is not a share
+            break
+        members = tiers[accuracy]
+        capacities = [pools[i].capacity(versions[i], max_utilization) for i in members]
+        fraction = min(1.0, left / sum(capacities)) if sum(capacities) > 0 else 0.0
+        for i, capacity in zip(members, capacities, strict=True):
+            if capacity * fraction > 0:
+                parts.append(
+                    Assignment(
+                        pools[i].name,
+                        versions[i],
+                        0.0,
+                        capacity * fraction,
+                        capacity,
+                        pools[i].versions[versions[i]].accuracy,
+                    )
+                )
+        left -= sum(capacities) * fraction
     served = sum(p.rate for p in parts)
     return tuple(
         Assignment(p.pool, p.version, p.rate / served, p.rate, p.capacity, p.accuracy)
@@ -178,15 +193,16 @@ def distribute(
             f"{min_accuracy:g}"
         )  # fmt: skip
     site = [pools[i] for i in usable]
-    best: tuple[tuple[float, float, int], tuple[Assignment, ...]] | None = None
+    best: tuple[tuple[float, float], tuple[Assignment, ...]] | None = None
     for versions in itertools.product(*(allowed[i] for i in usable)):
         capacity = sum(p.capacity(v, max_utilization) for p, v in zip(site, versions, strict=True))
         if capacity < target:
             continue
         parts = _fill(site, versions, target, max_utilization)
         accuracy = sum(a.share * a.accuracy for a in parts)
-        # round so float noise in equal accuracies does not pick the less spare choice
-        key = (round(accuracy, 9), capacity - target, -len(parts))
+        # round so float noise in equal accuracies does not pick the less spare choice; spare
+        # capacity counts in the pools that serve (an idle pool's version is not in the answer)
+        key = (round(accuracy, 9), round(sum(a.capacity for a in parts) - target, 9))
         if best is None or key > best[0]:
             best = (key, parts)
     if best is not None:
