@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from inferedge.core.cut_analysis import CutAnalysis
 from inferedge.core.plan import Plan
 from inferedge.core.profile import CutPoint, MeasuredProfile
 from inferedge.core.sweep import Outcome, SweepReport
@@ -169,6 +170,40 @@ def plan_view(plan: Plan) -> RenderableType:
         lines.append(Text(f"Estimated accuracy of the chosen exit: {plan.estimated_accuracy:.3f}"))
     lines.extend(Text(f"note: {n}", style="yellow") for n in plan.notes)
     return Group(*lines)
+
+
+def analysis_tables(analysis: CutAnalysis) -> list[Table]:
+    """`inferedge analyze`'s terminal view: the splits at each bandwidth, then the best cuts."""
+    bandwidths = sorted({r.bandwidth_mbps for r in analysis.splits})
+    best = {b.bandwidth_mbps: b for b in analysis.best}
+    splits = Table(
+        title=f"{analysis.model}: split after each cut (edge {analysis.edge_device}, cloud "
+        f"{analysis.cloud_device}, RTT {analysis.rtt_ms:g} ms)",
+        title_justify="left",
+    )
+    for col in ("cut", "name", "edge ms", "output KiB"):
+        splits.add_column(col, justify="left" if col == "name" else "right")
+    for bandwidth in bandwidths:
+        splits.add_column(f"{bandwidth:g} Mbps ms", justify="right")
+        splits.add_column(f"{bandwidth:g} Mbps mJ", justify="right")
+    cells: dict[int, list[str]] = {}
+    for r in analysis.splits:
+        mark = "*" if best[r.bandwidth_mbps].by_latency == r.cut else ""
+        energy = "-" if r.edge_energy_mj is None else f"{r.edge_energy_mj:,.1f}"
+        if best[r.bandwidth_mbps].by_energy == r.cut:
+            energy += "*"
+        cells.setdefault(r.cut, []).extend([f"{r.latency_ms:,.2f}{mark}", energy])
+    for c in analysis.cuts:
+        splits.add_row(
+            str(c.cut), c.name, f"{c.edge_ms:,.2f}", f"{c.output_bytes / 1024:,.1f}", *cells[c.cut]
+        )
+    chosen = Table(title="Best cut (* above)", title_justify="left")
+    for col in ("bandwidth", "by latency", "by edge energy"):
+        chosen.add_column(col, justify="right")
+    for b in analysis.best:
+        energy = "- (no energy measured)" if b.by_energy is None else str(b.by_energy)
+        chosen.add_row(f"{b.bandwidth_mbps:g} Mbps", str(b.by_latency), energy)
+    return [splits, chosen]
 
 
 def compare_table(rows: list[tuple[str, str, Plan | str]]) -> Table:
