@@ -65,7 +65,8 @@ def test_cuts_lists_block_outputs(run_cli: RunCli) -> None:
 def test_zoo_lists_every_model(run_cli: RunCli) -> None:
     done = run_cli("zoo")
     assert done.returncode == 0
-    for name in ("resnet18", "resnet50", "mobilenet_v2", "vgg11", "vgg19", "densenet121"):
+    for name in ("resnet18", "resnet50", "mobilenet_v2", "vgg11", "vgg19", "densenet121",
+                 "densenet161", "alexnet"):  # fmt: skip
         assert name in done.stdout
     assert "inception_v3   3x299x299" in done.stdout
 

@@ -12,7 +12,9 @@ from inferedge.dnn.torch.zoo import ZOO_NAMES, build_model, default_input_shape
 
 # torchvision's parameter counts with num_classes=1000 (Inception-v3 without aux logits).
 TORCHVISION_PARAMS = {
+    "alexnet": 61_100_840,
     "densenet121": 7_978_856,
+    "densenet161": 28_681_000,
     "inception_v3": 23_834_568,
     "mobilenet_v2": 3_504_872,
     "resnet18": 11_689_512,
@@ -34,9 +36,11 @@ def _check_forward_and_trace(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def test_zoo_names_are_the_eight_models_sorted_and_the_api_knows_them() -> None:
+def test_zoo_names_are_the_ten_models_sorted_and_the_api_knows_them() -> None:
     assert ZOO_NAMES == (
+        "alexnet",
         "densenet121",
+        "densenet161",
         "inception_v3",
         "mobilenet_v2",
         "resnet18",
@@ -84,7 +88,9 @@ def test_imagenet_parameter_count_matches_torchvision(name: str, expected: int) 
 @pytest.mark.parametrize(
     ("name", "key"),
     [
+        ("alexnet", "classifier.6.bias"),
         ("densenet121", "features.denseblock4.denselayer16.conv2.weight"),
+        ("densenet161", "features.denseblock3.denselayer36.conv2.weight"),
         ("inception_v3", "Mixed_7c.branch3x3dbl_3b.bn.running_var"),
         ("mobilenet_v2", "features.18.1.weight"),
         ("resnet50", "layer4.0.downsample.1.running_mean"),

@@ -16,7 +16,9 @@ Framework = Literal["torch", "tensorflow"]
 
 ZOO: Final[dict[Framework, tuple[str, ...]]] = {
     "torch": (
+        "alexnet",
         "densenet121",
+        "densenet161",
         "inception_v3",
         "mobilenet_v2",
         "resnet18",
