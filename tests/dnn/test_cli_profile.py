@@ -53,6 +53,30 @@ def test_profile_then_plan_on_a_zoo_model(run_cli: RunCli, tmp_path: Path) -> No
     assert compared.returncode == 0, compared.stderr
     for strategy in ("latency", "memory", "min-latency", "deadline"):
         assert strategy in compared.stdout
+    _analyze(run_cli, edge, cloud, tmp_path / "analysis", edge_profile.num_cuts)
+
+
+def _analyze(run_cli: RunCli, edge: Path, cloud: Path, report: Path, num_cuts: int) -> None:
+    """`inferedge analyze` on real profiles writes every cut's row, the two links' splits and
+    the plot."""
+    done = run_cli("analyze", "--edge", edge, "--cloud", cloud, "--report-dir", report)
+    assert done.returncode == 0, done.stderr
+    analysis = json.loads((report / "cuts.json").read_text())
+    assert [c["cut"] for c in analysis["cuts"]] == list(range(num_cuts + 1))
+    assert len(analysis["splits"]) == 2 * (num_cuts + 1)
+    assert (report / "cuts.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| cut | name |" in (report / "cuts.md").read_text()
+
+
+def test_analyze_on_vgg11_profiles(run_cli: RunCli, tmp_path: Path) -> None:
+    edge, cloud = tmp_path / "edge.json", tmp_path / "cloud.json"
+    common = ["vgg11", "--input-shape", "3,32,32", *FAST]
+    for path, device in ((cloud, ["--device-name", "cloud"]),
+                         (edge, ["--device-name", "edge", "--emulate-slowdown", "4"])):  # fmt: skip
+        done = run_cli("profile", *common, *device, "-o", path)
+        assert done.returncode == 0, done.stderr
+    num_cuts = parse_profile(edge.read_text(), "edge").num_cuts
+    _analyze(run_cli, edge, cloud, tmp_path / "analysis", num_cuts)
 
 
 def test_cuts_lists_block_outputs(run_cli: RunCli) -> None:
