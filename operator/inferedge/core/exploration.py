@@ -1,0 +1,105 @@
+"""The exploration table: every version of the model on every edge device class.
+
+One row per (device class, version), from that version's profile on that class and its
+measured accuracy: the whole model's latency for one request (median and p95, the sums of the
+segments'), the throughput one replica sustains (the best over the profiled batch sizes: a
+batch of b rows in t ms is 1000 b / t requests a second), and the energy of one request where
+the board's rails measured it. The p95 of a sum is not the sum of p95s; the sum bounds it from
+above, which is the side to err on for a rate a pool promises.
+
+`pools` turns the table into the distribution policy's input (`core.distribution`), and
+`versions_front` names the versions no other beats on accuracy, latency and energy at once on
+a device class: the triangle Infer-EDGE draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from inferedge.core.distribution import DistributionError, Pool, VersionFigures
+from inferedge.core.profile import MeasuredProfile
+
+
+@dataclass(frozen=True)
+class ExplorationRow:
+    """One version on one device class."""
+
+    device: str
+    version: str
+    accuracy: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    throughput: float
+    best_batch: int
+    energy_mj: float | None
+
+
+def exploration_row(
+    device: str, version: str, profile: MeasuredProfile, accuracy: float
+) -> ExplorationRow:
+    """The table's row for `version` on `device`, from its profile there and its accuracy."""
+    if not 0.0 <= accuracy <= 1.0:
+        raise DistributionError(f"accuracy of {version}: expected 0..1, got {accuracy!r}")
+    one = [segment.at(1) for segment in profile.segments] if 1 in profile.batch_sizes else None
+    if one is None:
+        raise DistributionError(
+            f"profile of {version} on {device}: batch size 1 was not profiled "
+            f"(got {list(profile.batch_sizes)})"
+        )
+    rates = {}
+    for batch in profile.batch_sizes:
+        total_ms = sum(segment.at(batch).median_ms for segment in profile.segments)
+        rates[batch] = 1000.0 * batch / total_ms if total_ms > 0 else float("inf")
+    best_batch = max(sorted(rates), key=lambda b: rates[b])
+    energies = [m.energy_mj for m in one]
+    return ExplorationRow(
+        device=device,
+        version=version,
+        accuracy=accuracy,
+        latency_p50_ms=sum(m.median_ms for m in one),
+        latency_p95_ms=sum(m.p95_ms for m in one),
+        throughput=rates[best_batch],
+        best_batch=best_batch,
+        energy_mj=None if any(e is None for e in energies) else sum(e or 0.0 for e in energies),
+    )
+
+
+def pools(table: Sequence[ExplorationRow], replicas: Mapping[str, int]) -> list[Pool]:
+    """The distribution policy's pools: one per device class in `replicas` (its live replica
+    count), each with its rows of the table. A class without rows is refused in one line."""
+    out = []
+    for device, count in replicas.items():
+        rows = {
+            r.version: VersionFigures(r.throughput, r.accuracy) for r in table if r.device == device
+        }
+        if not rows:
+            raise DistributionError(f"pools: the exploration table has no row for {device!r}")
+        out.append(Pool(device, count, rows))
+    return out
+
+
+def versions_front(table: Sequence[ExplorationRow], device: str) -> tuple[str, ...]:
+    """The versions on `device` that no other version beats on accuracy, latency and energy
+    together (energy counts only where every row has it), in order of latency."""
+    rows = [r for r in table if r.device == device]
+    with_energy = all(r.energy_mj is not None for r in rows)
+
+    def key(r: ExplorationRow) -> tuple[float, ...]:
+        # larger is better on every axis
+        return (r.accuracy, -r.latency_p50_ms, *((-(r.energy_mj or 0.0),) if with_energy else ()))
+
+    def dominated(r: ExplorationRow) -> bool:
+        mine = key(r)
+        for other in rows:
+            theirs = key(other)
+            if (
+                other is not r
+                and all(t >= m for t, m in zip(theirs, mine, strict=True))
+                and theirs != mine
+            ):
+                return True
+        return False
+
+    front = [r for r in rows if not dominated(r)]
+    return tuple(r.version for r in sorted(front, key=lambda r: (r.latency_p50_ms, r.version)))
