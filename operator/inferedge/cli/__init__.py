@@ -14,7 +14,7 @@ import click
 
 from inferedge import __version__
 from inferedge.cli.agent_command import agent
-from inferedge.cli.analyze_command import analyze
+from inferedge.cli.analysis_commands import analyze, versions
 from inferedge.cli.artifact_commands import export, verify
 from inferedge.cli.cluster_commands import cluster
 from inferedge.cli.commands import cuts, plan, profile, zoo
@@ -47,6 +47,7 @@ def cli() -> None:
 cli.add_command(profile)
 cli.add_command(plan)
 cli.add_command(analyze)
+cli.add_command(versions)
 cli.add_command(cuts)
 cli.add_command(zoo)
 for command in (train_backbone, train_exits, render_exits, evaluate, report, export, verify, serve):

@@ -67,6 +67,32 @@ class AccuracyMap(click.ParamType[dict[int, float], Any]):
         return out
 
 
+class NamedAccuracy(click.ParamType[dict[str, float], Any]):
+    """`NAME=ACCURACY[,NAME=ACCURACY...]`: each model version's measured accuracy."""
+
+    name = "NAME=ACC[,...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dict):
+            return value
+        out: dict[str, float] = {}
+        for item in str(value).split(","):
+            name, sep, acc = item.partition("=")
+            try:
+                accuracy = float(acc)
+            except ValueError:
+                accuracy = -1.0
+            if not sep or not name or not 0.0 <= accuracy <= 1.0:
+                self.fail(
+                    f"expected NAME=ACCURACY pairs like resnet18=0.93,mobilenet_v2=0.9 "
+                    f"(accuracy in [0, 1]), got {item!r}",
+                    param,
+                    ctx,
+                )
+            out[name] = accuracy
+        return out
+
+
 class FloatList(click.ParamType[tuple[float, ...], Any]):
     """Comma-separated numbers in [0, 1], e.g. thresholds `0.5,0.7,0.9`."""
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inferedge.core.cut_analysis import CutAnalysis
+from inferedge.core.exploration import ExplorationRow, versions_front
 from inferedge.core.plan import Plan
 from inferedge.core.profile import CutPoint, MeasuredProfile
 from inferedge.core.sweep import Outcome, SweepReport
@@ -204,6 +205,28 @@ def analysis_tables(analysis: CutAnalysis) -> list[Table]:
         energy = "- (no energy measured)" if b.by_energy is None else str(b.by_energy)
         chosen.add_row(f"{b.bandwidth_mbps:g} Mbps", str(b.by_latency), energy)
     return [splits, chosen]
+
+
+def versions_table(table: list[ExplorationRow]) -> Table:
+    """`inferedge versions`' view: one row per (device class, version), the front marked *."""
+    view = Table(title="Versions on each device class (* on the front)", title_justify="left")
+    for col in ("device", "version", "accuracy", "p50 ms", "p95 ms", "requests/s", "batch"):
+        view.add_column(col, justify="left" if col in ("device", "version") else "right")
+    view.add_column("mJ/request", justify="right")
+    for device in sorted({r.device for r in table}):
+        front = set(versions_front(table, device))
+        for r in sorted((r for r in table if r.device == device), key=lambda r: r.latency_p50_ms):
+            view.add_row(
+                device,
+                r.version + (" *" if r.version in front else ""),
+                f"{r.accuracy:.2%}",
+                f"{r.latency_p50_ms:,.2f}",
+                f"{r.latency_p95_ms:,.2f}",
+                f"{r.throughput:,.1f}",
+                str(r.best_batch),
+                "-" if r.energy_mj is None else f"{r.energy_mj:,.1f}",
+            )
+    return view
 
 
 def compare_table(rows: list[tuple[str, str, Plan | str]]) -> Table:
