@@ -9,35 +9,23 @@ from pathlib import Path
 
 import click
 
-from inferedge.cli.params import NamedAccuracy
+from inferedge.cli.params import (
+    NamedAccuracy,
+    cloud_profile_option,
+    edge_profile_option,
+    read_profile,
+)
 from inferedge.cli.views import analysis_tables, print_renderable, versions_table
 from inferedge.core.cut_analysis import DEFAULT_BANDWIDTHS_MBPS, analyze_cuts
 from inferedge.core.errors import InferedgeError
 from inferedge.core.exploration import exploration_row
-from inferedge.core.profile import MeasuredProfile, parse_profile
 from inferedge.report.cuts import analysis_markdown, plot_analysis
 from inferedge.report.versions import plot_versions, versions_markdown
 
 
-def _read(path: Path) -> MeasuredProfile:
-    return parse_profile(path.read_text(encoding="utf-8"), str(path))
-
-
 @click.command()
-@click.option(
-    "--edge",
-    "edge_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Edge device profile JSON (`inferedge profile`).",
-)
-@click.option(
-    "--cloud",
-    "cloud_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Cloud device profile JSON of the same model.",
-)
+@edge_profile_option
+@cloud_profile_option
 @click.option(
     "--bandwidth-mbps",
     "bandwidths",
@@ -85,7 +73,7 @@ def analyze(
     Pure and fast: no model is loaded. Energy appears where the edge profile measured it
     (Jetson rails); the radio and idle powers are yours to give.
     """
-    edge, cloud = _read(edge_path), _read(cloud_path)
+    edge, cloud = read_profile(edge_path), read_profile(cloud_path)
     analysis = analyze_cuts(
         edge,
         cloud,
@@ -151,7 +139,7 @@ def versions(
     table = []
     seen: set[tuple[str, str]] = set()
     for path in profile_paths:
-        profile = _read(path)
+        profile = read_profile(path)
         key = (profile.device.name, profile.model.name)
         if key in seen:
             raise InferedgeError(f"{path}: a second profile of {key[1]} on {key[0]}")

@@ -7,7 +7,14 @@ from typing import get_args
 
 import click
 
-from inferedge.cli.params import SHAPE, AccuracyMap, IntList
+from inferedge.cli.params import (
+    SHAPE,
+    AccuracyMap,
+    IntList,
+    cloud_profile_option,
+    edge_profile_option,
+    read_profile,
+)
 from inferedge.cli.views import (
     compare_table,
     cut_table,
@@ -22,16 +29,12 @@ from inferedge.core.exits import ExitHeadSpec, Preset
 from inferedge.core.link import Link
 from inferedge.core.plan import MAX_EXITS_PER_PART, Plan, PlanRequest
 from inferedge.core.planner import make_plan
-from inferedge.core.profile import MeasuredProfile, dump_profile, parse_profile
+from inferedge.core.profile import MeasuredProfile, dump_profile
 from inferedge.dnn.frameworks import FRAMEWORKS
 
 MIB = 1024 * 1024
 STRATEGIES = ("latency", "memory", "min-latency", "deadline")
 exit_count = click.IntRange(0, MAX_EXITS_PER_PART)
-
-
-def _read_profile(path: Path) -> MeasuredProfile:
-    return parse_profile(path.read_text(encoding="utf-8"), str(path))
 
 
 framework_option = click.option(
@@ -235,20 +238,8 @@ def _cost_model(path: Path | None) -> CostModel:
 
 
 @click.command()
-@click.option(
-    "--edge",
-    "edge_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Edge device profile JSON.",
-)
-@click.option(
-    "--cloud",
-    "cloud_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Cloud device profile JSON.",
-)
+@edge_profile_option
+@cloud_profile_option
 @click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
@@ -343,7 +334,7 @@ def plan(
     """
     if strategy == "deadline" and deadline_ms is None and not compare:
         raise click.BadParameter("required by --strategy deadline", param_hint="'--deadline-ms'")
-    edge, cloud = _read_profile(edge_path), _read_profile(cloud_path)
+    edge, cloud = read_profile(edge_path), read_profile(cloud_path)
     if evaluation_path is not None:
         exit_accuracy, final_accuracy = _measured_accuracy(
             evaluation_path, edge.num_cuts, exit_accuracy or {}

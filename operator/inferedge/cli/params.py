@@ -15,6 +15,7 @@ from inferedge.core.link_trace import BUILTINS, LinkTrace, parse_trace
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.point_text import parse_point
+from inferedge.core.profile import MeasuredProfile, parse_profile
 
 
 class IntList(click.ParamType[tuple[int, ...], Any]):
@@ -228,3 +229,24 @@ class LinkTraceChoice(LinkTraceFile):
         if isinstance(value, str) and value in BUILTINS:
             return value
         return super().convert(value, param, ctx)
+
+
+def read_profile(path: Path) -> MeasuredProfile:
+    """A device profile JSON file, validated (a bad one names the file and field)."""
+    return parse_profile(path.read_text(encoding="utf-8"), str(path))
+
+
+edge_profile_option = click.option(
+    "--edge",
+    "edge_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Edge device profile JSON (`inferedge profile`).",
+)
+cloud_profile_option = click.option(
+    "--cloud",
+    "cloud_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Cloud device profile JSON of the same model.",
+)

@@ -3,10 +3,10 @@
 One row per (device class, version), from that version's profile on that class and its
 measured accuracy: the whole model's latency for one request (median and p95, the sums of the
 segments' warm, back-to-back times, as a loaded replica runs; the planner's served times model
-an idle edge's request instead), the throughput one replica sustains (the best over the profiled batch sizes: a
-batch of b rows in t ms is 1000 b / t requests a second), and the energy of one request where
-the board's rails measured it. The p95 of a sum is not the sum of p95s; the sum bounds it from
-above, which is the side to err on for a rate a pool promises.
+an idle edge's request instead), the throughput one replica sustains (the best over the
+profiled batch sizes: a batch of b rows in t ms is 1000 b / t requests a second), and the
+energy of one request where the board's rails measured it. The p95 of a sum is not the sum of
+p95s; the sum bounds it from above, which is the side to err on for a rate a pool promises.
 
 `pools` turns the table into the distribution policy's input (`core.distribution`), and
 `versions_front` names the versions no other beats on accuracy, latency and energy at once on
