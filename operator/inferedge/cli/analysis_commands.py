@@ -23,6 +23,13 @@ from inferedge.report.cuts import analysis_markdown, plot_analysis
 from inferedge.report.versions import plot_versions, versions_markdown
 
 
+def _write_report(report_dir: Path, stem: str, text: str, markdown: str) -> None:
+    """`stem`.json and `stem`.md under `report_dir` (the plot is the caller's)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / f"{stem}.json").write_text(text, encoding="utf-8")
+    (report_dir / f"{stem}.md").write_text(markdown, encoding="utf-8")
+
+
 @click.command()
 @edge_profile_option
 @cloud_profile_option
@@ -85,9 +92,7 @@ def analyze(
     )
     text = json.dumps(asdict(analysis), indent=2) + "\n"
     if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "cuts.json").write_text(text, encoding="utf-8")
-        (report_dir / "cuts.md").write_text(analysis_markdown(analysis), encoding="utf-8")
+        _write_report(report_dir, "cuts", text, analysis_markdown(analysis))
         plot_analysis(analysis, report_dir)
     if as_json:
         click.echo(text, nl=False)
@@ -151,9 +156,7 @@ def versions(
         table.append(exploration_row(*key, profile, accuracy[profile.model.name]))
     text = json.dumps([asdict(r) for r in table], indent=2) + "\n"
     if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "versions.json").write_text(text, encoding="utf-8")
-        (report_dir / "versions.md").write_text(versions_markdown(table), encoding="utf-8")
+        _write_report(report_dir, "versions", text, versions_markdown(table))
         plot_versions(table, report_dir)
     if as_json:
         click.echo(text, nl=False)

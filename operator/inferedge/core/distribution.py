@@ -219,6 +219,27 @@ def distribute(
     )
 
 
+def _parts(
+    live: Sequence[Pool],
+    versions: Mapping[str, str],
+    shares: Mapping[str, float],
+    rate: float,
+    max_utilization: float,
+) -> tuple[Assignment, ...]:
+    """The comparison policies' assignments: each live pool's named version and given share."""
+    return tuple(
+        Assignment(
+            p.name,
+            versions[p.name],
+            shares[p.name],
+            rate * shares[p.name],
+            p.capacity(versions[p.name], max_utilization),
+            p.versions[versions[p.name]].accuracy,
+        )
+        for p in live
+    )
+
+
 def by_capacity(
     pools: Sequence[Pool],
     versions: Mapping[str, str],
@@ -240,16 +261,8 @@ def by_capacity(
     takes = {p.name: p.capacity(versions[p.name], max_utilization) for p in live}
     capacity = sum(takes.values())
     rate = min(target, capacity)
-    parts = tuple(
-        Assignment(
-            p.name,
-            versions[p.name],
-            takes[p.name] / capacity,
-            rate * takes[p.name] / capacity,
-            takes[p.name],
-            p.versions[versions[p.name]].accuracy,
-        )
-        for p in live
+    parts = _parts(
+        live, versions, {p: t / capacity for p, t in takes.items()}, rate, max_utilization
     )
     met = capacity >= target
     reason = (
@@ -274,17 +287,8 @@ def equal_shares(
         raise DistributionError(f"version: {version!r} is not in the table of pools {missing}")
     slowest = min(p.capacity(version, max_utilization) for p in live)
     rate = min(target, slowest * len(live))
-    parts = tuple(
-        Assignment(
-            p.name,
-            version,
-            1 / len(live),
-            rate / len(live),
-            p.capacity(version, max_utilization),
-            p.versions[version].accuracy,
-        )
-        for p in live
-    )
+    shares = {p.name: 1 / len(live) for p in live}
+    parts = _parts(live, {p.name: version for p in live}, shares, rate, max_utilization)
     met = rate >= target
     reason = (
         f"{target:g} requests/s met"
