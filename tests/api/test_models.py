@@ -33,7 +33,7 @@ def test_the_example_parses_with_camel_case_fields() -> None:
     assert pipeline.spec.model.input_shape == (3, 16, 16)
     assert pipeline.spec.exits.placement == "pareto"
     assert pipeline.spec.exits.head.preset == "sdn"
-    edge = docs.profile(pipeline.spec.edge.profile, "default", "example")
+    edge = docs.profile(pipeline.spec.edge.reference.profile, "default", "example")
     assert edge.spec.role == "edge"
     assert edge.spec.link is not None
     assert edge.spec.link.bandwidth_mbps == 8

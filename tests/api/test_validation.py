@@ -20,6 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from inferedge.api import crd_kinds, crd_schema
 from inferedge.api.documents import KINDS
+from inferedge.api.model_spec import TRUNCATED_RULE, VERSION_NAME_RULE, VERSION_URI_RULE
+from inferedge.api.pipeline import TRUNCATED_EXIT_RULE
 from inferedge.core.zoo import NAME_RULE, URI_RULE
 from tests.api.apiserver import CEL_KEY, ROOT, admit, cel_errors, compile_rule, load_crd_schema
 
@@ -72,6 +74,12 @@ LAYERS = [
     {"type": "linear", "out_features": 64},
     {"type": "linear", "out_features": "num_classes"},
 ]
+POOLS = [
+    {"name": "nano", "profile": "jetson-nano", "replicas": 2},
+    {"name": "xu4", "profile": "odroid-xu4"},
+    {"name": "pi4", "profile": "raspberry-pi4"},
+]
+TRUNCATED = {"name": "resnet18", "exit": 2}
 GOOD: list[tuple[str, Obj]] = [
     ("deadline with its budget", with_field(PIPELINE, "spec.partitioning",
         {"strategy": "deadline", "deadlineMs": 120})),
@@ -101,8 +109,17 @@ GOOD: list[tuple[str, Obj]] = [
         {"objective": "accuracy", "minAccuracy": 0.9, "minimise": "cloudCost"})),
     ("adaptation by priorities", with_field(PIPELINE, "spec.adaptation",
         {"objective": "priorities", "priorities": ["latency", "accuracy"]})),
+    ("three edge pools", with_field(PIPELINE, "spec.edge", {"pools": POOLS})),
+    ("versions and a distribution", with_field(with_field(PIPELINE, "spec.model.versions",
+        [{"name": "mobilenet_v2"}, TRUNCATED, {"name": "mine", "uri": "s3://m/mine.pt2"},
+         {"name": "resnet18", "exit": 1}]), "spec.distribution", {"targetRate": 50})),
+    ("a truncated stored model", with_field(PIPELINE, "spec.model", {"name": "mine",
+        "uri": "s3://m/mine.pt2", "inputShape": [3, 8, 8], "versions": [{"name": "mine",
+        "exit": 1}]})),
 ]  # fmt: skip
 
+DISTINCT = "edge and cloud must name different DeviceProfiles: no edge pool may use cloud.profile"
+ONE_FORM = "give exactly one of profile (one pool) or pools"
 # (what, object, message a CEL rule and the mirrored pydantic validator both give, or None when
 # the OpenAPI schema itself refuses the object)
 BAD: list[tuple[str, Obj, str | None]] = [
@@ -146,7 +163,63 @@ BAD: list[tuple[str, Obj, str | None]] = [
         {"lowMhz": 900, "highMhz": 100, "steps": 4}}), "lowMhz must lie below highMhz"),
     ("an unknown optimiser", with_field(EDGE, "spec.tuning.optimiser", "annealing"), None),
     ("one profile for both", with_field(PIPELINE, "spec.cloud.profile", "jetson-orin-nano"),
-        "edge.profile and cloud.profile must name different DeviceProfiles"),
+        DISTINCT),
+    ("a pool on the cloud's profile", with_field(PIPELINE, "spec.edge", {"pools": [*POOLS,
+        {"name": "big", "profile": "cloud-cpu"}]}), DISTINCT),
+    ("no edge form", with_field(PIPELINE, "spec.edge", {"replicas": 2}), ONE_FORM),
+    ("both edge forms", with_field(PIPELINE, "spec.edge", {"profile": "jetson-nano",
+        "pools": POOLS}), ONE_FORM),
+    ("a pool twice", with_field(PIPELINE, "spec.edge", {"pools": [*POOLS, POOLS[0]]}),
+        "pool names must be unique"),
+    ("replicas beside pools", with_field(PIPELINE, "spec.edge", {"pools": POOLS,
+        "replicas": 3}), "with pools, give replicas per pool: spec.edge.replicas is the "
+        "single form's"),
+    ("no pools", with_field(PIPELINE, "spec.edge", {"pools": []}), None),
+    ("nine pools", with_field(PIPELINE, "spec.edge", {"pools": [{"name": f"p{i}",
+        "profile": f"p{i}"} for i in range(9)]}), None),
+    ("a pool name too long for a Deployment suffix", with_field(PIPELINE, "spec.edge",
+        {"pools": [{"name": "p" * 41, "profile": "jetson-nano"}]}), None),
+    ("an unknown zoo version", with_field(PIPELINE, "spec.model.versions",
+        [{"name": "resnet1000"}]), VERSION_NAME_RULE),
+    ("a pickle as a version", with_field(PIPELINE, "spec.model.versions",
+        [{"name": "mine", "uri": "s3://m/mine.pkl"}]), VERSION_URI_RULE),
+    ("another model truncated", with_field(PIPELINE, "spec.model.versions",
+        [{"name": "mobilenet_v2", "exit": 1}]), TRUNCATED_RULE),
+    ("a truncated version with weights", with_field(PIPELINE, "spec.model.versions",
+        [{**TRUNCATED, "weightsUri": "s3://m/w.pt"}]), TRUNCATED_RULE),
+    ("the model as a version", with_field(PIPELINE, "spec.model.versions",
+        [{"name": "resnet18"}]), "a version without exit may not be the model itself, "
+        "which is always the first version"),
+    ("a version twice", with_field(PIPELINE, "spec.model.versions", [TRUNCATED, TRUNCATED]),
+        "versions must differ: each name (with its exit, if any) at most once"),
+    ("a zoo version twice", with_field(PIPELINE, "spec.model.versions",
+        [{"name": "vgg11"}, {"name": "vgg11", "weightsUri": "s3://m/w.pt"}]),
+        "versions must differ: each name (with its exit, if any) at most once"),
+    ("exit 4", with_field(PIPELINE, "spec.model.versions", [{"name": "resnet18", "exit": 4}]),
+        None),
+    ("nine versions", with_field(PIPELINE, "spec.model.versions",
+        [{"name": "m", "uri": f"s3://m/{i}.pt2"} for i in range(9)]), None),
+    ("an exit beyond the edge's", with_field(PIPELINE, "spec.model.versions",
+        [{"name": "resnet18", "exit": 3}]), TRUNCATED_EXIT_RULE),
+    ("an exit beyond the default edge exits", {**PIPELINE, "spec": {**{k: v for k, v in
+        PIPELINE["spec"].items() if k != "exits"}, "model": {**PIPELINE["spec"]["model"],
+        "versions": [TRUNCATED]}}}, TRUNCATED_EXIT_RULE),
+    ("a truncated version without edge exits", with_field(with_field(PIPELINE,
+        "spec.model.versions", [{"name": "resnet18", "exit": 1}]), "spec.exits.edge", 0),
+        TRUNCATED_EXIT_RULE),
+    ("no target rate", with_field(PIPELINE, "spec.distribution", {}), None),
+    ("a zero target rate", with_field(PIPELINE, "spec.distribution", {"targetRate": 0}), None),
+    ("a target past 1e6", with_field(PIPELINE, "spec.distribution", {"targetRate": 2e6}), None),
+    ("an accuracy above 1", with_field(PIPELINE, "spec.distribution", {"targetRate": 5,
+        "minAccuracy": 1.5}), None),
+    ("no utilization", with_field(PIPELINE, "spec.distribution", {"targetRate": 5,
+        "maxUtilization": 0}), None),
+    ("a utilization above 1", with_field(PIPELINE, "spec.distribution", {"targetRate": 5,
+        "maxUtilization": 1.1}), None),
+    ("a drift bound of 1", with_field(PIPELINE, "spec.distribution", {"targetRate": 5,
+        "driftBound": 1}), None),
+    ("no drift bound", with_field(PIPELINE, "spec.distribution", {"targetRate": 5,
+        "driftBound": 0}), None),
     ("duplicate batch sizes", with_field(EDGE, "spec.profiling.batchSizes", [1, 1]),
         "batchSizes must be distinct integers in 1..4096"),
     ("Exists with a value", with_field(EDGE, "spec.tolerations",
@@ -243,6 +316,8 @@ def _models(root: type[BaseModel]) -> set[type[BaseModel]]:
     names = set(root.model_json_schema()["$defs"]) | {root.__name__}
     found: set[type[BaseModel]] = set()
     for module in ("inferedge.api.base", "inferedge.api.pipeline", "inferedge.api.pipeline_status",
+                   "inferedge.api.model_spec", "inferedge.api.edge_pools",
+                   "inferedge.api.plan_spec", "inferedge.api.inference_spec",
                    "inferedge.api.device_profile", "inferedge.core.exits"):  # fmt: skip
         for value in vars(importlib.import_module(module)).values():
             if isinstance(value, type) and issubclass(value, BaseModel) and value.__name__ in names:

@@ -12,8 +12,9 @@ from inferedge.api.adaptation import AdaptationSpec
 from inferedge.api.base import SecretKeyRef
 from inferedge.api.convert import link_for
 from inferedge.api.device_profile import DeviceProfileSpec
+from inferedge.api.inference_spec import CloudBatchingSpec
 from inferedge.api.jobs import ExportJob, ProfileJob, TrainJob
-from inferedge.api.pipeline import CloudBatchingSpec, InferencePipelineSpec
+from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.api.tuning import TuningSpec
 from inferedge.cli import cli
 from inferedge.controller import builders, jobs, naming, pods

@@ -16,7 +16,8 @@ from typing import Annotated, Any, ClassVar, Self, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inferedge.api.device_profile import DeviceProfileSpec
-from inferedge.api.pipeline import InferencePipelineSpec, InputDim
+from inferedge.api.model_spec import InputDim
+from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.core.errors import InferedgeError
 from inferedge.core.exits import ExitHeadSpec
 from inferedge.core.zoo import MODEL_NAME, Framework, model_name_error

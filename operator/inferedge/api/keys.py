@@ -69,12 +69,13 @@ def training_key(spec: InferencePipelineSpec, plan_hash: str) -> str:
 
     The fixed threshold, timeouts, encoding, serving settings (batching, offloads in flight),
     replicas, storage and messaging are left out: a change to them rolls the runtime config and
-    never retrains.
+    never retrains. So are the edge pools, the distribution and the model's other versions:
+    they do not change what the model's own exits learn.
     """
     inference = spec.inference
     payload = {
         "plan": plan_hash,
-        "model": spec.model.model_dump(mode="json"),
+        "model": spec.model.model_dump(mode="json", exclude={"versions"}),
         "dataset": spec.dataset.model_dump(mode="json"),
         "head": spec.exits.head.model_dump(mode="json"),
         "training": spec.exits.training.model_dump(mode="json"),

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 from pydantic import Field, model_validator
+from pydantic.config import JsonDict
 
 from inferedge.api.base import CONDITIONS_LIST, URI_MAX, Spec
+from inferedge.api.edge_pools import MAX_POOLS, POOL_NAME_MAX
+from inferedge.api.model_spec import LABEL_MAX
 from inferedge.core.conditions import Condition
 from inferedge.core.lifecycle import Phase
 
@@ -218,6 +221,70 @@ class AdaptationStatus(Spec):
     )
 
 
+POOLS_LIST: Final[JsonDict] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+}
+
+
+class PoolStatus(Spec):
+    """One edge pool: the version it serves, its share of the stream and its replicas."""
+
+    name: str = Field(
+        max_length=POOL_NAME_MAX, description="The pool (spec.edge.pools[].name, or edge)."
+    )
+    profile: str = Field(max_length=63, description="The pool's DeviceProfile.")
+    version: str = Field(
+        max_length=LABEL_MAX, description="Label of the version it serves (model.versions)."
+    )
+    share: float = Field(
+        ge=0, le=1, allow_inf_nan=False, description="Its share of the request stream."
+    )
+    assigned_rate: float = Field(
+        ge=0, allow_inf_nan=False, description="Requests a second it is assigned."
+    )
+    measured_rate: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Requests a second it served, as last measured.",
+    )
+    replicas: int = Field(default=0, ge=0, description="Pods wanted.")
+    ready_replicas: int | None = Field(
+        default=None, ge=0, description="Pods passing their readiness probe."
+    )
+
+
+class DistributionStatus(Spec):
+    """The distribution in effect (spec.distribution): the rate planned and whether it meets
+    the target."""
+
+    target_rate: float = Field(
+        gt=0, allow_inf_nan=False, description="spec.distribution.targetRate, requests a second."
+    )
+    planned_rate: float = Field(
+        ge=0, allow_inf_nan=False, description="Requests a second the pools are assigned."
+    )
+    accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Mean accuracy expected over the requests, by share.",
+    )
+    met: bool = Field(description="Whether the planned rate covers the target.")
+    reason: str | None = Field(
+        default=None, max_length=1024, description="Why the target is not met, in short."
+    )
+    cause: str = Field(
+        max_length=1024,
+        description="Why the shares were last decided, e.g. `pool nano: 1 -> 0 replicas`.",
+    )
+    decided_at: str | None = Field(
+        default=None, max_length=64, description="When they were decided (RFC 3339)."
+    )
+
+
 class InferencePipelineStatus(Spec):
     """What the operator observed; conditions drive `kubectl wait --for=condition=Ready`."""
 
@@ -240,6 +307,15 @@ class InferencePipelineStatus(Spec):
         default=None, description="The committed artifact set the parts serve."
     )
     edge: PartStatus | None = Field(default=None, description="The edge Deployment.")
+    pools: tuple[PoolStatus, ...] = Field(
+        default=(),
+        max_length=MAX_POOLS,
+        json_schema_extra=POOLS_LIST,
+        description="Each edge pool, by name: its version, share and replicas.",
+    )
+    distribution: DistributionStatus | None = Field(
+        default=None, description="The distribution in effect (spec.distribution)."
+    )
     cloud: PartStatus | None = Field(default=None, description="The cloud Deployment.")
     offload_ratio: float | None = Field(
         default=None,

@@ -165,7 +165,7 @@ def build_deployment(
     container["ports"] = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
     container["readinessProbe"] = _probe("/v2/health/ready", 5)
     container["livenessProbe"] = {**_probe("/v2/health/live", 10), "failureThreshold": 6}
-    ref = spec.edge if role == "edge" else spec.cloud
+    ref = spec.edge.reference if role == "edge" else spec.cloud
     deployment_spec: dict[str, Any] = {
         "replicas": ref.replicas,
         "selector": {"matchLabels": selector},

@@ -96,8 +96,8 @@ def _validate(pipeline: PipelineView) -> tuple[InferencePipelineSpec | None, Fai
 def _device(
     objects: ObjectCache, namespace: str, spec: InferencePipelineSpec, role: Role
 ) -> tuple[str, DeviceProfileSpec] | Failure:
-    name = (spec.edge if role == "edge" else spec.cloud).profile
-    field_name = f"spec.{role}.profile"
+    name = (spec.edge.reference if role == "edge" else spec.cloud).profile
+    field_name = spec.edge.reference_field() if role == "edge" else "spec.cloud.profile"
     view = objects.device_profile((namespace, name))
     if view is None:
         return waits(

@@ -122,7 +122,7 @@ class DeviceProfileReconciler:
                 spec = InferencePipelineSpec.model_validate(pipeline.spec)
             except ValidationError:
                 continue  # the pipeline reports its own invalid spec
-            ref = spec.edge if device.role == "edge" else spec.cloud
+            ref = spec.edge.reference if device.role == "edge" else spec.cloud
             if ref.profile != name:
                 continue
             key = keys.profiling_key(spec, device)

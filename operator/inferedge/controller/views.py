@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from inferedge.api.pipeline_status import InferencePipelineStatus
 from inferedge.controller.profiling import Recorded
 from inferedge.core.conditions import Condition, conditions_from_status
-from inferedge.core.roles import ROLES
 
 Body = Mapping[str, Any]
 
@@ -101,9 +100,13 @@ class PipelineView:
 
     @property
     def profile_refs(self) -> tuple[str, ...]:
-        """The DeviceProfiles `spec.edge.profile` and `spec.cloud.profile` name."""
-        refs = (_mapping(self.spec.get(role)).get("profile") for role in ROLES)
-        return tuple(ref for ref in refs if isinstance(ref, str))
+        """The DeviceProfiles the spec names: `spec.edge.profile` or each of `spec.edge.pools`,
+        and `spec.cloud.profile`."""
+        edge = _mapping(self.spec.get("edge"))
+        pools = edge.get("pools")
+        entries = [edge, *(pools if isinstance(pools, list) else ()), self.spec.get("cloud")]
+        refs = (_mapping(entry).get("profile") for entry in entries)
+        return tuple(dict.fromkeys(ref for ref in refs if isinstance(ref, str)))
 
 
 @dataclass(frozen=True)

@@ -71,11 +71,13 @@ class Prepared:
 def _device(
     docs: Documents, pipeline: InferencePipeline, role: Role, source: str
 ) -> DeviceProfileResource:
-    ref = pipeline.spec.edge if role == "edge" else pipeline.spec.cloud
+    spec = pipeline.spec
+    ref = spec.edge.reference if role == "edge" else spec.cloud
+    field = spec.edge.reference_field() if role == "edge" else "spec.cloud.profile"
     found = docs.profile(ref.profile, pipeline.metadata.namespace, source)
     if found.spec.role != role:
         raise DocumentError(
-            f"{source}: spec.{role}.profile {ref.profile!r} is a DeviceProfile of role "
+            f"{source}: {field} {ref.profile!r} is a DeviceProfile of role "
             f"{found.spec.role!r}, expected {role!r}"
         )
     return found

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from inferedge.api.pipeline import InferenceSpec
+from inferedge.api.inference_spec import InferenceSpec
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import Calibration

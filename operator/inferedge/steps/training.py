@@ -10,7 +10,8 @@ from pathlib import Path
 
 from inferedge.api.jobs import TrainJob
 from inferedge.api.keys import ArtifactIdentity, identity_key, training_key
-from inferedge.api.pipeline import InferencePipelineSpec, TrainingSpec
+from inferedge.api.model_spec import TrainingSpec
+from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.core.digest import sha256_file
 from inferedge.core.plan import Plan, parse_plan
 from inferedge.core.profile import parse_profile

@@ -45,7 +45,8 @@ def test_the_example_pipeline_runs_through_the_keras_workflow(
     assert spec.model.framework == "tensorflow"
     shape = spec.model.input_shape
     profiles = {p.metadata.name: p for p in docs.profiles}
-    edge_resource, cloud_resource = profiles[spec.edge.profile], profiles[spec.cloud.profile]
+    edge_resource = profiles[spec.edge.reference.profile]
+    cloud_resource = profiles[spec.cloud.profile]
 
     workflow = get_workflow(spec.model.framework)
     backbone = workflow.new_backbone(spec.model.name, 10, shape, seed=spec.dataset.seed)
