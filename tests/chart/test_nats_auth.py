@@ -60,7 +60,12 @@ def test_each_user_has_exactly_its_identitys_permissions_in_every_pipeline() -> 
     users = read_auth_conf(auth_conf(render()))
     assert users == {f"${server_env_names(i)[0]}": permissions(i) for i in IDENTITIES}
     edge = users["$INFEREDGE_NATS_EDGE_USER"]
-    assert edge.publish == ("inferedge.*.*.offload", "_INBOX.inferedge.cloud.>")
+    assert edge.publish == (
+        "inferedge.*.*.offload",
+        "inferedge.*.*.beat",
+        "_INBOX.inferedge.cloud.>",
+        "_INBOX.inferedge.dispatcher.>",
+    )
     assert not any(s.endswith(".reload.edge") or "reload" in s for s in edge.publish)
     cloud = users["$INFEREDGE_NATS_CLOUD_USER"]
     assert f"inferedge.*.*.offload {QUEUE_GROUP}" in cloud.subscribe
@@ -83,14 +88,16 @@ def test_generated_secrets_reach_every_pipeline_namespace_with_the_same_values()
         (NAMESPACE, "inferedge-nats-edge"),
         (NAMESPACE, "inferedge-nats-cloud"),
         (NAMESPACE, "inferedge-nats-control"),
+        (NAMESPACE, "inferedge-nats-dispatcher"),
         ("default", "inferedge-nats-edge"),
         ("default", "inferedge-nats-cloud"),
+        ("default", "inferedge-nats-dispatcher"),
     }, "control stays in the release namespace"
     for role in ("edge", "cloud"):
         name = pods.DEFAULT_NATS_SECRETS.for_role(role)  # the names the operator's pods use
         assert found[(NAMESPACE, name)] == found[("default", name)]
     passwords = {d["password"] for d in found.values()}
-    assert len(passwords) == 3
+    assert len(passwords) == len(IDENTITIES)
     assert all(len(p) == 40 and p.isalnum() for p in passwords)
     assert {d["user"] for d in found.values()} == {f"inferedge-{i}" for i in IDENTITIES}
 

@@ -1,6 +1,6 @@
 """The bus with identities, against a real nats-server that authorizes: who may do what.
 
-One server declares the three identities of pipeline `test/auth` with fresh random passwords
+One server declares the four identities of pipeline `test/auth` with fresh random passwords
 (exactly what `inferedge run` does) and NATS's default max_payload of 1 MiB, so a 2 MiB tensor
 is chunked in both directions.
 """
@@ -24,10 +24,12 @@ from inferedge.transport.headers import MiB
 from inferedge.transport.identities import Credentials, fresh_credentials, server_users
 from inferedge.transport.server import EmbeddedNats
 from inferedge.transport.settings import NatsSettings
-from inferedge.transport.subjects import QUEUE_GROUP, reload_subject, subject
+from inferedge.transport.subjects import QUEUE_GROUP, reload_subject, replica_subject, subject
 
 NAMESPACE, PIPELINE = "test", "auth"
 OFFLOAD = subject(NAMESPACE, PIPELINE, "offload")
+BEAT = subject(NAMESPACE, PIPELINE, "beat")
+REPLICA = replica_subject(NAMESPACE, PIPELINE, "nano", "nano-0")
 # Requests that the server refuses get no answer: this bounds how long the test waits for it.
 REFUSED_WAIT_S = 0.5
 
@@ -71,6 +73,14 @@ async def control(
     server: EmbeddedNats, credentials: dict[Identity, Credentials]
 ) -> AsyncIterator[Messenger]:
     async with await connect(server, credentials["control"]) as messenger:
+        yield messenger
+
+
+@pytest_asyncio.fixture
+async def dispatcher(
+    server: EmbeddedNats, credentials: dict[Identity, Credentials]
+) -> AsyncIterator[Messenger]:
+    async with await connect(server, credentials["dispatcher"]) as messenger:
         yield messenger
 
 
@@ -119,7 +129,7 @@ def test_passwords_are_fresh_random_and_not_in_repr() -> None:
         assert creds.password != second[identity].password
         assert creds.password not in repr(creds)
         assert creds.password not in repr(creds.settings("nats://127.0.0.1:4222"))
-    assert len({c.password for c in first.values()}) == 3
+    assert len({c.password for c in first.values()}) == len(first)
 
 
 def test_the_server_config_is_private_and_passwords_stay_off_its_command_line(
@@ -164,6 +174,20 @@ async def test_control_reloads_cloud_then_edge_and_gets_their_acks(
         control, NAMESPACE, PIPELINE, threshold=0.7, replicas={"cloud": 1, "edge": 1}, timeout_s=10
     )
     assert [(a.role, a.threshold) for a in acks] == [("cloud", 0.7), ("edge", 0.7)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [100, 2 * MiB], ids=["small", "chunked"])
+async def test_a_dispatcher_sends_requests_to_a_replica_which_beats_to_it(
+    edge: Messenger, dispatcher: Messenger, size: int
+) -> None:
+    await edge.serve(REPLICA, None, echo)
+    await dispatcher.serve(BEAT, None, echo)
+    sent = np.random.default_rng(size).integers(0, 256, size=size, dtype=np.uint8)
+    _, payload = await dispatcher.request(REPLICA, {}, sent.data, timeout=10)
+    assert np.array_equal(np.frombuffer(payload, np.uint8), sent)
+    _, beat = await edge.request(BEAT, {}, b"{}", timeout=10)
+    assert bytes(beat) == b"{}"
 
 
 # -- everything else is refused --------------------------------------------------------------
@@ -217,12 +241,23 @@ async def test_a_cloud_serves_offloads_only_in_the_queue_group(cloud: Messenger)
         ("cloud", "_INBOX.inferedge.control.snoop"),
         ("control", OFFLOAD),
         ("control", "inferedge.>"),
+        ("dispatcher", OFFLOAD),
+        ("dispatcher", REPLICA),
+        ("cloud", REPLICA),
+        ("edge", BEAT),
+        ("cloud", BEAT),
     ],
 )
 async def test_nobody_subscribes_beyond_what_it_needs(
-    who: str, where: str, edge: Messenger, cloud: Messenger, control: Messenger
+    who: str,
+    where: str,
+    *,
+    edge: Messenger,
+    cloud: Messenger,
+    control: Messenger,
+    dispatcher: Messenger,
 ) -> None:
-    messenger = {"edge": edge, "cloud": cloud, "control": control}[who]
+    messenger = {"edge": edge, "cloud": cloud, "control": control, "dispatcher": dispatcher}[who]
     with pytest.raises(PermissionDenied, match=re.escape(where)):
         await messenger.serve(where, None, echo)
 
@@ -235,12 +270,23 @@ async def test_nobody_subscribes_beyond_what_it_needs(
         ("cloud", OFFLOAD),
         ("edge", subject(NAMESPACE, "other", "offload")),
         ("edge", subject("other", PIPELINE, "offload")),
+        ("dispatcher", OFFLOAD),
+        ("edge", REPLICA),
+        ("cloud", REPLICA),
+        ("control", REPLICA),
+        ("dispatcher", replica_subject(NAMESPACE, "other", "nano", "nano-0")),
     ],
 )
-async def test_only_the_pipelines_edge_may_send_it_offloads(
-    who: str, where: str, edge: Messenger, cloud: Messenger, control: Messenger
+async def test_only_the_pipelines_own_senders_may_send_it_work(
+    who: str,
+    where: str,
+    *,
+    edge: Messenger,
+    cloud: Messenger,
+    control: Messenger,
+    dispatcher: Messenger,
 ) -> None:
-    messenger = {"edge": edge, "cloud": cloud, "control": control}[who]
+    messenger = {"edge": edge, "cloud": cloud, "control": control, "dispatcher": dispatcher}[who]
     with pytest.raises(PermissionDenied, match=f"publish to {re.escape(where)}"):
         await messenger.request(where, {}, b"x", timeout=REFUSED_WAIT_S)
 

@@ -10,9 +10,22 @@ from inferedge.transport.subjects import ANY, QUEUE_GROUP, SubjectError
 
 
 def test_the_sets_of_one_pipeline() -> None:
-    edge, cloud, control = (permissions(i, "ns", "p") for i in ("edge", "cloud", "control"))
-    assert edge.publish == ("inferedge.ns.p.offload", "_INBOX.inferedge.cloud.>")
-    assert edge.subscribe == ("_INBOX.inferedge.edge.>", "inferedge.ns.p.reload.edge")
+    edge, cloud, control, dispatcher = (
+        permissions(i, "ns", "p") for i in ("edge", "cloud", "control", "dispatcher")
+    )
+    assert edge.publish == (
+        "inferedge.ns.p.offload",
+        "inferedge.ns.p.beat",
+        "_INBOX.inferedge.cloud.>",
+        "_INBOX.inferedge.dispatcher.>",
+    )
+    assert edge.subscribe == (
+        "_INBOX.inferedge.edge.>",
+        "inferedge.ns.p.reload.edge",
+        "inferedge.ns.p.infer.*.*",
+    )
+    assert dispatcher.publish == ("inferedge.ns.p.infer.*.*", "_INBOX.inferedge.edge.>")
+    assert dispatcher.subscribe == ("_INBOX.inferedge.dispatcher.>", "inferedge.ns.p.beat")
     assert cloud.publish == ("_INBOX.inferedge.edge.>",)
     assert cloud.subscribe == (
         f"inferedge.ns.p.offload {QUEUE_GROUP}",
@@ -22,6 +35,7 @@ def test_the_sets_of_one_pipeline() -> None:
     assert control.publish == ("inferedge.ns.p.reload.cloud", "inferedge.ns.p.reload.edge")
     assert control.subscribe == ("_INBOX.inferedge.control.>",)
     assert (edge.responses, cloud.responses, control.responses) == (True, True, False)
+    assert dispatcher.responses
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferedge.transport.subjects import VERBS, SubjectError, subject
+from inferedge.transport.subjects import VERBS, SubjectError, replica_subject, subject
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -13,7 +13,15 @@ def test_subject_joins_validated_tokens(verb: str) -> None:
 
 
 def test_the_fixed_verbs() -> None:
-    assert set(VERBS) == {"offload", "infer", "reload"}
+    assert set(VERBS) == {"offload", "infer", "reload", "beat"}
+
+
+def test_a_replica_subject_names_its_pool_and_replica() -> None:
+    assert replica_subject("ns", "p", "nano", "nano-7f9c") == "inferedge.ns.p.infer.nano.nano-7f9c"
+    with pytest.raises(SubjectError, match=r"replica 'a\.b'"):
+        replica_subject("ns", "p", "nano", "a.b")
+    with pytest.raises(SubjectError, match=r"pool '\*'"):
+        replica_subject("ns", "p", "*", "r")
 
 
 @pytest.mark.parametrize(
@@ -28,7 +36,7 @@ def test_the_fixed_verbs() -> None:
         ("ns", ">", "infer", "pipeline '>'"),
         ("ns", "a" * 64, "infer", "pipeline 'aaaa"),
         ("n s", "p", "infer", "namespace 'n s'"),
-        ("ns", "p", "explode", "verb 'explode': expected one of offload, infer, reload"),
+        ("ns", "p", "explode", "verb 'explode': expected one of offload, infer, reload, beat"),
         ("ns", "p", "", "verb ''"),
     ],
 )

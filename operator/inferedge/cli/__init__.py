@@ -18,6 +18,7 @@ from inferedge.cli.analysis_commands import analyze, versions
 from inferedge.cli.artifact_commands import export, verify
 from inferedge.cli.cluster_commands import cluster
 from inferedge.cli.commands import cuts, plan, profile, zoo
+from inferedge.cli.dispatch_command import dispatch
 from inferedge.cli.exits_commands import evaluate, render_exits, report, train_backbone, train_exits
 from inferedge.cli.operator_command import operator
 from inferedge.cli.reload_command import reload
@@ -56,6 +57,7 @@ cli.add_command(cluster)
 cli.add_command(operator)
 cli.add_command(run)
 cli.add_command(reload)
+cli.add_command(dispatch)
 cli.add_command(agent)
 
 

@@ -162,6 +162,22 @@ class Sha256Type(click.ParamType[str, Any]):
         return str(value)
 
 
+class LabelType(click.ParamType[str, Any]):
+    """A DNS-1123 label (a pool's or a pod's name), used as a NATS subject token."""
+
+    name = "NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", str(value)):
+            self.fail(
+                f"expected a DNS-1123 label (lowercase letters, digits and '-', at most 63), "
+                f"got {str(value)[:80]!r}",
+                param,
+                ctx,
+            )
+        return str(value)
+
+
 class SetPinType(click.ParamType[tuple[str, str], Any]):
     """`PREFIX=SHA256`: an artifact set and its manifest's sha256."""
 

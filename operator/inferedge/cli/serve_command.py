@@ -11,6 +11,7 @@ from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.cli.artifact_commands import store_option
 from inferedge.cli.params import (
     FiniteFloat,
+    LabelType,
     LinkTraceFile,
     PointType,
     SetPinType,
@@ -235,6 +236,20 @@ from inferedge.core.operating_space import OperatingPoint
     "(an edge-heavy point offloads rarely; the probes are how it sees the link recover).",
 )
 @click.option(
+    "--pool",
+    type=LabelType(),
+    envvar="INFEREDGE_POOL",
+    help="Edge of a site of several pools: this replica's pool. It then also takes the site "
+    "dispatcher's requests over NATS and sends it heartbeats [env: INFEREDGE_POOL].",
+)
+@click.option(
+    "--replica",
+    type=LabelType(),
+    envvar="INFEREDGE_REPLICA",
+    help="With --pool: this replica's name in its pool, unique there (a pod's name) "
+    "[env: INFEREDGE_REPLICA].",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".inferedge-cache"),
@@ -277,6 +292,8 @@ def serve(
     switch_confirmations: int,
     switch_min_dwell_s: float,
     probe_interval_ms: float,
+    pool: str | None,
+    replica: str | None,
     cache_dir: Path,
 ) -> None:
     """Serve the edge or cloud part of an artifact set until SIGTERM or Ctrl-C.
@@ -313,6 +330,10 @@ def serve(
         raise click.UsageError(
             "--adapt oracle follows a trace's true link: give --emulate-link-trace"
         )
+    if (pool is None) != (replica is None):
+        raise click.UsageError("--pool and --replica go together")
+    if pool is not None and role != "edge":
+        raise click.UsageError("--pool: only edge replicas belong to a site's pools")
     declared = None
     if link_bandwidth_mbps is not None and link_rtt_ms is not None:
         declared = Link(bandwidth_mbps=link_bandwidth_mbps, rtt_ms=link_rtt_ms)
@@ -346,5 +367,7 @@ def serve(
         whole_chain=whole_chain,
         switch_policy=SwitchPolicy(switch_confirmations, switch_min_dwell_s),
         probe_interval_s=probe_interval_ms / 1000,
+        pool=pool,
+        replica=replica,
     )
     asyncio.run(run_server(config, announce=click.echo))

@@ -30,6 +30,7 @@ from typing import IO, Self
 from inferedge.core.errors import InferedgeError
 
 _SERVING = re.compile(r"^serving (edge|cloud) of plan (\w+) on (http://\S+)")
+_DISPATCHING = re.compile(r"^serving (dispatcher) of ([-a-z0-9]+) on (http://\S+)")
 _NATS_ENV_PREFIX = "INFEREDGE_NATS_"
 
 
@@ -43,11 +44,13 @@ class Started:
 
     role: str
     plan_hash: str
+    """The plan an edge or cloud serves; a dispatcher's pipeline."""
     url: str
 
 
 class ServerProcess:
-    """One `inferedge serve` child process; a context manager that always stops it."""
+    """One `inferedge serve` child process (`inferedge dispatch` for the role "dispatcher");
+    a context manager that always stops it."""
 
     def __init__(
         self,
@@ -61,7 +64,8 @@ class ServerProcess:
     ) -> None:
         self.role = role
         self.log_path = log_path
-        self._args = [sys.executable, "-m", "inferedge", "serve", role, *args]
+        command = ["dispatch"] if role == "dispatcher" else ["serve", role]
+        self._args = [sys.executable, "-m", "inferedge", *command, *args]
         self._env = child_env(os.environ, env or {})
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
@@ -161,7 +165,8 @@ class ServerProcess:
             for line in stream:
                 log.write(line)
                 log.flush()
-                if self._started is None and (match := _SERVING.match(line.strip())):
+                match = _SERVING.match(line.strip()) or _DISPATCHING.match(line.strip())
+                if self._started is None and match:
                     self._started = Started(*match.groups())
                     self._announced.set()
         # The stream ended: the process is gone; wake a start() still waiting.

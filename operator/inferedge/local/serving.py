@@ -23,6 +23,7 @@ from pathlib import Path
 
 from inferedge.api.convert import link_for, plan_request
 from inferedge.api.tuning import KnobEmulationSpec, TuningReport
+from inferedge.core.identities import Identity
 from inferedge.core.planner import baseline_plan
 from inferedge.core.roles import ROLES, Role
 from inferedge.dnn.data import Dataset
@@ -137,9 +138,9 @@ class LocalBus:
     control: NatsSettings
     """The control identity: the only one allowed to publish reload commands."""
     started: dict[str, Started]
-    server: Callable[[Role, Sequence[str], Path], ServerProcess]
-    """Another server of this run (its arguments, its log), signed in as its role; start it
-    with `running`."""
+    server: Callable[[Identity, Sequence[str], Path], ServerProcess]
+    """Another server of this run (its arguments, its log), signed in as its identity (a
+    role's, or the dispatcher's); start it with `running`."""
 
 
 @contextlib.contextmanager
@@ -160,7 +161,7 @@ def broker_and_servers(
     users = server_users(list(credentials.values()), namespace, pipeline)
     with EmbeddedNats(max_payload=max_payload, users=users) as nats:
 
-        def server(role: Role, arguments: Sequence[str], log: Path) -> ServerProcess:
+        def server(role: Identity, arguments: Sequence[str], log: Path) -> ServerProcess:
             return ServerProcess(
                 role,
                 ["--nats-url", nats.url, *arguments],

@@ -26,12 +26,10 @@ from pydantic import BaseModel
 
 from inferedge import __version__
 from inferedge.core.errors import one_line
-from inferedge.runtime.compute import ms
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.decoding import Decoder
-from inferedge.runtime.edge_batching import EdgeBatcher, EdgeBusy
-from inferedge.runtime.errors import NotReady, OffloadFailed
-from inferedge.runtime.messages import Answer
+from inferedge.runtime.edge_batching import EdgeBatcher
+from inferedge.runtime.edge_inference import INPUT_NAME, EdgeInference, Unavailable
 from inferedge.runtime.metrics import CONTENT_TYPE
 from inferedge.runtime.oip import (
     EXTENSIONS,
@@ -48,18 +46,16 @@ from inferedge.runtime.oip import (
 from inferedge.runtime.oip_codec import (
     DATATYPE,
     OUTPUTS,
-    InputSpec,
     Limits,
     Refused,
-    encode_response,
 )
-from inferedge.runtime.partition import Partition, PartitionError
-from inferedge.runtime.step_timings import REQUEST
+from inferedge.runtime.partition import Partition
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME: Final = "input"
 SERVER_NAME: Final = "inferedge"
+EDGE_INFERENCE: Final = web.AppKey("edge_inference", EdgeInference)
+"""An edge's app holds its request answerer here, for the server's other ways in."""
 LINGER_S: Final = 2.0
 """After refusing a body it did not read, the server reads and drops the rest for this long
 (a client still sending then sees the answer, not a reset), then closes (aiohttp: 10 s)."""
@@ -74,9 +70,11 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     )  # fmt: skip
 
 
-def _middleware(dataplane: Dataplane) -> Middleware:
+def oip_errors(refused: Callable[[str, str], None]) -> Middleware:
+    """Answer every failure with an OIP error body; `refused(reason, line)` counts a refusal."""
+
     @web.middleware
-    async def oip_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Answer every failure, aiohttp's own included (404, 405), with an OIP error body."""
         try:
             return await handler(request)
@@ -90,13 +88,13 @@ def _middleware(dataplane: Dataplane) -> Middleware:
         except Exception as exc:  # a bug: the server answers 500 and lives on
             log.exception("%s %s failed", request.method, request.path)
             return _json(ErrorResponse(error=one_line(exc)), 500)
-        dataplane.metrics.refused(reason, f"{request.method} {request.path}: {message}")
+        refused(reason, f"{request.method} {request.path}: {message}")
         response = _json(ErrorResponse(error=message), status)
         if status in (408, 413):  # the rest of the body was never read: do not reuse the socket
             response.force_close()
         return response
 
-    return oip_errors
+    return middleware
 
 
 def model_metadata(model_name: str, dataplane: Dataplane, partition: Partition) -> ModelMetadata:
@@ -130,7 +128,7 @@ def model_metadata(model_name: str, dataplane: Dataplane, partition: Partition) 
     )
 
 
-async def _read_body(request: web.Request, limits: Limits) -> bytearray:
+async def read_body(request: web.Request, limits: Limits) -> bytearray:
     """The whole body, or a 413 past the size limit, or a 408 when it trickles in too slowly.
 
     Read chunk by chunk into one buffer: aiohttp's `read()` ends with a copy of the whole body,
@@ -165,16 +163,13 @@ class _Endpoints:
         model_name: str,
         broker_connected: Callable[[], bool] | None,
         limits: Limits,
-        decoder: Decoder,
-        *,
-        batcher: EdgeBatcher | None,
+        inference: EdgeInference | None,
     ) -> None:
         self.dataplane = dataplane
         self.model_name = model_name
         self.broker_connected = broker_connected
         self.limits = limits
-        self.decoder = decoder
-        self.batcher = batcher
+        self.inference = inference
 
     def can_answer(self) -> bool:
         """Ready: a partition is loaded, and a cloud (whose work comes over NATS) is connected."""
@@ -233,43 +228,22 @@ class _Endpoints:
 
     async def infer(self, request: web.Request) -> web.Response:
         """`POST /v2/models/{name}[/versions/{version}]/infer`, edge only."""
-        edge = self.dataplane
-        assert isinstance(edge, EdgeDataplane)  # the route exists for an edge only
+        assert self.inference is not None  # the route exists for an edge only
         started = time.perf_counter()
         partition = self.served(request)
-        body = await _read_body(request, self.limits)
-        spec = InputSpec(INPUT_NAME, partition.input_shape)
-        decoded = await self.decoder.decode(body, request.headers.get(INFERENCE_HEADER), spec)
+        body = await read_body(request, self.limits)
         try:
-            answers = await (self.batcher or edge).infer(decoded.batch)
-        except PartitionError as exc:
-            raise Refused(400, "invalid_request", str(exc)) from None
-        except EdgeBusy as exc:
-            raise Refused(503, "edge_busy", str(exc)) from None
-        except (NotReady, OffloadFailed) as exc:
+            encoded = await self.inference.answer(
+                partition, body, request.headers.get(INFERENCE_HEADER), started
+            )
+        except Unavailable as exc:
             return _json(ErrorResponse(error=str(exc)), 503)
-        version = answers[0].plan_hash if answers else partition.plan_hash
-        payload, json_length = encode_response(self.model_name, version, answers, decoded.request)
-        if len(answers) == 1:
-            _record_overhead(partition, answers[0], ms(time.perf_counter() - started))
-        if json_length is None:
-            return web.Response(body=payload, content_type="application/json")
+        if encoded.json_length is None:
+            return web.Response(body=encoded.payload, content_type="application/json")
         return web.Response(
-            body=payload, content_type="application/octet-stream",
-            headers={INFERENCE_HEADER: str(json_length)},
+            body=encoded.payload, content_type="application/octet-stream",
+            headers={INFERENCE_HEADER: str(encoded.json_length)},
         )  # fmt: skip
-
-
-def _record_overhead(partition: Partition, answer: Answer, handled_ms: float) -> None:
-    """Time a single-row request spent in this server outside its model calls and offload:
-    what the planner's profile cannot see, and an operating space's map adds per request; and
-    the request's whole time but the link's, of which the map measures its paths' tail."""
-    t = answer.timings
-    outside = t.get("edge_compute_ms", 0.0) + t.get("transfer_ms", 0.0) + t.get("cloud_ms", 0.0)
-    partition.timings.record(REQUEST, max(handled_ms - outside, 0.0))
-    partition.requests.record(
-        partition.point, answer.exit_index, max(handled_ms - t.get("transfer_ms", 0.0), 0.0)
-    )
 
 
 def make_app(
@@ -295,7 +269,7 @@ def make_app(
     decoder = decoder or Decoder(limits)
     app = web.Application(
         client_max_size=limits.max_body_bytes,
-        middlewares=[_middleware(dataplane)],
+        middlewares=[oip_errors(dataplane.metrics.refused)],
         # Also closes a connection whose request headers have not all arrived by then.
         handler_args={"keepalive_timeout": limits.header_timeout_s, "lingering_time": LINGER_S},
     )
@@ -306,9 +280,11 @@ def make_app(
     app.on_cleanup.append(close_decoder)
     if broker_connected is not None:
         dataplane.metrics.watch_broker(broker_connected)
-    endpoints = _Endpoints(
-        dataplane, model_name, broker_connected, limits, decoder, batcher=batcher
-    )
+    inference = None
+    if isinstance(dataplane, EdgeDataplane):
+        inference = EdgeInference(dataplane, model_name, decoder, batcher)
+        app[EDGE_INFERENCE] = inference
+    endpoints = _Endpoints(dataplane, model_name, broker_connected, limits, inference)
     router = app.router
     router.add_get("/v2", endpoints.server_metadata)
     router.add_get("/v2/health/live", endpoints.live)

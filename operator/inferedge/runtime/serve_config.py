@@ -72,6 +72,11 @@ class ServeConfig:
     """Edge of an operating space: the hysteresis of its moves."""
     probe_interval_s: float = 0.2
     """Edge of an operating space: probe the link after this long without a measurement."""
+    pool: str | None = None
+    """Edge of a site: the pool this replica belongs to; it then also takes the dispatcher's
+    requests over NATS and sends it heartbeats (`runtime.pool_member`)."""
+    replica: str | None = None
+    """Edge of a site: this replica's name within its pool (a pod's name)."""
 
     def pins(self) -> dict[str, str]:
         """Every set this server may serve, by normalised prefix, with its manifest sha256."""

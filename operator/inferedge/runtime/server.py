@@ -36,8 +36,9 @@ from inferedge.runtime.adaptation import adaptation_handler, read_space
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.edge_batching import EdgeBatcher
 from inferedge.runtime.edge_setup import Edge, build_edge
-from inferedge.runtime.http import make_app
+from inferedge.runtime.http import EDGE_INFERENCE, make_app
 from inferedge.runtime.partition import Partition, PartitionError, load_partition
+from inferedge.runtime.pool_member import PoolMember
 from inferedge.runtime.serve_config import ServeConfig
 from inferedge.runtime.tuning_setup import ActiveTuning, start_tuning
 from inferedge.runtime.wiring import cloud_worker, nats_offload, reload_worker
@@ -73,6 +74,24 @@ async def _listen(app: web.Application, config: ServeConfig) -> tuple[web.AppRun
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     return runner, int(runner.addresses[0][1])
+
+
+async def _join_pool(
+    config: ServeConfig, messenger: Messenger, app: web.Application, namespace: str, pipeline: str
+) -> PoolMember | None:
+    """An edge of a site's pool: take the dispatcher's requests and send it heartbeats."""
+    if config.pool is None or config.replica is None:
+        return None
+    member = PoolMember(
+        messenger,
+        app[EDGE_INFERENCE],
+        namespace=namespace,
+        pipeline=pipeline,
+        pool=config.pool,
+        replica=config.replica,
+    )
+    await member.start()
+    return member
 
 
 def _loader(config: ServeConfig) -> Callable[[str], Awaitable[Partition]]:
@@ -163,25 +182,30 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     tuning = await _tune(config, batcher, app, f"{namespace}/{pipeline}")
     if edge is not None and edge.adapter is not None:
         app.router.add_get("/adaptation", adaptation_handler(edge.adapter))
+    member = await _join_pool(config, messenger, app, namespace, pipeline)
     runner, port = await _listen(app, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    site = "" if member is None else f", pool {config.pool} replica {config.replica}"
     announce(
         f"serving {config.role} of plan {partition.plan_hash} on http://{config.host}:{port} "
-        f"({_serving(dataplane, edge, config.adapt)})"
+        f"({_serving(dataplane, edge, config.adapt)}{site})"
     )
     try:
         await stop.wait()
     finally:
-        await reloads.stop()
-        if service is not None:
-            await service.stop()
-        await runner.cleanup()
-        if tuning is not None:
-            await tuning.aclose()
-        if edge is not None:
-            await edge.aclose()
-        await dataplane.aclose()
-        await messenger.close()
+        # In this order: no new work in, what is in flight answered, then the parts it used.
+        for close in (
+            member.aclose if member is not None else None,
+            reloads.stop,
+            service.stop if service is not None else None,
+            runner.cleanup,
+            tuning.aclose if tuning is not None else None,
+            edge.aclose if edge is not None else None,
+            dataplane.aclose,
+            messenger.close,
+        ):
+            if close is not None:
+                await close()

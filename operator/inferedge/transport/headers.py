@@ -16,6 +16,9 @@ PREFIX = "Inferedge-"
 # Set on an error reply; its value is the one-line error.
 ERROR = "Inferedge-Error"
 
+# On a site's answers (dispatcher <- edge replica): the HTTP status the answer stands for.
+ANSWER_STATUS = "Inferedge-Status"
+
 # The status header nats-server puts on its own replies (503 = no responders).
 NATS_STATUS = "Status"
 NO_RESPONDERS_STATUS = "503"

@@ -10,7 +10,12 @@ The sets follow the message flows of `client`, `chunking` and `control` (P stand
 - the chunks of a chunked request: the edge publishes into the cloud's stream inbox,
   `I(cloud).>`; those of a chunked reply: the cloud into the edge's, `I(edge).>`;
 - a reload command: control publishes to `P.reload.edge` and `P.reload.cloud`; each edge or
-  cloud server subscribes to its own; its ack goes to the reply subject, in `I(control).>`.
+  cloud server subscribes to its own; its ack goes to the reply subject, in `I(control).>`;
+- a site's request: the dispatcher publishes to `P.infer.<pool>.<replica>`; each edge replica
+  of a pool subscribes to its own (the edge identity may subscribe to `P.infer.*.*`); a large
+  request or answer is chunked into the peer's inbox, as offloads are;
+- a heartbeat: every edge replica of a pool sends one to `P.beat`, which the dispatcher serves
+  and acknowledges to the reply subject, in `I(edge).>`.
 
 Answers go to reply subjects a client was just sent, which nats-server's `allow_responses`
 covers without a standing permission: each message received with a reply subject allows up
@@ -69,10 +74,18 @@ def permissions(identity: Identity, namespace: str = ANY, pipeline: str = ANY) -
     pipeline of a namespace or of every namespace. SubjectError names a bad token."""
     offload = subject_pattern(namespace, pipeline, "offload")
     reload = subject_pattern(namespace, pipeline, "reload")
+    replicas = f"{subject_pattern(namespace, pipeline, 'infer')}.*.*"
+    beat = subject_pattern(namespace, pipeline, "beat")
     if identity == "edge":
         return Permissions(
-            publish=(offload, inbox_pattern("cloud")),
-            subscribe=(inbox_pattern("edge"), f"{reload}.edge"),
+            publish=(offload, beat, inbox_pattern("cloud"), inbox_pattern("dispatcher")),
+            subscribe=(inbox_pattern("edge"), f"{reload}.edge", replicas),
+            responses=True,
+        )
+    if identity == "dispatcher":
+        return Permissions(
+            publish=(replicas, inbox_pattern("edge")),
+            subscribe=(inbox_pattern("dispatcher"), beat),
             responses=True,
         )
     if identity == "cloud":

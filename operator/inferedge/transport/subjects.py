@@ -1,5 +1,9 @@
 """NATS subjects: `inferedge.<namespace>.<pipeline>.<verb>`.
 
+A site of several edge pools adds two: its dispatcher sends each request to one replica at
+`P.infer.<pool>.<replica>` (P is `inferedge.<namespace>.<pipeline>`), and every replica
+announces itself, its load and its measured speed with a heartbeat to `P.beat`.
+
 Namespace and pipeline are Kubernetes names used as single subject tokens, so both must be
 DNS-1123 labels: lowercase letters, digits and `-`, starting and ending with a letter or digit,
 at most 63 characters, and no dots (a dot would split the token). Verbs come from a fixed set.
@@ -17,7 +21,7 @@ ROOT: Final = "inferedge"
 # Stands for any namespace or pipeline in a subject pattern (a NATS single-token wildcard).
 ANY: Final = "*"
 
-Verb = Literal["offload", "infer", "reload"]
+Verb = Literal["offload", "infer", "reload", "beat"]
 VERBS: Final[tuple[str, ...]] = get_args(Verb)
 
 # Replicas serving one subject share its messages when they subscribe in this queue group.
@@ -47,6 +51,13 @@ def reload_subject(namespace: str, pipeline: str, role: str) -> str:
     if role not in ("edge", "cloud"):
         raise SubjectError(f"role {role!r}: expected edge or cloud")
     return f"{subject(namespace, pipeline, 'reload')}.{role}"
+
+
+def replica_subject(namespace: str, pipeline: str, pool: str, replica: str) -> str:
+    """Where one replica of an edge pool takes the requests a site's dispatcher sends it."""
+    _check_label("pool", pool)
+    _check_label("replica", replica)
+    return f"{subject(namespace, pipeline, 'infer')}.{pool}.{replica}"
 
 
 def subject_pattern(namespace: str, pipeline: str, verb: str) -> str:

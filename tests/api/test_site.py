@@ -1,0 +1,72 @@
+"""The site file and the heartbeat: validated whole, refused in one line naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferedge.api.site import Heartbeat, SiteConfig, SiteError, parse_heartbeat, parse_site
+
+POOL = {"name": "nano", "version": "resnet18", "replicas": 2, "throughput": 40, "accuracy": 0.9}
+SITE = {"namespace": "default", "pipeline": "p", "inputShape": [1, 16, 16], "targetRate": 30}
+
+
+def site(**changes: object) -> bytes:
+    return (
+        SiteConfig.model_validate({**SITE, "pools": [POOL], **changes})
+        .model_dump_json(by_alias=True)
+        .encode()
+    )
+
+
+def test_a_site_file_round_trips() -> None:
+    config = parse_site(site(), "site.json")
+    assert config.pools[0].queue_limit == 4
+    assert config.max_attempts == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b"{", "site.json: (root): Invalid JSON"),
+        (b'{"namespace": "default"}', "site.json: pipeline: Field required"),
+        (
+            b'{"namespace": "default", "pipeline": "p", "inputShape": [1], "targetRate": 1, '
+            b'"pools": [{"name": "a", "version": "v", "replicas": 1, "throughput": 0, '
+            b'"accuracy": 0.5}]}',
+            "pools.0.throughput",
+        ),
+        (
+            b'{"namespace": "default", "pipeline": "p", "inputShape": [1], "targetRate": 1, '
+            b'"pools": [{"name": "a", "version": "v", "replicas": 1, "throughput": 1, '
+            b'"accuracy": 0.5}, {"name": "a", "version": "v", "replicas": 1, "throughput": 1, '
+            b'"accuracy": 0.5}]}',
+            "names must be unique, a repeats",
+        ),
+        (
+            b'{"namespace": "Bad", "pipeline": "p", "inputShape": [1], "targetRate": 1, '
+            b'"pools": []}',
+            "namespace",
+        ),
+    ],
+)
+def test_a_bad_site_file_is_named_in_one_line(body: bytes, named: str) -> None:
+    with pytest.raises(SiteError, match=named.replace("(", r"\(").replace(")", r"\)")) as caught:
+        parse_site(body, "site.json")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_heartbeat_is_validated_whole() -> None:
+    beat = Heartbeat(
+        pool="nano", replica="nano-0", plan_hash="ab12", in_flight=1, answered=5,
+        busy_s=0.5, interval_s=0.5,
+    )  # fmt: skip
+    assert parse_heartbeat(beat.model_dump_json(by_alias=True).encode()) == beat
+    for bad, field in (
+        (b"not json", "heartbeat"),
+        (b'{"pool": "nano"}', "replica"),
+        (beat.model_dump_json(by_alias=True).replace('"ab12"', '"../x"').encode(), "planHash"),
+        (beat.model_dump_json(by_alias=True).replace('"answered":5', '"answered":-1').encode(),
+         "answered"),
+    ):  # fmt: skip
+        with pytest.raises(SiteError, match=field):
+            parse_heartbeat(bad)
