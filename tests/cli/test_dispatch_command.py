@@ -43,7 +43,8 @@ def test_a_missing_site_file_is_named(tmp_path: Path) -> None:
 )
 def test_pool_flags_are_checked(flags: list[str], named: str) -> None:
     done = run_inferedge(
-        "serve", "edge", "--store", "/nonexistent", "--prefix", "default/p/0123456789abcdef/0123456789abcdef",
+        "serve", "edge", "--store", "/nonexistent",
+        "--prefix", f"default/p/{'0' * 16}/{'0' * 16}",
         "--manifest-sha256", "0" * 64, *flags,
     )  # fmt: skip
     assert done.returncode == 2
