@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from inferedge.cli.params import host_option, nats_url_option
+
 
 @click.command()
 @click.option(
@@ -19,13 +21,8 @@ import click
     "the target rate (the operator's ConfigMap, or `inferedge run`'s site.json) "
     "[env: INFEREDGE_SITE].",
 )
-@click.option(
-    "--nats-url",
-    envvar="INFEREDGE_NATS_URL",
-    help="NATS server(s); credentials come from INFEREDGE_NATS_* variables, never flags "
-    "[env: INFEREDGE_NATS_URL].",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP listen address.")
+@nats_url_option
+@host_option
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),

@@ -17,6 +17,19 @@ from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.point_text import parse_point
 from inferedge.core.profile import MeasuredProfile, parse_profile
 
+nats_url_option = click.option(
+    "--nats-url",
+    envvar="INFEREDGE_NATS_URL",
+    help="NATS server(s); credentials come from INFEREDGE_NATS_* variables, never flags "
+    "[env: INFEREDGE_NATS_URL].",
+)
+"""A server's broker: the URL from a flag or the environment, credentials never from flags."""
+
+host_option = click.option(
+    "--host", default="127.0.0.1", show_default=True, help="HTTP listen address."
+)
+"""A server's HTTP listen address."""
+
 
 class IntList(click.ParamType[tuple[int, ...], Any]):
     """Comma-separated positive integers, e.g. an input shape `3,224,224` or batch sizes `1,8`."""

@@ -18,6 +18,8 @@ from inferedge.cli.params import (
     SetPrefixType,
     Sha256Type,
     SpecJson,
+    host_option,
+    nats_url_option,
 )
 from inferedge.core.link import Link
 from inferedge.core.link_trace import LinkTrace
@@ -53,13 +55,8 @@ from inferedge.core.operating_space import OperatingPoint
     help="Another set a reload command may switch to, with its manifest's sha256; repeatable "
     "[env: INFEREDGE_PINNED_SETS, space-separated].",
 )
-@click.option(
-    "--nats-url",
-    envvar="INFEREDGE_NATS_URL",
-    help="NATS server(s); credentials come from INFEREDGE_NATS_* variables, never flags "
-    "[env: INFEREDGE_NATS_URL].",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP listen address.")
+@nats_url_option
+@host_option
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free."
 )
