@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from inferedge.api.site import Heartbeat, SiteConfig, SiteError, parse_heartbeat, parse_site
@@ -70,3 +72,11 @@ def test_a_heartbeat_is_validated_whole() -> None:
     ):  # fmt: skip
         with pytest.raises(SiteError, match=field):
             parse_heartbeat(bad)
+
+
+def test_fixed_shares_name_pools_of_the_site() -> None:
+    assert parse_site(site(fixedShares={"nano": 1.0}), "s").fixed_shares == {"nano": 1.0}
+    for shares, named in (({"xu4": 1.0}, "no pool named xu4"), ({"nano": 0.0}, "above 0")):
+        body = json.dumps({**SITE, "pools": [POOL], "fixedShares": shares}).encode()
+        with pytest.raises(SiteError, match=named):
+            parse_site(body, "s")

@@ -79,6 +79,11 @@ class SiteConfig(Spec):
         default=4, ge=1, le=32, description="Replicas one request is sent to at most."
     )
     max_body_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 30)
+    fixed_shares: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        default=None,
+        description="Follow these shares instead of deciding them (a benchmark's comparison "
+        "policies); a pool without live replicas is still passed over.",
+    )
 
     @model_validator(mode="after")
     def _unique_pools(self) -> Self:
@@ -86,6 +91,12 @@ class SiteConfig(Spec):
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled:
             raise ValueError(f"pools: names must be unique, {', '.join(doubled)} repeats")
+        if self.fixed_shares is not None:
+            unknown = sorted(set(self.fixed_shares) - set(names))
+            if unknown:
+                raise ValueError(f"fixedShares: no pool named {', '.join(unknown)}")
+            if not sum(self.fixed_shares.values()) > 0:
+                raise ValueError("fixedShares: expected some share above 0")
         return self
 
 
@@ -123,6 +134,8 @@ class DecisionRecord(Spec):
     """One decision of the shares."""
 
     at_s: float
+    """Seconds since the dispatcher started."""
+    at_unix: float
     cause: str
     shares: dict[str, float]
     rate: float

@@ -15,6 +15,8 @@ from inferedge.cli.params import FiniteFloat, FloatList, LinkTraceChoice
 from inferedge.core.link_trace import LinkTrace
 
 if TYPE_CHECKING:
+    from inferedge.api.documents import Documents
+    from inferedge.api.pipeline import InferencePipeline
     from inferedge.local.runner import Prepared
 from inferedge.cli.views import measured_table, print_renderable, progress_bar
 
@@ -114,6 +116,14 @@ def _interrupt_on_sigterm() -> None:
     help="With spec.adaptation: how long each policy replays over the trace.",
 )
 @click.option(
+    "--site-seconds",
+    type=FiniteFloat(min=3, max=86_400),
+    default=20.0,
+    show_default=True,
+    help="With spec.distribution (a site of several edge pools): how long the dispatcher is "
+    "sent requests at the target rate.",
+)
+@click.option(
     "--serve/--no-serve",
     default=True,
     show_default=True,
@@ -130,6 +140,7 @@ def run(
     tuning_arrivals: str,
     link_trace: str | LinkTrace,
     trace_seconds: float,
+    site_seconds: float,
     serve: bool,
 ) -> None:
     """Run the InferencePipeline of a YAML file on this machine, with no cluster.
@@ -151,6 +162,11 @@ def run(
     With spec.adaptation, steps 3 and 4 train and export an operating space, and 5 to 7 are
     instead: replay the test split over the --link-trace under the static plan, the adaptive
     edge and the per-state oracle, and save report/adaptation.{md,json,png}.
+    With spec.distribution (a site of several edge pools), steps 1 to 4 run for every version
+    of the model, each version is profiled on every pool's device class, the exploration table
+    decides each pool's version and share, and 5 to 7 are instead: start each pool's replicas
+    and `inferedge dispatch`, send the test split to the dispatcher at the target rate for
+    --site-seconds, and save report/site.{md,json} and versions.png.
     Ctrl-C stops every process it started.
     """
     from inferedge.api.documents import DocumentError, parse_documents
@@ -180,6 +196,12 @@ def run(
         )
     pipeline = docs.pipelines[names.index(chosen)]
     reporter = _CliReporter()
+    if pipeline.spec.distribution is not None:
+        _site(
+            docs, pipeline, out, reporter,
+            source=source, threads=server_threads, seconds=site_seconds, serve=serve,
+        )  # fmt: skip
+        return
     prepared = prepare(
         docs,
         pipeline,
@@ -243,4 +265,45 @@ def _adapt(
     )
     click.echo(adaptation_markdown(run))
     paths = write_adaptation(run, prepared.out / "report")
+    click.echo(f"reports: {', '.join(str(p) for p in paths)}")
+
+
+def _site(
+    docs: Documents,
+    pipeline: InferencePipeline,
+    out: Path,
+    reporter: _CliReporter,
+    *,
+    source: str,
+    threads: int,
+    seconds: float,
+    serve: bool,
+) -> None:
+    """A site of several edge pools: every version prepared, decided, served at the target."""
+    from inferedge.cli.views import versions_table
+    from inferedge.local.site import prepare_site
+    from inferedge.local.site_serving import SiteSettings, serve_policy
+    from inferedge.report.site import distribution_markdown, write_site
+
+    site = prepare_site(docs, pipeline, out, reporter, source, threads=threads)
+    print_renderable(versions_table(list(site.table)))
+    click.echo(distribution_markdown(site.distribution))
+    served = status = None
+    if serve:
+        versions = {a.pool: a.version for a in site.distribution.assignments}
+        for pool in site.pools:  # a pool without a share still serves its fastest version
+            versions.setdefault(pool.name, min(
+                (r for r in site.table if r.device == pool.profile), key=lambda r: -r.throughput
+            ).version)  # fmt: skip
+        result = serve_policy(
+            site, "ours", versions, site.distribution.target, reporter=reporter,
+            settings=SiteSettings(seconds=seconds, threads=threads),
+        )  # fmt: skip
+        replay, status = result.replay, result.status
+        served = {
+            "rate": replay.rate, "sent": replay.sent, "answered": replay.answered,
+            "refused": replay.refused, "lost": replay.lost, "throughput": replay.throughput,
+            "accuracy": replay.accuracy, "seconds": replay.seconds,
+        }  # fmt: skip
+    paths = write_site(site.table, site.distribution, served, status, out / "report")
     click.echo(f"reports: {', '.join(str(p) for p in paths)}")

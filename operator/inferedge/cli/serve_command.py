@@ -146,6 +146,15 @@ from inferedge.core.operating_space import OperatingPoint
     "compute thread busy: a slower device, as in a DeviceProfile's emulation.",
 )
 @click.option(
+    "--emulate-hold",
+    type=click.Choice(["spin", "sleep"]),
+    default="spin",
+    show_default=True,
+    help="How --emulate-slowdown holds the compute thread: spin (busy, as a loaded board "
+    "and as profiles are measured) or sleep (idle: several emulated boards on fewer host "
+    "cores, as a local site's pools).",
+)
+@click.option(
     "--emulate-bandwidth-mbps",
     type=FiniteFloat(min=0, min_open=True),
     help="Edge only: offloads pay this uplink bandwidth (with --emulate-rtt-ms).",
@@ -277,6 +286,7 @@ def serve(
     emulate_knobs: KnobEmulationSpec | None,
     encoding: str,
     emulate_slowdown: float,
+    emulate_hold: str,
     emulate_bandwidth_mbps: float | None,
     emulate_rtt_ms: float | None,
     link_bandwidth_mbps: float | None,
@@ -356,6 +366,7 @@ def serve(
         emulated_knobs=emulate_knobs,
         encoding=encoding,  # type: ignore[arg-type]
         compute_slowdown=emulate_slowdown,
+        emulated_hold=emulate_hold,  # type: ignore[arg-type]
         emulated_link=link,
         emulated_link_origin=emulate_link_origin,
         declared_link=declared,

@@ -4,13 +4,32 @@ The call runs at this host's speed and is timed; the thread is then held for (sl
 times as long, yielding the GIL so an event loop in the same process still serves other
 requests. The edge server and the profiler's served pass both call through here, so an
 emulated profile and an emulated server stretch time, and disturb the host, the same way.
+
+How the thread is held is one setting of the process (`set_hold`): by default it spins
+(yielding), busy as a loaded board is, which is how profiles are measured; a server that is one
+of several emulated boards sharing fewer host cores (the pools of a local site) sleeps instead,
+since spinning boards would compete for cores that real boards do not share. Either way the
+call returns at the same time.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
+
+Hold = Literal["spin", "sleep"]
+HOLDS: tuple[Hold, ...] = get_args(Hold)
+
+_hold: list[Hold] = ["spin"]
+
+
+def set_hold(hold: Hold) -> None:
+    """How this process holds an emulated call's thread from now on: spin or sleep."""
+    if hold not in HOLDS:
+        raise ValueError(f"hold: expected one of {', '.join(HOLDS)}, got {hold!r}")
+    _hold[0] = hold
+
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -23,6 +42,8 @@ def slowed_call(fn: Callable[[_In], _Out], x: _In, slowdown: float) -> tuple[_Ou
     elapsed = time.perf_counter() - started
     if slowdown > 1.0:
         until = started + elapsed * slowdown
+        if _hold[0] == "sleep":
+            time.sleep(max(until - time.perf_counter(), 0.0))
         while time.perf_counter() < until:
             time.sleep(0)
     return out, elapsed * slowdown

@@ -6,7 +6,8 @@ replica that appears or goes silent changes its pool's replica count, a pool mea
 table row by more than the drift bound changes the row; each may change the shares, and every
 decision is kept with its cause and time (`GET /distribution`). Each pool serves the one
 version it was deployed with, so at run time the manager re-decides shares, not versions: a new
-version is a new deployment of the pool.
+version is a new deployment of the pool. With `fixedShares` (a benchmark's comparison policy)
+the shares stay as given.
 
 A request goes to the pool `core.dispatch` picks (smooth weighted round robin, passing over
 pools whose replicas' queues are full), and there to the replica holding the fewest. It is
@@ -53,6 +54,7 @@ class Decision:
     """One decision of the shares: when (seconds since the dispatcher started), why, and what."""
 
     at_s: float
+    at_unix: float
     cause: str
     shares: Mapping[str, float]
     rate: float
@@ -98,7 +100,8 @@ class Site:
             for p in config.pools
         ]
         self.state: SiteState = start(pools, config.target_rate, self.settings)
-        self.dispatcher = Dispatcher(shares_of(self.state.distribution))
+        self.fixed = config.fixed_shares
+        self.dispatcher = Dispatcher(self.fixed or shares_of(self.state.distribution))
         self.replicas = Replicas({p.name: p.version for p in config.pools})
         self.queue_limit = {p.name: p.queue_limit for p in config.pools}
         self.in_flight: dict[str, int] = {}
@@ -113,7 +116,7 @@ class Site:
     def _decision(self, cause: str) -> Decision:
         d = self.state.distribution
         at = self._clock() - self.started
-        return Decision(at, cause, shares_of(d), d.rate, d.met, d.reason)
+        return Decision(at, time.time(), cause, shares_of(d), d.rate, d.met, d.reason)
 
     @property
     def ready(self) -> bool:
@@ -129,7 +132,7 @@ class Site:
             if isinstance(event, ThroughputMeasured):
                 self.measured[event.pool] = event.throughput
             self.state, new = step(self.state, event, self.settings)
-            if new is not None:
+            if new is not None and self.fixed is None:
                 self.dispatcher = reshared(self.dispatcher, shares_of(new))
                 self.decisions.append(self._decision(self.state.cause))
                 self.metrics.decided(self.dispatcher.shares)

@@ -51,13 +51,14 @@ def site_status(site: Site) -> SiteStatus:
     pools = []
     for table_row, pool in zip(site.state.pools, site.config.pools, strict=True):
         part = parts.get(pool.name)
+        share = site.dispatcher.shares.get(pool.name, 0.0)
         replicas = site.replicas.of(pool.name)
         pools.append(
             PoolState(
                 name=pool.name,
                 version=pool.version,
-                share=part.share if part else 0.0,
-                assigned_rate=part.rate if part else 0.0,
+                share=share,
+                assigned_rate=part.rate if part and site.fixed is None else share * d.target,
                 table_throughput=table_row.versions[pool.version].throughput,
                 measured_throughput=site.measured.get(pool.name),
                 replicas=len(replicas),
@@ -66,12 +67,8 @@ def site_status(site: Site) -> SiteStatus:
             )
         )
     decisions = tuple(
-        DecisionRecord(
-            at_s=x.at_s, cause=x.cause, shares=dict(x.shares), rate=x.rate, met=x.met,
-            reason=x.reason,
-        )
-        for x in site.decisions
-    )  # fmt: skip
+        DecisionRecord.model_validate({**vars(x), "shares": dict(x.shares)}) for x in site.decisions
+    )
     return SiteStatus(
         target_rate=site.state.target,
         planned_rate=d.rate,

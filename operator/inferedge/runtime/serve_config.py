@@ -14,6 +14,7 @@ from inferedge.core.link_trace import LinkTrace
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.roles import Role
+from inferedge.dnn.slowdown import Hold
 from inferedge.runtime.clock_agent import DEFAULT_SOCKET
 from inferedge.runtime.policy import BatchPolicy
 from inferedge.transport.codec import Encoding
@@ -39,6 +40,8 @@ class ServeConfig:
     """Cloud only: offloads taken in at once (waiting for their batch); more get BusyError."""
     encoding: Encoding = "raw"
     compute_slowdown: float = 1.0
+    emulated_hold: Hold = "spin"
+    """How an emulated slowdown holds the compute thread (`inferedge.dnn.slowdown`)."""
     emulated_link: Link | LinkTrace | None = None
     """Edge only: offloads pay this link's (or the trace's link of the moment's) bandwidth and
     RTT."""

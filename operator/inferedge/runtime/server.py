@@ -32,6 +32,7 @@ from aiohttp import web
 
 from inferedge.core.manifest import parse_set_prefix
 from inferedge.core.point_text import point_label
+from inferedge.dnn.slowdown import set_hold
 from inferedge.runtime.adaptation import adaptation_handler, read_space
 from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.edge_batching import EdgeBatcher
@@ -127,6 +128,7 @@ def _serving(dataplane: EdgeDataplane | CloudDataplane, edge: Edge | None, adapt
 
 async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     """Serve until SIGTERM or SIGINT; `announce` gets one line once requests can be served."""
+    set_hold(config.emulated_hold)
     load = _loader(config)
     where = parse_set_prefix(config.prefix)
     partition = await load(str(where))

@@ -1,0 +1,215 @@
+"""A site of three emulated edge pools at three target rates: the distribution policy against
+round robin, the fastest version, the most accurate version and a pipeline over the boards.
+
+    python benchmarks/distribution.py [-f examples/collaborative-edge.yaml] [--seconds 15]
+        [--out out/distribution] [--json]
+
+Runs `inferedge run`'s site preparation once (every version trained, profiled on every pool's
+class, the exploration table), then serves each policy at each target for real: each pool's
+replicas and `inferedge dispatch` on an authorizing nats-server, the test split sent to the
+dispatcher open loop at the target rate (`inferedge.local.site_serving`). Then `ours` is served
+once more at the middle target while one replica is killed halfway (SIGKILL): the report gives
+the requests lost and when the shares were decided again.
+
+Policies (`inferedge.core.site_policies`): `ours` (the policy, `inferedge.core.distribution`),
+`round_robin` (the model itself everywhere, equal shares), `fastest_version` and
+`most_accurate` (that version everywhere, shares by speed), and `model_partition` (the model cut
+into one stage per pool, a pipeline over the boards), which is predicted from the profiles and
+not served: it says so (`"measured": false`).
+
+The targets are fractions (0.35, 0.65, 0.95) of the most the policy plans the site for at the
+minimum accuracy. A target is met when the answers came at 95 % of it or more and none was lost.
+Every figure is EMULATED (compute slowdowns on one machine); this script reports, it never
+fails a test run on its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from inferedge.api.documents import parse_documents
+from inferedge.core.distribution import distribute
+from inferedge.core.site_policies import (
+    fastest_version,
+    most_accurate_version,
+    pipeline_over_pools,
+)
+from inferedge.local.site import PreparedSite, prepare_site
+from inferedge.local.site_serving import ServedSite, SiteSettings, serve_policy
+
+FRACTIONS = (0.35, 0.65, 0.95)
+MET_SHARE = 0.95
+
+
+class _Lines:
+    """Progress as plain lines on stderr (stdout carries the table or the JSON)."""
+
+    def info(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def progress(self, title: str) -> Any:
+        from contextlib import nullcontext
+
+        print(title, file=sys.stderr, flush=True)
+        return nullcontext(lambda done, total: None)
+
+
+def _figures(served: ServedSite, rate: float) -> dict[str, Any]:
+    replay = served.replay
+    return {
+        "measured": True,
+        "versions": served.versions,
+        "throughput": round(replay.throughput, 2),
+        "accuracy": round(replay.accuracy, 4),
+        "met": replay.throughput >= MET_SHARE * rate and replay.lost == 0,
+        "lost": replay.lost,
+        "refused": replay.refused,
+        "sent": replay.sent,
+    }
+
+
+def _serve_all(site: PreparedSite, rate: float, settings: SiteSettings) -> dict[str, Any]:
+    pools = site.policy_pools()
+    spec = site.pipeline.spec
+    target = spec.distribution
+    assert target is not None
+    ours = distribute(
+        pools, rate, min_accuracy=target.min_accuracy, max_utilization=target.max_utilization
+    )
+    reference = spec.model.all_versions()[0].label
+    fastest, accurate = fastest_version(pools), most_accurate_version(pools)
+    every = {p.name for p in site.pools}
+    choices: dict[str, tuple[dict[str, str], dict[str, float] | None]] = {
+        "ours": ({a.pool: a.version for a in ours.assignments}, None),
+        "round_robin": (dict.fromkeys(every, reference), dict.fromkeys(every, 1.0)),
+        "fastest_version": (dict.fromkeys(every, fastest), None),
+        "most_accurate": (dict.fromkeys(every, accurate), None),
+    }
+    out: dict[str, Any] = {}
+    for name, (versions, fixed) in choices.items():
+        for pool in site.pools:  # a pool the policy gives no share still serves a version
+            versions.setdefault(pool.name, fastest)
+        served = serve_policy(
+            site, name, versions, rate, reporter=_Lines(), settings=settings, fixed_shares=fixed
+        )
+        out[name] = _figures(served, rate)
+    profiles = [_profile(site, pool.name, accurate) for pool in site.pools]
+    pipeline = pipeline_over_pools(profiles, [p.replicas for p in site.pools])
+    accuracy = site.row(site.pools[0].name, accurate).accuracy
+    out["model_partition"] = {
+        "measured": False,
+        "version": accurate,
+        "throughput": round(min(pipeline.rate, rate), 2),
+        "accuracy": round(accuracy, 4),
+        "met": pipeline.rate >= rate,
+        "lost": 0,
+        "cuts": list(pipeline.cuts),
+        "stage_ms": [round(t, 2) for t in pipeline.stage_ms],
+    }
+    return out
+
+
+def _profile(site: PreparedSite, pool: str, version: str) -> Any:
+    from inferedge.core.profile import parse_profile
+
+    prepared = site.versions[version]
+    device = site.devices[pool].metadata.name
+    reference = site.pipeline.spec.edge.reference.profile
+    if device == reference:
+        return prepared.edge
+    path = prepared.out / f"edge-profile-{device}.json"
+    return parse_profile(path.read_text(encoding="utf-8"), str(path))
+
+
+def _table(result: dict[str, Any]) -> str:
+    lines = [
+        "EMULATED site (compute slowdowns on one machine)",
+        f"{'target/s':>9} {'policy':<16} {'answered/s':>10} {'accuracy':>9} {'met':>4} "
+        f"{'lost':>5} {'refused':>7}",
+    ]
+    for target in result["targets"]:
+        for name, f in target["policies"].items():
+            mark = "" if f["measured"] else " (predicted)"
+            lines.append(
+                f"{target['rate']:>9.1f} {name:<16} {f['throughput']:>10.1f} "
+                f"{f['accuracy']:>9.2%} {'yes' if f['met'] else 'no':>4} {f['lost']:>5} "
+                f"{f.get('refused', 0):>7}{mark}"
+            )
+    kill = result["kill"]
+    lines.append(
+        f"kill {kill['replica']} at {kill['at_s']:g} s of {kill['seconds']:g} s "
+        f"({kill['rate']:.1f}/s): lost {kill['lost']}, refused {kill['refused']}, "
+        f"shares decided again {kill['rebalanced_after_s']} s after the kill"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare the site, serve every policy at every target, kill a replica, report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-f", "--file", type=Path, default=Path("examples/collaborative-edge.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("out/distribution"))
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    source = str(args.file)
+    docs = parse_documents(args.file.read_text(encoding="utf-8"), source)
+    (pipeline,) = docs.pipelines
+    site = prepare_site(docs, pipeline, args.out, _Lines(), source, threads=args.threads)
+    spec = pipeline.spec.distribution
+    assert spec is not None
+    most = distribute(
+        site.policy_pools(), 1e6, min_accuracy=spec.min_accuracy,
+        max_utilization=spec.max_utilization,
+    ).rate  # fmt: skip
+    settings = SiteSettings(seconds=args.seconds, threads=args.threads)
+    targets: list[dict[str, Any]] = []
+    for fraction in FRACTIONS:
+        rate = round(fraction * most, 1)
+        targets.append({"rate": rate, "policies": _serve_all(site, rate, settings)})
+    middle = float(targets[len(targets) // 2]["rate"])
+    ours = distribute(
+        site.policy_pools(), middle, min_accuracy=spec.min_accuracy,
+        max_utilization=spec.max_utilization,
+    )  # fmt: skip
+    at = args.seconds / 2
+    killed = serve_policy(
+        site, "ours-kill", {a.pool: a.version for a in ours.assignments}, middle,
+        reporter=_Lines(),
+        settings=SiteSettings(seconds=args.seconds, threads=args.threads, kill_at_s=at),
+    )  # fmt: skip
+    when = killed.killed_unix or 0.0
+    after = [
+        d.at_unix - when
+        for d in killed.status.decisions
+        if "replicas" in d.cause and d.at_unix >= when
+    ]
+    result = {
+        "emulated": True,
+        "most_planned": round(most, 2),
+        "table": [vars(r) for r in site.table],
+        "targets": targets,
+        "kill": {
+            "replica": killed.killed,
+            "rate": middle,
+            "seconds": args.seconds,
+            "at_s": at,
+            "lost": killed.replay.lost,
+            "refused": killed.replay.refused,
+            "answered": killed.replay.answered,
+            "sent": killed.replay.sent,
+            "decisions": [d.model_dump(mode="json") for d in killed.status.decisions],
+            "rebalanced_after_s": round(min(after), 2) if after else None,
+        },
+    }
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
