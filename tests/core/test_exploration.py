@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from inferedge.core.distribution import DistributionError, distribute
-from inferedge.core.exploration import ExplorationRow, exploration_row, pools, versions_front
+from inferedge.core.exploration import (
+    ExplorationRow,
+    exploration_row,
+    pools,
+    versions_front,
+    with_exits,
+)
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.synthetic import synthetic_profile
 from tests.core.test_cut_analysis import with_energy
@@ -87,3 +93,16 @@ def test_bad_rows_are_refused_naming_the_field() -> None:
         exploration_row("nano", "v1", synthetic_profile(4), 1.5)
     with pytest.raises(DistributionError, match="batch size 1 was not profiled"):
         exploration_row("nano", "v1", synthetic_profile(4, batch_sizes=(2,)), 0.9)
+
+
+def test_a_row_with_exits_serves_the_expected_share_of_the_whole_model() -> None:
+    profile = synthetic_profile(10, ms_per_gflop=50)
+    whole = exploration_row("nano", "v1", with_energy(profile, 2.0), 0.9)
+    served = with_exits(whole, 0.25)
+    assert served.latency_p50_ms == pytest.approx(whole.latency_p50_ms / 4)
+    assert served.throughput == pytest.approx(4 * whole.throughput)
+    assert served.energy_mj == pytest.approx((whole.energy_mj or 0) / 4)
+    assert (served.accuracy, served.version) == (whole.accuracy, whole.version)
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(DistributionError, match="fraction of v1"):
+            with_exits(whole, bad)

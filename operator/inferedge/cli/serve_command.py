@@ -242,6 +242,14 @@ from inferedge.core.operating_space import OperatingPoint
     "(an edge-heavy point offloads rarely; the probes are how it sees the link recover).",
 )
 @click.option(
+    "--answer-at-exit",
+    type=click.IntRange(1, 3),
+    envvar="INFEREDGE_ANSWER_AT_EXIT",
+    help="Edge: serve the model truncated at its K-th edge exit (a lighter version of it: "
+    "no earlier exit is tested, and that one answers every request) "
+    "[env: INFEREDGE_ANSWER_AT_EXIT].",
+)
+@click.option(
     "--pool",
     type=LabelType(),
     envvar="INFEREDGE_POOL",
@@ -299,6 +307,7 @@ def serve(
     switch_confirmations: int,
     switch_min_dwell_s: float,
     probe_interval_ms: float,
+    answer_at_exit: int | None,
     pool: str | None,
     replica: str | None,
     cache_dir: Path,
@@ -339,6 +348,8 @@ def serve(
         )
     if (pool is None) != (replica is None):
         raise click.UsageError("--pool and --replica go together")
+    if answer_at_exit is not None and role != "edge":
+        raise click.UsageError("--answer-at-exit: only the edge has exits to answer at")
     if pool is not None and role != "edge":
         raise click.UsageError("--pool: only edge replicas belong to a site's pools")
     declared = None
@@ -375,6 +386,7 @@ def serve(
         whole_chain=whole_chain,
         switch_policy=SwitchPolicy(switch_confirmations, switch_min_dwell_s),
         probe_interval_s=probe_interval_ms / 1000,
+        answer_at_exit=answer_at_exit,
         pool=pool,
         replica=replica,
     )

@@ -15,8 +15,9 @@ a device class: the triangle Infer-EDGE draws.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inferedge.core.distribution import DistributionError, Pool, VersionFigures
 from inferedge.core.profile import MeasuredProfile
@@ -63,6 +64,23 @@ def exploration_row(
         throughput=rates[best_batch],
         best_batch=best_batch,
         energy_mj=None if any(e is None for e in energies) else sum(e or 0.0 for e in energies),
+    )
+
+
+def with_exits(row: ExplorationRow, fraction: float) -> ExplorationRow:
+    """`row` for the version served with its early exits, where a request costs on average
+    `fraction` of the whole model's time (the version's expected time at its threshold over
+    its full path's, from its evaluation on the class it was planned on): the same fraction of
+    this class's times, and of its energy where measured."""
+    if not (math.isfinite(fraction) and 0.0 < fraction <= 1.0):
+        raise DistributionError(f"fraction of {row.version}: expected 0 < f <= 1, got {fraction!r}")
+    energy = None if row.energy_mj is None else row.energy_mj * fraction
+    return replace(
+        row,
+        latency_p50_ms=row.latency_p50_ms * fraction,
+        latency_p95_ms=row.latency_p95_ms * fraction,
+        throughput=row.throughput / fraction,
+        energy_mj=energy,
     )
 
 

@@ -5,13 +5,17 @@ then `spec.model.versions`) goes through the same steps as a one-pool run (`loca
 profile on the reference pool's class and the cloud, plan, train, calibrate, export), each into
 its own directory under `versions/`; then every version is profiled on every other pool's device
 class too, as the same `inferedge cluster profile` step a Job runs. From those profiles and each
-version's measured test accuracy (at its calibrated threshold) comes the exploration table, and
-from the table the distribution policy decides each pool's version and share for the target.
+version's measured test accuracy (at its calibrated threshold) comes the exploration table (a
+version's rows as served with its early exits: a request costs on average the share of the whole
+model's time its evaluation expects at that threshold), and from the table the distribution
+policy decides each pool's version and share for the target.
 
 A site's versions run whole on their pools: the dispatcher spreads requests over boards, not
 layers, and the versions' clouds would share one offload subject. A version whose plan offloads
 is refused in one line naming the fix (partitioning strategy memory, memoryFraction 1).
-Truncated versions (`exit: k`) are not served by a local site yet, and are refused likewise.
+A truncated version (`exit: k`) is the model itself served with `--answer-at-exit k`: its
+artifact set, its k-th edge exit's accuracy, and the share of the whole model's time that path
+takes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from inferedge.api.model_spec import ModelVersion
 from inferedge.api.pipeline import InferencePipeline, StorageSpec
 from inferedge.core.distribution import Distribution, Pool, VersionFigures, distribute
 from inferedge.core.errors import InferedgeError
-from inferedge.core.exploration import ExplorationRow, exploration_row
+from inferedge.core.exploration import ExplorationRow, exploration_row, with_exits
 from inferedge.core.profile import MeasuredProfile, parse_profile
 from inferedge.local.runner import Prepared, prepare, run_step, thread_env
 from inferedge.steps.reporting import Reporter
@@ -41,7 +45,10 @@ class PreparedSite:
 
     pipeline: InferencePipeline
     versions: dict[str, Prepared]
-    """By version label, in the spec's order (the model itself first)."""
+    """By version label, in the spec's order (the model itself first); a truncated version
+    has the model's own."""
+    truncations: dict[str, int]
+    """The truncated versions' labels, with the edge exit each answers at."""
     pools: tuple[EdgePool, ...]
     devices: dict[str, DeviceProfile]
     """Each pool's DeviceProfile, by pool name."""
@@ -126,15 +133,12 @@ def prepare_site(
     spec = pipeline.spec
     if spec.distribution is None:
         raise InferedgeError(f"{source}: spec.distribution: a site needs a target rate")
-    for i, version in enumerate(spec.model.versions):
-        if version.exit is not None:
-            raise InferedgeError(
-                f"{source}: spec.model.versions[{i}] ({version.label}): a local site does not "
-                "serve truncated versions yet; list other models as versions"
-            )
     devices = _pool_devices(docs, pipeline, source)
     versions: dict[str, Prepared] = {}
+    truncations = {v.label: v.exit for v in spec.model.versions if v.exit is not None}
     for version in spec.model.all_versions():
+        if version.exit is not None:
+            continue
         reporter.info(f"version {version.label}: every step, as a one-pool run")
         prepared = prepare(
             docs,
@@ -146,17 +150,24 @@ def prepare_site(
         )
         _check_whole_on_edge(version.label, prepared)
         versions[version.label] = prepared
+    reference = spec.model.all_versions()[0].label
+    for label, k in truncations.items():
+        versions[label] = _truncated(label, k, versions[reference])
     table = []
     classes = {p.profile: devices[p.name] for p in spec.edge.resolved_pools()}
+    profiles: dict[tuple[str, str], MeasuredProfile] = {}
     for label, prepared in versions.items():
-        accuracy = prepared.evaluation.chosen("test").accuracy
+        accuracy, fraction = _served_share(prepared, truncations.get(label))
         for profile_name, device in classes.items():
-            profile = (
-                prepared.edge
-                if profile_name == spec.edge.reference.profile
-                else _profile_on(prepared, device, reporter, threads)
-            )
-            table.append(exploration_row(profile_name, label, profile, accuracy))
+            key = (prepared.plan.hash, profile_name)
+            if key not in profiles:
+                profiles[key] = (
+                    prepared.edge
+                    if profile_name == spec.edge.reference.profile
+                    else _profile_on(prepared, device, reporter, threads)
+                )
+            row = exploration_row(profile_name, label, profiles[key], accuracy)
+            table.append(with_exits(row, fraction))
     target = spec.distribution
     pools = spec.edge.resolved_pools()
     decided = distribute(
@@ -165,7 +176,31 @@ def prepare_site(
         min_accuracy=target.min_accuracy,
         max_utilization=target.max_utilization,
     )
-    return PreparedSite(pipeline, versions, pools, devices, tuple(table), decided, out)
+    return PreparedSite(pipeline, versions, truncations, pools, devices, tuple(table), decided, out)
+
+
+def _truncated(label: str, exit_number: int, reference: Prepared) -> Prepared:
+    """The model's own set, checked to have the exit the truncated version answers at."""
+    edge_exits = [e for e in reference.plan.exits if e.part == "edge"]
+    if exit_number > len(edge_exits):
+        raise InferedgeError(
+            f"version {label}: the plan placed {len(edge_exits)} edge exits, not {exit_number}"
+        )
+    return reference
+
+
+def _served_share(prepared: Prepared, answer_at: int | None) -> tuple[float, float]:
+    """A version's test accuracy and the share of its whole model's time a request costs on
+    average: at its calibrated threshold (most requests leave at an early exit), or, truncated,
+    always through its k-th exit."""
+    test = prepared.evaluation.test
+    whole = prepared.plan.final_latency_ms
+    if answer_at is not None:
+        return test.exit_accuracy[answer_at - 1], min(
+            test.exit_latency_ms[answer_at - 1] / whole, 1.0
+        )
+    chosen = prepared.evaluation.chosen("test")
+    return chosen.accuracy, min(chosen.latency_ms / whole, 1.0)
 
 
 def _profile_on(

@@ -60,9 +60,10 @@ class ServedSite:
 
 
 def _replica_args(
-    prepared: Prepared, slowdown: float, pool: str, name: str, cache: Path
+    prepared: Prepared, slowdown: float, *, pool: str, name: str, cache: Path, answer_at: int | None
 ) -> list[str]:
-    return [
+    truncated = [] if answer_at is None else ["--answer-at-exit", str(answer_at)]
+    return [*truncated,
         "--store", prepared.store_uri,
         "--prefix", prepared.prefix,
         "--manifest-sha256", prepared.manifest_sha256,
@@ -156,7 +157,11 @@ def serve_policy(
             slowdown = site.devices[pool.name].spec.emulation.slowdown
             for i in range(pool.replicas):
                 name = f"{pool.name}-{i}"
-                args = _replica_args(prepared, slowdown, pool.name, name, site.out / "cache")
+                answer_at = site.truncations.get(versions[pool.name])
+                cache = site.out / "cache"
+                args = _replica_args(
+                    prepared, slowdown, pool=pool.name, name=name, cache=cache, answer_at=answer_at
+                )
                 replicas.append(bus.server("edge", args, logs / f"{name}.log"))
         dispatcher = bus.server(
             "dispatcher", ["--site", str(site_file), "--port", "0"], logs / "dispatcher.log"

@@ -120,10 +120,15 @@ class EdgeDataplane(Served):
         offload_timeout_s: float,
         metrics: Metrics | None = None,
         compute_slowdown: float = 1.0,
+        answer_at: int | None = None,
     ) -> None:
         if not offload_timeout_s > 0:
             raise PartitionError(f"offload_timeout_s must be > 0, got {offload_timeout_s!r}")
+        if partition is not None and answer_at is not None:
+            partition.check_truncation(answer_at)
         super().__init__(partition, threshold, metrics, compute_slowdown)
+        self.answer_at = answer_at
+        """Serve the model truncated at its k-th edge exit (`Partition.run_edge`)."""
         self._offload = offload
         self._timeout_s = float(offload_timeout_s)
         self._last_failure: str | None = None
@@ -145,7 +150,13 @@ class EdgeDataplane(Served):
         started = time.perf_counter()
         outcome = await asyncio.get_running_loop().run_in_executor(
             self._executor,
-            partial(partition.run_edge, batch, threshold, slowdown=self.compute_slowdown),
+            partial(
+                partition.run_edge,
+                batch,
+                threshold,
+                slowdown=self.compute_slowdown,
+                answer_at=self.answer_at,
+            ),
         )
         edge_ms = ms(time.perf_counter() - started)
         placed = [

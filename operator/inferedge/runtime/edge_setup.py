@@ -137,6 +137,7 @@ def build_edge(
         offload_timeout_s=config.offload_timeout_s,
         metrics=metrics,
         compute_slowdown=config.compute_slowdown,
+        answer_at=config.answer_at_exit,
     )
     batcher = EdgeBatcher(
         dataplane, batch_size=config.edge_batch_size, max_wait_ms=config.edge_max_wait_ms

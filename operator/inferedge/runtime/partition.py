@@ -260,15 +260,24 @@ class Partition:
         # torch warns on read-only memory (e.g. a decoded network buffer), so copy that.
         return x if x.flags.writeable else x.copy()
 
-    def run_edge(self, x: np.ndarray, threshold: float, *, slowdown: float = 1.0) -> EdgeOutcome:
+    def run_edge(
+        self,
+        x: np.ndarray,
+        threshold: float,
+        *,
+        slowdown: float = 1.0,
+        answer_at: int | None = None,
+    ) -> EdgeOutcome:
         """Run the edge part on a batch, answering each row at the first exit confident enough.
 
         Rows no exit answered come back as their activations at the split, with every edge
         exit's opinion of them, for the cloud (or for a degraded answer when it fails).
-        `slowdown` stretches every model call (see the module docstring).
+        `slowdown` stretches every model call (see the module docstring). `answer_at` serves
+        the model truncated at its k-th edge exit (1-based): no earlier exit is tested, and
+        that one answers every row (a lighter version of the model).
         """
         x = self.batch(x)
-        walk = self._walk(x, [threshold] * x.shape[0], slowdown)
+        walk = self._walk(x, [threshold] * x.shape[0], slowdown, answer_at=answer_at)
         return EdgeOutcome(
             answers=tuple(walk.answers),
             pending=tuple(walk.rows),
@@ -296,8 +305,23 @@ class Partition:
         answers = self._walk(x, list(thresholds), slowdown).answers
         return [a for a in answers if a is not None]
 
+    def check_truncation(self, answer_at: int) -> None:
+        """PartitionError unless this edge part has a k-th exit to answer at (k = `answer_at`)."""
+        edge_exits = [e for e in self.exits if e.part == "edge"]
+        if self.part != "edge" or not 1 <= answer_at <= len(edge_exits):
+            raise PartitionError(
+                f"answer at exit {answer_at}: plan {self.plan_hash} has {len(edge_exits)} edge "
+                "exits"
+            )
+
     def _walk(
-        self, x: np.ndarray, thresholds: list[float], slowdown: float, *, record: bool = True
+        self,
+        x: np.ndarray,
+        thresholds: list[float],
+        slowdown: float,
+        *,
+        record: bool = True,
+        answer_at: int | None = None,
     ) -> _Walk:
         n = x.shape[0]
         walk = _Walk(
@@ -312,7 +336,13 @@ class Partition:
             key: StepKey = ("segment", loaded.step.start, loaded.step.end)
             walk.activation = walk.call(loaded.segment, walk.activation, key)
             if loaded.head is not None or loaded.step.final:
-                self._test_exit(loaded, walk, thresholds)
+                tested = thresholds
+                if answer_at is not None and not loaded.step.final:
+                    position = self._exit_ids(loaded)[0] + 1
+                    if position < answer_at:
+                        continue  # the truncated version has no exit before its last
+                    tested = [0.0] * len(thresholds)  # its last answers every row
+                self._test_exit(loaded, walk, tested)
                 if not walk.rows:
                     break
         return walk

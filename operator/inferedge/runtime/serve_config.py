@@ -75,6 +75,8 @@ class ServeConfig:
     """Edge of an operating space: the hysteresis of its moves."""
     probe_interval_s: float = 0.2
     """Edge of an operating space: probe the link after this long without a measurement."""
+    answer_at_exit: int | None = None
+    """Edge: serve the model truncated at its k-th edge exit, a lighter version of it."""
     pool: str | None = None
     """Edge of a site: the pool this replica belongs to; it then also takes the dispatcher's
     requests over NATS and sends it heartbeats (`runtime.pool_member`)."""
