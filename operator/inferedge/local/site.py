@@ -15,7 +15,7 @@ layers, and the versions' clouds would share one offload subject. A version whos
 is refused in one line naming the fix (partitioning strategy memory, memoryFraction 1).
 A truncated version (`exit: k`) is the model itself served with `--answer-at-exit k`: its
 artifact set, its k-th edge exit's accuracy, and the share of the whole model's time that path
-takes.
+takes (`core.site_table`, which the operator uses too).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from inferedge.api.model_spec import ModelVersion
 from inferedge.api.pipeline import InferencePipeline, StorageSpec
 from inferedge.core.distribution import Distribution, Pool, VersionFigures, distribute
 from inferedge.core.errors import InferedgeError
-from inferedge.core.exploration import ExplorationRow, exploration_row, with_exits
+from inferedge.core.exploration import ExplorationRow
 from inferedge.core.profile import MeasuredProfile, parse_profile
+from inferedge.core.site_table import served_version, site_rows
 from inferedge.local.runner import Prepared, prepare, run_step, thread_env
 from inferedge.steps.reporting import Reporter
 from inferedge.storage import open_store, read_text
@@ -151,13 +152,16 @@ def prepare_site(
         _check_whole_on_edge(version.label, prepared)
         versions[version.label] = prepared
     reference = spec.model.all_versions()[0].label
-    for label, k in truncations.items():
-        versions[label] = _truncated(label, k, versions[reference])
-    table = []
+    for label in truncations:
+        versions[label] = versions[reference]
+    table: list[ExplorationRow] = []
     classes = {p.profile: devices[p.name] for p in spec.edge.resolved_pools()}
     profiles: dict[tuple[str, str], MeasuredProfile] = {}
     for label, prepared in versions.items():
-        accuracy, fraction = _served_share(prepared, truncations.get(label))
+        calibration = prepared.manifest.calibration
+        if calibration is None:
+            raise InferedgeError(f"version {label}: its artifact set has no calibration")
+        served = served_version(label, prepared.plan, calibration, truncations.get(label))
         for profile_name, device in classes.items():
             key = (prepared.plan.hash, profile_name)
             if key not in profiles:
@@ -166,8 +170,7 @@ def prepare_site(
                     if profile_name == spec.edge.reference.profile
                     else _profile_on(prepared, device, reporter, threads)
                 )
-            row = exploration_row(profile_name, label, profiles[key], accuracy)
-            table.append(with_exits(row, fraction))
+        table += site_rows({c: profiles[prepared.plan.hash, c] for c in classes}, served)
     target = spec.distribution
     pools = spec.edge.resolved_pools()
     decided = distribute(
@@ -177,30 +180,6 @@ def prepare_site(
         max_utilization=target.max_utilization,
     )
     return PreparedSite(pipeline, versions, truncations, pools, devices, tuple(table), decided, out)
-
-
-def _truncated(label: str, exit_number: int, reference: Prepared) -> Prepared:
-    """The model's own set, checked to have the exit the truncated version answers at."""
-    edge_exits = [e for e in reference.plan.exits if e.part == "edge"]
-    if exit_number > len(edge_exits):
-        raise InferedgeError(
-            f"version {label}: the plan placed {len(edge_exits)} edge exits, not {exit_number}"
-        )
-    return reference
-
-
-def _served_share(prepared: Prepared, answer_at: int | None) -> tuple[float, float]:
-    """A version's test accuracy and the share of its whole model's time a request costs on
-    average: at its calibrated threshold (most requests leave at an early exit), or, truncated,
-    always through its k-th exit."""
-    test = prepared.evaluation.test
-    whole = prepared.plan.final_latency_ms
-    if answer_at is not None:
-        return test.exit_accuracy[answer_at - 1], min(
-            test.exit_latency_ms[answer_at - 1] / whole, 1.0
-        )
-    chosen = prepared.evaluation.chosen("test")
-    return chosen.accuracy, min(chosen.latency_ms / whole, 1.0)
 
 
 def _profile_on(
