@@ -13,6 +13,7 @@ from typing import Any
 
 from inferedge.api.convert import link_for
 from inferedge.api.device_profile import DeviceProfileSpec
+from inferedge.api.edge_pools import EdgePool
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.controller import naming
 from inferedge.controller.pods import (
@@ -116,8 +117,32 @@ def serve_args(role: Role) -> list[str]:
     ]
 
 
+def pool_env(pool: str, answer_at: int | None) -> list[dict[str, Any]]:
+    """What makes an edge pod a replica of a site's pool: the pool, the pod's own name as the
+    replica's (a DNS label: Kubernetes cuts generated pod names to 63 characters), and the
+    edge exit every request answers at when the pool serves a truncated version."""
+    env: list[dict[str, Any]] = [
+        {"name": "INFEREDGE_POOL", "value": pool},
+        {
+            "name": "INFEREDGE_REPLICA",
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+        },
+    ]
+    if answer_at is not None:
+        env.append({"name": "INFEREDGE_ANSWER_AT_EXIT", "value": str(answer_at)})
+    return env
+
+
 def _probe(path: str, period: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period}
+
+
+def probes() -> dict[str, Any]:
+    """The OIP v2 health probes every serving container has, on its `http` port."""
+    return {
+        "readinessProbe": _probe("/v2/health/ready", 5),
+        "livenessProbe": {**_probe("/v2/health/live", 10), "failureThreshold": 6},
+    }
 
 
 def build_deployment(
@@ -130,20 +155,36 @@ def build_deployment(
     images: Images,
     nats_secrets: NatsSecrets = DEFAULT_NATS_SECRETS,
     clock_agent_dir: str = CLOCK_AGENT_DIR,
+    pool: EdgePool | None = None,
+    answer_at: int | None = None,
 ) -> KubeObject:
     """The edge or cloud Deployment; pods restart when the config hash changes, and sign in
     to NATS as their role's identity (see `pods.nats_env`). An edge that tunes its clocks
-    mounts the node's `clock_agent_dir` where serve looks for the agent's socket."""
+    mounts the node's `clock_agent_dir` where serve looks for the agent's socket.
+
+    An edge Deployment serves one pool of the edge (`pool`, by default the reference pool;
+    `device` is that pool's DeviceProfile): with `spec.edge.pools` it is named and labelled
+    after the pool; the single form's is `<pipeline>-edge`, as it always was. With
+    `spec.distribution` its pods join the site as replicas of the pool (`pool_env`), answering
+    at the edge exit `answer_at` when the pool serves a truncated version."""
     meta = owner["metadata"]
     pipeline, namespace = meta["name"], meta["namespace"]
     names = naming.PipelineNames(pipeline)
     labels = naming.pipeline_labels(pipeline, role)
     selector = {naming.INSTANCE_LABEL: pipeline, naming.COMPONENT_LABEL: role}
+    served = pool if pool is not None else spec.edge.reference
+    env = [*store_env(spec.storage), *nats_env(spec.messaging, role, nats_secrets)]
+    if role == "edge":
+        if spec.edge.pools is not None:
+            labels = naming.pool_labels(pipeline, served.name)
+            selector[naming.POOL_LABEL] = served.name
+        if spec.distribution is not None:
+            env += pool_env(served.name, answer_at)
     container = build_container(
         role,
         images.for_role(role, spec.model.framework),
         args=serve_args(role),
-        env=[*store_env(spec.storage), *nats_env(spec.messaging, role, nats_secrets)],
+        env=env,
         resources=container_resources(device),
         pull_policy=images.pull_policy,
         extra_mounts=[{"name": "cache", "mountPath": CACHE_DIR}],
@@ -163,11 +204,9 @@ def build_deployment(
             {"name": "clock-agent", "mountPath": CLOCK_AGENT_DIR, "readOnly": True}
         )
     container["ports"] = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
-    container["readinessProbe"] = _probe("/v2/health/ready", 5)
-    container["livenessProbe"] = {**_probe("/v2/health/live", 10), "failureThreshold": 6}
-    ref = spec.edge.reference if role == "edge" else spec.cloud
+    container.update(probes())
     deployment_spec: dict[str, Any] = {
-        "replicas": ref.replicas,
+        "replicas": served.replicas if role == "edge" else spec.cloud.replicas,
         "selector": {"matchLabels": selector},
         "template": {
             "metadata": {
@@ -183,7 +222,7 @@ def build_deployment(
             },
         },
     }
-    name = names.edge if role == "edge" else names.cloud
+    name = names.edge_of(spec.edge, served.name) if role == "edge" else names.cloud
     metadata = object_metadata(name, namespace, owner, labels)
     metadata["annotations"] = {naming.TEMPLATE_HASH: json_digest(deployment_spec)}
     return {
@@ -194,20 +233,25 @@ def build_deployment(
     }
 
 
-def build_cloud_service(*, owner: Mapping[str, Any]) -> KubeObject:
-    """A ClusterIP Service in front of the cloud pods (health, metrics, OIP metadata)."""
+def build_service(*, owner: Mapping[str, Any], name: str, component: str) -> KubeObject:
+    """A ClusterIP Service on port `http` in front of the pipeline's `component` pods."""
     meta = owner["metadata"]
     pipeline = meta["name"]
-    names = naming.PipelineNames(pipeline)
-    labels = naming.pipeline_labels(pipeline, "cloud")
+    labels = naming.pipeline_labels(pipeline, component)
     service_spec = {
         "type": "ClusterIP",
-        "selector": {naming.INSTANCE_LABEL: pipeline, naming.COMPONENT_LABEL: "cloud"},
+        "selector": {naming.INSTANCE_LABEL: pipeline, naming.COMPONENT_LABEL: component},
         "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
     }
-    metadata = object_metadata(names.cloud, meta["namespace"], owner, labels)
+    metadata = object_metadata(name, meta["namespace"], owner, labels)
     metadata["annotations"] = {naming.TEMPLATE_HASH: json_digest(service_spec)}
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": service_spec}
+
+
+def build_cloud_service(*, owner: Mapping[str, Any]) -> KubeObject:
+    """A ClusterIP Service in front of the cloud pods (health, metrics, OIP metadata)."""
+    name = naming.PipelineNames(owner["metadata"]["name"]).cloud
+    return build_service(owner=owner, name=name, component="cloud")
 
 
 def build_event(

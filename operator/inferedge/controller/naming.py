@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from inferedge.api.base import API_GROUP, API_VERSION
+from inferedge.api.edge_pools import EdgeSpec
 from inferedge.api.pipeline import InferencePipelineSpec
 
 GROUP: Final = API_GROUP
@@ -28,10 +29,12 @@ COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 PIPELINE_LABEL: Final = f"{PREFIX}/pipeline"
 DEVICE_PROFILE_LABEL: Final = f"{PREFIX}/device-profile"
 KEY_LABEL: Final = f"{PREFIX}/key"  # the step hash a Job was made for
+POOL_LABEL: Final = f"{PREFIX}/pool"  # the edge pool (spec.edge.pools) a Deployment serves
 
 # Annotations on children: the hash of the desired object, compared to decide on a replace.
 TEMPLATE_HASH: Final = f"{PREFIX}/template-hash"
 CONFIG_HASH: Final = f"{PREFIX}/config-hash"
+SITE_HASH: Final = f"{PREFIX}/site-hash"  # the dispatcher's site file, on its pod template
 
 # Job names end up in pod labels, which are limited to 63 characters; the longest suffixes
 # are "-export-<8 hex>" for a pipeline and "-profile-<8 hex>" for a DeviceProfile.
@@ -63,10 +66,28 @@ class PipelineNames:
         """The edge Deployment."""
         return f"{self.pipeline}-edge"
 
+    def edge_pool(self, pool: str) -> str:
+        """The edge Deployment of one pool of `spec.edge.pools`."""
+        return f"{self.pipeline}-edge-{pool}"
+
+    def edge_of(self, edge: EdgeSpec, pool: str) -> str:
+        """The edge Deployment serving `pool`: the single form's one pool is `edge`."""
+        return self.edge if edge.pools is None else self.edge_pool(pool)
+
     @property
     def cloud(self) -> str:
         """The cloud Deployment and its Service."""
         return f"{self.pipeline}-cloud"
+
+    @property
+    def site(self) -> str:
+        """The ConfigMap with a site's dispatcher file (spec.distribution)."""
+        return f"{self.pipeline}-site"
+
+    @property
+    def dispatcher(self) -> str:
+        """A site's dispatcher Deployment and its Service (spec.distribution)."""
+        return f"{self.pipeline}-dispatcher"
 
     @property
     def config(self) -> str:
@@ -91,6 +112,11 @@ def pipeline_labels(pipeline: str, component: str) -> dict[str, str]:
         MANAGED_BY_LABEL: MANAGED_BY,
         PIPELINE_LABEL: pipeline,
     }
+
+
+def pool_labels(pipeline: str, pool: str) -> dict[str, str]:
+    """Labels of the edge Deployment (and pods) of one pool of `spec.edge.pools`."""
+    return {**pipeline_labels(pipeline, "edge"), POOL_LABEL: pool}
 
 
 def profile_labels(device_profile: str, key: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from inferedge import __version__
 from inferedge.api.device_profile import DeviceProfileSpec
@@ -32,6 +32,8 @@ CLOCK_AGENT_DIR: Final = "/run/inferedge"
 """Where an edge pod finds the clock agent's socket (the serve command's default), and the
 node directory the agent listens in by default (the chart's clockAgent.socketDir)."""
 NON_ROOT_UID: Final = 65532
+PodIdentity = Literal["edge", "cloud", "dispatcher"]
+"""The NATS identities pods sign in as (`inferedge.core.identities`)."""
 EDGE_DEFAULT_SELECTOR: Final = {"kubernetes.io/arch": "arm64"}
 
 # Secret keys the operator reads (documented in docs/controller.md).
@@ -47,8 +49,8 @@ NATS_INBOX_PREFIX_ENV: Final = "INFEREDGE_NATS_INBOX_PREFIX"
 
 @dataclass(frozen=True)
 class NatsSecrets:
-    """Names of the Secrets (keys `user` and `password`) with the NATS sign-in of the edge and
-    cloud identities, one of each in every namespace where pipelines run.
+    """Names of the Secrets (keys `user` and `password`) with the NATS sign-in of the edge,
+    cloud and dispatcher identities, one of each in every namespace where pipelines run.
 
     The chart writes them (`natsAuth`); the defaults are the names it uses. A pod whose Secret
     is missing starts without NATS credentials, which only a server without authorization
@@ -57,10 +59,11 @@ class NatsSecrets:
 
     edge: str = "inferedge-nats-edge"
     cloud: str = "inferedge-nats-cloud"
+    dispatcher: str = "inferedge-nats-dispatcher"
 
-    def for_role(self, role: Role) -> str:
+    def for_role(self, role: PodIdentity) -> str:
         """The Secret of the identity that pods of `role` sign in as."""
-        return self.edge if role == "edge" else self.cloud
+        return {"edge": self.edge, "cloud": self.cloud, "dispatcher": self.dispatcher}[role]
 
 
 DEFAULT_NATS_SECRETS: Final = NatsSecrets()
@@ -129,7 +132,7 @@ def store_env(storage: StorageSpec) -> list[dict[str, Any]]:
 
 
 def nats_env(
-    messaging: MessagingSpec, role: Role, secrets: NatsSecrets = DEFAULT_NATS_SECRETS
+    messaging: MessagingSpec, role: PodIdentity, secrets: NatsSecrets = DEFAULT_NATS_SECRETS
 ) -> list[dict[str, Any]]:
     """NATS sign-in of a `role` pod: from the pipeline's own Secret in spec.messaging if it
     names one, else from its role's Secret; every key is optional in the Secret. The inbox
