@@ -120,6 +120,15 @@ class ObjectCache:
                 if ns == namespace and job.meta.labels.get(naming.PIPELINE_LABEL) == pipeline:
                     yield job
 
+    def deployments_of(self, namespace: str, pipeline: str) -> Iterator[DeploymentView]:
+        """The Deployments a pipeline owns (edge pools, cloud, a site's dispatcher)."""
+        for (ns, _), store in list(self._indices.deployments.items()):
+            for body in store:
+                deployment = DeploymentView.from_body(body)
+                labels = deployment.meta.labels
+                if ns == namespace and labels.get(naming.PIPELINE_LABEL) == pipeline:
+                    yield deployment
+
     def users_of(self, namespace: str, device_profile: str) -> list[str]:
         """Names of the pipelines whose spec refers to `device_profile`."""
         return sorted(

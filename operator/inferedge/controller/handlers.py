@@ -112,7 +112,7 @@ def job_index(
 def deployment_index(
     namespace: str | None, name: str | None, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], Any]:
-    """The Deployments the operator made (edge and cloud)."""
+    """The Deployments the operator made (each edge pool's, the cloud's, a dispatcher)."""
     return {_key(namespace, name): plain(body)}
 
 

@@ -74,3 +74,36 @@ def rollout_facts(
         updated=deployment.updated_replicas,
         ready=deployment.ready_replicas,
     )
+
+
+NAME_MAX = 253
+"""The longest name a part's status shows (`PartStatus.deployment`)."""
+
+
+def combined_rollout(parts: list[RolloutFacts]) -> RolloutFacts:
+    """Several Deployments that serve one part (each edge pool's, a site's dispatcher) as one:
+    current and rolled out when each is, pods ready when each has its pods ready.
+
+    One Deployment stands for itself. Counts are summed with each Deployment's ready and
+    updated pods capped at its own wanted replicas, so a surplus in one (a rolling update's
+    surge) never hides a shortfall in another. Names are joined (cut to 253 characters).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    name = ", ".join(p.name for p in parts)
+    if len(name) > NAME_MAX:
+        name = name[: NAME_MAX - 3] + "..."
+    currents = [p.current for p in parts]
+    current = None if any(c is None for c in currents) else all(currents)
+    existing = [p for p in parts if p.exists]
+    if not existing:
+        return RolloutFacts(name=name, exists=False, current=current)
+    return RolloutFacts(
+        name=name,
+        exists=True,
+        current=current,
+        observed=all(p.observed for p in existing),
+        desired=sum(p.desired for p in existing),
+        updated=sum(min(p.updated, p.desired) for p in existing),
+        ready=sum(min(p.ready, p.desired) for p in existing),
+    )

@@ -7,22 +7,26 @@ the decision will use, built from the same inputs so facts and actions cannot di
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from inferedge.api import keys
+from inferedge.api.base import DNS_LABEL
 from inferedge.api.convert import pipeline_plan
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.api.pipeline_status import ArtifactRef, PlanSummary
-from inferedge.controller import builders, jobs, naming, pods
+from inferedge.controller import builders, jobs, naming, pods, site_builders, site_plan
 from inferedge.controller.cache import ObjectCache
 from inferedge.controller.kube import CONFIG_MAPS, Kube
-from inferedge.controller.observe import job_facts, job_snapshot, rollout_facts
+from inferedge.controller.observe import combined_rollout, job_facts, job_snapshot, rollout_facts
 from inferedge.controller.stores import StoreFailure, Stores
 from inferedge.controller.views import PipelineView
+from inferedge.core.distribution import DistributionError
 from inferedge.core.errors import InferedgeError, describe_validation_error
 from inferedge.core.facts import (
     ArtifactFacts,
@@ -33,11 +37,13 @@ from inferedge.core.facts import (
     RolloutFacts,
     waits,
 )
-from inferedge.core.manifest import artifact_prefix
+from inferedge.core.manifest import Manifest, artifact_prefix
 from inferedge.core.plan import Plan
 from inferedge.core.profile import MeasuredProfile
-from inferedge.core.roles import ROLES, Role
+from inferedge.core.roles import Role
 from inferedge.storage import ArtifactStore
+
+_DNS_LABEL = re.compile(DNS_LABEL)
 
 
 @dataclass(frozen=True)
@@ -61,13 +67,25 @@ class Desired:
     pipeline: PipelineView
     spec: InferencePipelineSpec | None = None
     devices: dict[Role, tuple[str, DeviceProfileSpec]] = field(default_factory=dict)
+    """The reference pool's DeviceProfile (the plan is made on it) and the cloud's."""
+    classes: dict[str, DeviceProfileSpec] = field(default_factory=dict)
+    """Every edge pool's DeviceProfile, by name, in the order of the pools."""
+    edge_profiles: dict[str, MeasuredProfile] = field(default_factory=dict)
+    """The model's profile on each of `classes`, once every one is recorded."""
     store: ArtifactStore | None = None
     plan: Plan | None = None
     plan_key: str = ""
     inputs: jobs.TrainingInputs | None = None
     config_map: dict[str, Any] | None = None
-    deployments: dict[Role, dict[str, Any]] = field(default_factory=dict)
+    edges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The edge Deployment of each pool, by pool name."""
+    cloud: dict[str, Any] | None = None
     service: dict[str, Any] | None = None
+    site: site_plan.SiteDecision | None = None
+    """spec.distribution: each pool's version and share, decided from the exported set."""
+    site_config_map: dict[str, Any] | None = None
+    dispatcher: dict[str, Any] | None = None
+    dispatcher_service: dict[str, Any] | None = None
     summary: PlanSummary | None = None
     threshold: float | None = None
     offload_ratio: float | None = None
@@ -76,10 +94,16 @@ class Desired:
 
 @dataclass(frozen=True)
 class Gathered:
-    """The facts for the lifecycle and what its actions would create."""
+    """The facts for the lifecycle and what its actions would create.
+
+    `facts.edge` is every pool's edge Deployment together, and with spec.distribution the
+    dispatcher's too (the site serves when all of them do); `edge` is the pools' alone (for
+    status.edge) and `pools` each pool's, by pool name."""
 
     facts: PipelineFacts
     desired: Desired
+    edge: RolloutFacts | None = None
+    pools: Mapping[str, RolloutFacts] = field(default_factory=dict)
 
 
 def _validate(pipeline: PipelineView) -> tuple[InferencePipelineSpec | None, Failure | None]:
@@ -87,10 +111,18 @@ def _validate(pipeline: PipelineView) -> tuple[InferencePipelineSpec | None, Fai
     if problem:
         return None, waits("InvalidName", problem, "recreate the pipeline with a shorter name")
     try:
-        return InferencePipelineSpec.model_validate(pipeline.spec), None
+        spec = InferencePipelineSpec.model_validate(pipeline.spec)
     except ValidationError as exc:
         text = describe_validation_error(exc, "spec")
         return None, waits("InvalidSpec", text, "fix the spec and apply it again")
+    if spec.distribution is not None and not _DNS_LABEL.fullmatch(pipeline.meta.name):
+        return None, waits(
+            "InvalidName",
+            f"metadata.name: a pipeline with spec.distribution names its site's NATS subjects "
+            f"and must be a DNS-1123 label (no dots), got {pipeline.meta.name!r}",
+            "recreate the pipeline with such a name",
+        )
+    return spec, None
 
 
 def _device(
@@ -98,6 +130,20 @@ def _device(
 ) -> tuple[str, DeviceProfileSpec] | Failure:
     name = (spec.edge.reference if role == "edge" else spec.cloud).profile
     field_name = spec.edge.reference_field() if role == "edge" else "spec.cloud.profile"
+    return _lookup(objects, namespace, name, field_name, role)
+
+
+def pool_field(spec: InferencePipelineSpec, index: int) -> str:
+    """Where the `index`-th pool's DeviceProfile is named in the spec."""
+    if spec.edge.pools is None:
+        return spec.edge.reference_field()
+    return f"spec.edge.pools[{index}].profile"
+
+
+def _lookup(
+    objects: ObjectCache, namespace: str, name: str, field_name: str, role: Role
+) -> tuple[str, DeviceProfileSpec] | Failure:
+    """The DeviceProfile `name` that `field_name` names, of role `role`."""
     view = objects.device_profile((namespace, name))
     if view is None:
         return waits(
@@ -123,16 +169,11 @@ def _device(
     return name, device
 
 
-def _rollouts(
-    objects: ObjectCache, namespace: str, pipeline: str, desired: Desired
-) -> dict[Role, RolloutFacts]:
-    names = naming.PipelineNames(pipeline)
-    out = {}
-    for role, name in zip(ROLES, (names.edge, names.cloud), strict=True):
-        built = desired.deployments.get(role)
-        want = builders.template_hash(built) if built is not None else None
-        out[role] = rollout_facts(name, objects.deployment(namespace, name), want)
-    return out
+def _rollout(
+    objects: ObjectCache, namespace: str, name: str, built: dict[str, Any] | None
+) -> RolloutFacts:
+    want = builders.template_hash(built) if built is not None else None
+    return rollout_facts(name, objects.deployment(namespace, name), want)
 
 
 async def gather(sources: Sources, pipeline: PipelineView) -> Gathered:
@@ -141,9 +182,27 @@ async def gather(sources: Sources, pipeline: PipelineView) -> Gathered:
     generation = pipeline.meta.generation or 0
     desired = Desired(pipeline=pipeline)
     facts = await _steps(sources, namespace, name, generation, desired)
-    rollouts = _rollouts(sources.objects, namespace, name, desired)
-    facts = replace(facts, edge=rollouts["edge"], cloud=rollouts["cloud"])
-    return Gathered(facts=facts, desired=desired)
+    names, objects, spec = naming.PipelineNames(name), sources.objects, desired.spec
+    if spec is None:  # nothing says which pools there are: the single form's Deployment
+        pools = {"edge": _rollout(objects, namespace, names.edge, None)}
+    else:
+        pools = {
+            pool.name: _rollout(
+                objects,
+                namespace,
+                names.edge_of(spec.edge, pool.name),
+                desired.edges.get(pool.name),
+            )
+            for pool in spec.edge.resolved_pools()
+        }
+    edge = combined_rollout(list(pools.values()))
+    site = edge
+    if spec is not None and spec.distribution is not None:
+        dispatcher = _rollout(objects, namespace, names.dispatcher, desired.dispatcher)
+        site = combined_rollout([*pools.values(), dispatcher])
+    cloud = _rollout(objects, namespace, names.cloud, desired.cloud)
+    facts = replace(facts, edge=site, cloud=cloud)
+    return Gathered(facts=facts, desired=desired, edge=edge, pools=pools)
 
 
 async def _steps(
@@ -153,11 +212,20 @@ async def _steps(
     if problem is not None or spec is None:
         return PipelineFacts(generation, blocker=problem)
     desired.spec = spec
-    for role in ROLES:
-        found = _device(sources.objects, namespace, spec, role)
+    for index, pool in enumerate(spec.edge.resolved_pools()):
+        if pool.profile in desired.classes:
+            continue
+        field_name = pool_field(spec, index)
+        found = _lookup(sources.objects, namespace, pool.profile, field_name, "edge")
         if isinstance(found, Failure):
             return PipelineFacts(generation, blocker=found)
-        desired.devices[role] = found
+        desired.classes[pool.profile] = found[1]
+    reference = spec.edge.reference.profile
+    desired.devices["edge"] = (reference, desired.classes[reference])
+    found = _device(sources.objects, namespace, spec, "cloud")
+    if isinstance(found, Failure):
+        return PipelineFacts(generation, blocker=found)
+    desired.devices["cloud"] = found
     try:
         desired.store = await sources.stores.open(namespace, spec.storage)
         profiles = await _profiles(sources, namespace, spec, desired)
@@ -167,8 +235,11 @@ async def _steps(
     loaded = [profile for _, profile in profiles]
     if any(p is None for p in loaded):
         return PipelineFacts(generation, profiles=states)
-    edge, cloud = loaded
-    assert edge is not None
+    *edges, cloud = loaded
+    desired.edge_profiles = {
+        name: profile for name, profile in zip(desired.classes, edges, strict=True) if profile
+    }
+    edge = desired.edge_profiles[reference]
     assert cloud is not None
     try:
         plan = pipeline_plan(spec, desired.devices["edge"][1], edge, cloud)
@@ -232,10 +303,14 @@ def _describe(plan: Plan) -> str:
 async def _profiles(
     sources: Sources, namespace: str, spec: InferencePipelineSpec, desired: Desired
 ) -> list[tuple[ProfileFacts, MeasuredProfile | None]]:
+    """Each edge class's profile of the model (in the order of the pools), then the cloud's."""
     out: list[tuple[ProfileFacts, MeasuredProfile | None]] = []
     assert desired.store is not None
-    for role in ROLES:
-        name, device = desired.devices[role]
+    classes: list[tuple[Role, str, DeviceProfileSpec]] = [
+        *(("edge", name, device) for name, device in desired.classes.items()),
+        ("cloud", *desired.devices["cloud"]),
+    ]
+    for role, name, device in classes:
         key = keys.profiling_key(spec, device)
         label = naming.profile_result_label(spec, key)
         view = sources.objects.device_profile((namespace, name))
@@ -343,14 +418,36 @@ async def _training(
         export_run=stamp,
         digests=manifest.digests(),
     )
+    if spec.distribution is not None:
+        decided = _decide_site(spec, desired, manifest)
+        if isinstance(decided, Failure):
+            return replace(base, artifacts=decided)
+        desired.site = decided
     config_current = await _deploy_desired(sources, namespace, pipeline, desired, prefix)
     return replace(base, artifacts=artifacts, config_current=config_current)
+
+
+def _decide_site(
+    spec: InferencePipelineSpec, desired: Desired, manifest: Manifest
+) -> site_plan.SiteDecision | Failure:
+    """spec.distribution's decision from every pool class's profile and the exported set."""
+    hint = "change spec.distribution or spec.model.versions, or delete the export Job"
+    if manifest.calibration is None:
+        text = "spec.distribution: the exported set has no calibration to tell its accuracy"
+        return waits(site_plan.INVALID, text, hint)
+    try:
+        return site_plan.decide_site(
+            spec, desired.edge_profiles, manifest.plan, manifest.calibration
+        )
+    except DistributionError as exc:
+        return waits(site_plan.INVALID, f"spec.distribution: {exc}", hint)
 
 
 async def _deploy_desired(
     sources: Sources, namespace: str, pipeline: str, desired: Desired, prefix: str
 ) -> bool:
-    spec, body = desired.spec, desired.pipeline.raw
+    """Build the serving children; True when the ConfigMaps in the cluster are the desired."""
+    spec, body, site = desired.spec, desired.pipeline.raw, desired.site
     assert spec is not None
     assert desired.artifacts is not None
     data = builders.runtime_config(
@@ -359,17 +456,51 @@ async def _deploy_desired(
     config_map = builders.build_config_map(owner=body, data=data)
     desired.config_map = config_map
     config_hash = builders.template_hash(config_map) or ""
-    for role in ROLES:
-        desired.deployments[role] = builders.build_deployment(
+    for pool in spec.edge.resolved_pools():
+        desired.edges[pool.name] = builders.build_deployment(
             owner=body,
-            role=role,
+            role="edge",
             spec=spec,
-            device=desired.devices[role][1],
+            device=desired.classes[pool.profile],
             config_hash=config_hash,
             images=sources.images,
             nats_secrets=sources.nats_secrets,
             clock_agent_dir=sources.clock_agent_dir,
+            pool=pool,
+            answer_at=site.pool(pool.name).answer_at if site is not None else None,
         )
+    desired.cloud = builders.build_deployment(
+        owner=body,
+        role="cloud",
+        spec=spec,
+        device=desired.devices["cloud"][1],
+        config_hash=config_hash,
+        images=sources.images,
+        nats_secrets=sources.nats_secrets,
+        clock_agent_dir=sources.clock_agent_dir,
+    )
     desired.service = builders.build_cloud_service(owner=body)
-    current = await sources.kube.get(CONFIG_MAPS, namespace, naming.PipelineNames(pipeline).config)
-    return current is not None and builders.template_hash(current) == config_hash
+    names = naming.PipelineNames(pipeline)
+    wanted = {names.config: config_hash}
+    if site is not None:
+        config = site_plan.site_config(namespace, pipeline, spec, site)
+        site_map = site_builders.build_site_config_map(
+            owner=body, site_json=site_plan.site_json(config)
+        )
+        site_hash = builders.template_hash(site_map) or ""
+        desired.site_config_map = site_map
+        desired.dispatcher = site_builders.build_dispatcher(
+            owner=body,
+            spec=spec,
+            cloud=desired.devices["cloud"][1],
+            site_hash=site_hash,
+            images=sources.images,
+            nats_secrets=sources.nats_secrets,
+        )
+        desired.dispatcher_service = site_builders.build_dispatcher_service(owner=body)
+        wanted[names.site] = site_hash
+    for name, want in wanted.items():
+        current = await sources.kube.get(CONFIG_MAPS, namespace, name)
+        if current is None or builders.template_hash(current) != want:
+            return False
+    return True

@@ -122,8 +122,14 @@ class DeviceProfileReconciler:
                 spec = InferencePipelineSpec.model_validate(pipeline.spec)
             except ValidationError:
                 continue  # the pipeline reports its own invalid spec
-            ref = spec.edge.reference if device.role == "edge" else spec.cloud
-            if ref.profile != name:
+            # Every edge pool's class is profiled (the site's table has a row on each); the
+            # plan is made on the reference pool's.
+            used = (
+                {pool.profile for pool in spec.edge.resolved_pools()}
+                if device.role == "edge"
+                else {spec.cloud.profile}
+            )
+            if name not in used:
                 continue
             key = keys.profiling_key(spec, device)
             if key not in needs:
