@@ -257,3 +257,28 @@ def test_a_bad_pool_reference_waits_naming_its_field(
     labels = [j["metadata"]["labels"][naming.DEVICE_PROFILE_LABEL] for j in cluster.jobs()]
     assert profile not in labels
     assert cluster.api.items(ns_path("deployments")) == []
+
+
+def test_pools_without_a_distribution_serve_alone_and_a_removed_pool_goes(
+    cluster: Cluster, site_kubelet: Kubelet, store_dir: Path, run_operator: Operator
+) -> None:
+    cluster.apply(site_docs(store_dir, distribution=None))
+    path = ns_path("ipl", name=NAME)
+    with run_operator():
+        body = cluster.wait_ready(NAME)
+        names = {d["metadata"]["name"] for d in cluster.api.items(ns_path("deployments"))}
+        assert names == {f"{NAME}-edge-{p}" for p in POOLS} | {f"{NAME}-cloud"}
+        assert cluster.api.get(ns_path("configmaps", name=f"{NAME}-site")) is None
+        assert len(cluster.jobs("profile")) == 4  # still profiled on every class
+        pools = copy.deepcopy(body["spec"]["edge"]["pools"])[:2]
+        cluster.api.merge(path, {"spec": {"edge": {"pools": pools}}})
+        body = cluster.wait_ready(NAME)
+        wait_for(
+            "the removed pool's Deployment to go",
+            lambda: cluster.api.get(deployment(f"{NAME}-edge-pi4")) is None,
+        )
+    status = body["status"]
+    assert "distribution" not in status
+    assert "Distributed" not in {c["type"] for c in status["conditions"]}
+    assert status["edge"]["replicas"] == 2
+    assert cluster.api.get(deployment(f"{NAME}-edge-xu4")) is not None
