@@ -52,28 +52,32 @@ def _wait_for_replicas(url: str, expected: dict[str, int]) -> SiteStatus:
     raise AssertionError(f"replicas never reached {expected}: {status}")
 
 
-def _site(tmp_path: Path, **pools: int) -> Path:
+def _site(tmp_path: Path, fixed_shares: dict[str, float] | None = None, **pools: int) -> Path:
     config = SiteConfig(
         namespace="default",
         pipeline="main",
         input_shape=SHAPE,
         target_rate=20,
         pools=tuple(
-            SitePool(name=name, version="small", replicas=n, throughput=50, accuracy=0.9)
+            SitePool(
+                name=name, version="small", replicas=n, throughput=50, accuracy=0.9,
+                queue_limit=1 if fixed_shares else 4,
+            )
             for name, n in pools.items()
         ),
         beat_timeout_s=1.0,
         request_timeout_s=20,
-    )
+        fixed_shares=fixed_shares,
+    )  # fmt: skip
     path = tmp_path / "site.json"
     path.write_text(config.model_dump_json(by_alias=True))
     return path
 
 
 def _replica(
-    bus: LocalBus, exported: Exported, tmp_path: Path, pool: str, name: str
+    bus: LocalBus, exported: Exported, tmp_path: Path, pool: str, name: str, *more: str
 ) -> ServerProcess:
-    extra = ("--threshold", "0", "--pool", pool, "--replica", name)
+    extra = ("--threshold", "0", "--pool", pool, "--replica", name, *more)
     return bus.server("edge", args(exported, "edge", *extra), tmp_path / f"{name}.log")
 
 
@@ -140,3 +144,21 @@ def test_the_dispatcher_spreads_requests_and_loses_none_when_a_replica_dies(
             urllib.request.urlopen(request, timeout=10)
         assert caught.value.code == 400
         assert infer(url, x)["outputs"] == edge_answer["outputs"]
+
+
+def test_fixed_shares_are_followed_strictly_even_when_a_pool_is_slow(
+    bus: LocalBus, exported: Exported, tmp_path: Path, images: Callable[..., np.ndarray]
+) -> None:
+    fast = _replica(bus, exported, tmp_path, "a", "a-0")
+    slow = _replica(bus, exported, tmp_path, "b", "b-0", "--emulate-slowdown", "30")
+    site = _site(tmp_path, fixed_shares={"a": 1.0, "b": 1.0}, a=1, b=1)
+    dispatcher = bus.server("dispatcher", ["--site", str(site), "--port", "0"], tmp_path / "d.log")
+    x = images(1)
+    with fast, slow, dispatcher:
+        url = dispatcher.started.url
+        _wait_for_replicas(url, {"a": 1, "b": 1})
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: infer(url, x), range(16)))
+        assert len(answers) == 16
+        # A round robin that passed over its slow pool would send it fewer than half.
+        assert {p.name: p.answered for p in _status(url).pools} == {"a": 8, "b": 8}

@@ -281,6 +281,7 @@ def _site(
 ) -> None:
     """A site of several edge pools: every version prepared, decided, served at the target."""
     from inferedge.cli.views import versions_table
+    from inferedge.core.site_choice import pool_versions
     from inferedge.local.site import prepare_site
     from inferedge.local.site_serving import SiteSettings, serve_policy
     from inferedge.report.site import distribution_markdown, write_site
@@ -290,11 +291,10 @@ def _site(
     click.echo(distribution_markdown(site.distribution))
     served = status = None
     if serve:
-        versions = {a.pool: a.version for a in site.distribution.assignments}
-        for pool in site.pools:  # a pool without a share still serves its fastest version
-            versions.setdefault(pool.name, min(
-                (r for r in site.table if r.device == pool.profile), key=lambda r: -r.throughput
-            ).version)  # fmt: skip
+        target = pipeline.spec.distribution
+        versions = pool_versions(
+            site.policy_pools(), site.distribution, target.min_accuracy if target else 0.0
+        )
         result = serve_policy(
             site, "ours", versions, site.distribution.target, reporter=reporter,
             settings=SiteSettings(seconds=seconds, threads=threads),
@@ -302,7 +302,8 @@ def _site(
         replay, status = result.replay, result.status
         served = {
             "rate": replay.rate, "sent": replay.sent, "answered": replay.answered,
-            "refused": replay.refused, "lost": replay.lost, "throughput": replay.throughput,
+            "refused": replay.refused, "lost": replay.lost, "offered": replay.offered,
+            "throughput": replay.throughput,
             "accuracy": replay.accuracy, "seconds": replay.seconds,
         }  # fmt: skip
     paths = write_site(site.table, site.distribution, served, status, out / "report")

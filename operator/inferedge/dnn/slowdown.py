@@ -6,10 +6,14 @@ requests. The edge server and the profiler's served pass both call through here,
 emulated profile and an emulated server stretch time, and disturb the host, the same way.
 
 How the thread is held is one setting of the process (`set_hold`): by default it spins
-(yielding), busy as a loaded board is, which is how profiles are measured; a server that is one
+(yielding), busy as a loaded board is, which is how profiles are measured. A server that is one
 of several emulated boards sharing fewer host cores (the pools of a local site) sleeps instead,
-since spinning boards would compete for cores that real boards do not share. Either way the
-call returns at the same time.
+since spinning boards would compete for cores that real boards do not share; and it times the
+call by the CPU time its thread spent, not the wall time: a neighbour's load on the host would
+otherwise stretch the call, and the hold multiplies that stretch by the slowdown (a board
+emulated 64 times slower would lose half its speed to one busy core it does not have). On an
+idle host, and with one compute thread (as `inferedge run` caps its servers), the two clocks
+agree.
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ _Out = TypeVar("_Out")
 
 def slowed_call(fn: Callable[[_In], _Out], x: _In, slowdown: float) -> tuple[_Out, float]:
     """`fn(x)` and the emulated seconds it took (measured seconds times `slowdown`)."""
-    started = time.perf_counter()
+    sleeping = _hold[0] == "sleep"
+    started, cpu = time.perf_counter(), time.thread_time()
     out = fn(x)
-    elapsed = time.perf_counter() - started
+    elapsed = (time.thread_time() - cpu) if sleeping else (time.perf_counter() - started)
     if slowdown > 1.0:
         until = started + elapsed * slowdown
-        if _hold[0] == "sleep":
+        if sleeping:
             time.sleep(max(until - time.perf_counter(), 0.0))
         while time.perf_counter() < until:
             time.sleep(0)

@@ -30,10 +30,11 @@ from inferedge.api.jobs import ProfileJob
 from inferedge.api.keys import profile_store_key, profiling_key
 from inferedge.api.model_spec import ModelVersion
 from inferedge.api.pipeline import InferencePipeline, StorageSpec
-from inferedge.core.distribution import Distribution, Pool, VersionFigures, distribute
+from inferedge.core.distribution import Distribution, Pool, distribute
 from inferedge.core.errors import InferedgeError
 from inferedge.core.exploration import ExplorationRow
 from inferedge.core.profile import MeasuredProfile, parse_profile
+from inferedge.core.site_choice import policy_pools
 from inferedge.core.site_table import served_version, site_rows
 from inferedge.local.runner import Prepared, prepare, run_step, thread_env
 from inferedge.steps.reporting import Reporter
@@ -66,22 +67,6 @@ class PreparedSite:
         """The table's row of `version` on `pool`'s device class."""
         profile = next(p.profile for p in self.pools if p.name == pool)
         return next(r for r in self.table if r.device == profile and r.version == version)
-
-
-def policy_pools(pools: tuple[EdgePool, ...], table: tuple[ExplorationRow, ...]) -> list[Pool]:
-    """The distribution policy's pools: each pool's replicas and its device class's rows."""
-    return [
-        Pool(
-            pool.name,
-            pool.replicas,
-            {
-                r.version: VersionFigures(r.throughput, r.accuracy)
-                for r in table
-                if r.device == pool.profile
-            },
-        )
-        for pool in pools
-    ]
 
 
 def _version_pipeline(pipeline: InferencePipeline, version: ModelVersion) -> InferencePipeline:

@@ -35,12 +35,26 @@ class SiteReplay:
     lost: int
     seconds: float
     """From the first request sent to the last one ended."""
+    window_s: float
+    """How long requests were sent for."""
+    warm_s: float
+    """The start of the steady window: the first seconds fill the replicas' queues."""
+    sent_steady: int
+    """Requests sent in the steady window, [warm_s, window_s]."""
+    answered_steady: int
+    """Answers that came back in the steady window."""
     latencies_ms: tuple[float, ...]
 
     @property
+    def offered(self) -> float:
+        """Requests sent a second in the steady window (Poisson: a few % off the rate)."""
+        return self.sent_steady / (self.window_s - self.warm_s)
+
+    @property
     def throughput(self) -> float:
-        """Answers a second over the replay."""
-        return self.answered / self.seconds if self.seconds > 0 else 0.0
+        """Answers a second in the steady window: a site that keeps up answers what is
+        offered; one that cannot, what it manages, whatever its backlog does afterwards."""
+        return self.answered_steady / (self.window_s - self.warm_s)
 
     @property
     def accuracy(self) -> float:
@@ -76,8 +90,10 @@ async def site_replay(
     """Send `data` (cycled) to the site at `base_url` at `rate` for `seconds`."""
     url = f"{base_url}/v2/models/{model}/infer"
     times = arrival_times(rate, seconds, seed)
+    warm = min(2.0, seconds / 5)
     answered = correct = refused = lost = done = 0
     latencies: list[float] = []
+    ended_at: list[float] = []
     ended = 0.0
 
     async def send(session: aiohttp.ClientSession, i: int) -> None:
@@ -91,7 +107,9 @@ async def site_replay(
                     served = parse_answer(body, int(data.y[index]), 0.0)
                     answered += 1
                     correct += served.prediction == served.label
-                    latencies.append((time.perf_counter() - sent) * 1000.0)
+                    now = time.perf_counter()
+                    latencies.append((now - sent) * 1000.0)
+                    ended_at.append(now - started)
                 else:
                     refused += 1
         except (aiohttp.ClientError, TimeoutError, ReplayError, ValueError):
@@ -124,5 +142,9 @@ async def site_replay(
         refused=refused,
         lost=lost,
         seconds=max(ended - started, 1e-9),
+        window_s=seconds,
+        warm_s=warm,
+        sent_steady=sum(1 for t in times if t >= warm),
+        answered_steady=sum(1 for t in ended_at if warm <= t <= seconds),
         latencies_ms=tuple(latencies),
     )

@@ -71,8 +71,9 @@ def write_site(
     if served is not None and status is not None:
         parts += [
             "## Served (measured, emulated)\n",
-            f"{served['answered']} of {served['sent']} requests answered at "
-            f"{served['throughput']:.1f}/s (offered {served['rate']:g}/s), accuracy "
+            f"{served['answered']} of {served['sent']} requests answered; in the steady window "
+            f"{served['throughput']:.1f} answers/s for {served['offered']:.1f} requests/s sent "
+            f"(target {served['rate']:g}/s), accuracy "
             f"{served['accuracy']:.2%}, refused {served['refused']}, lost {served['lost']}.\n",
             status_markdown(status),
         ]

@@ -181,21 +181,32 @@ class Site:
                 self.metrics.silent(len(names))
                 self.drop(names)
 
-    def _choose(self, tried: set[str]) -> tuple[str, str] | None:
+    def _with_room(self, pool: str, tried: set[str]) -> str | None:
+        """The replica of `pool` holding the fewest requests, if one has room."""
+        left = [
+            r
+            for r in self.replicas.of(pool)
+            if r not in tried and self.in_flight.get(r, 0) < self.queue_limit[pool]
+        ]
+        return min(left, key=lambda r: (self.in_flight.get(r, 0), r)) if left else None
+
+    def _choose(self, tried: set[str]) -> tuple[str, str | None] | None:
+        """The pool for the next attempt, and its replica with room. Decided shares pass a
+        full pool over; fixed shares (a comparison policy) are followed strictly: the pool is
+        kept, and the request waits for room there (replica None)."""
         queued: dict[str, int] = {}
         limits: dict[str, int] = {}
-        candidates: dict[str, list[str]] = {}
         for pool in self.replicas.versions:
             left = [r for r in self.replicas.of(pool) if r not in tried]
-            held = sum(self.in_flight.get(r, 0) for r in left)
-            queued[pool], candidates[pool] = held, left
+            queued[pool] = sum(self.in_flight.get(r, 0) for r in left)
             limits[pool] = len(left) * self.queue_limit[pool]
+        if self.fixed is not None:
+            queued = {p: 0 for p in queued}
+            limits = {p: min(n, 1) for p, n in limits.items()}
         picked, self.dispatcher = pick(self.dispatcher, queued, limits)
         if picked is None:
             return None
-        pool = picked
-        replica = min(candidates[pool], key=lambda r: (self.in_flight.get(r, 0), r))
-        return pool, replica
+        return picked, self._with_room(picked, tried)
 
     async def forward(self, body: bytes | bytearray, header: str | None) -> Forwarded:
         """Send one request until a replica answers it (or every attempt is spent)."""
@@ -209,8 +220,13 @@ class Site:
                 if not await self._wait_for_room(deadline):
                     break
                 continue
-            attempts += 1
             pool, replica = chosen
+            while replica is None:  # fixed shares: wait for room in the pool picked
+                if not await self._wait_for_room(deadline):
+                    self.metrics.answered("none", 503)
+                    return Forwarded(503, _error(f"pool {pool} had no room in time"))
+                replica = self._with_room(pool, tried)
+            attempts += 1
             answer = await self._send(pool, replica, headers, bytes(body))
             if answer is not None:
                 self.metrics.answered(pool, answer.status)
