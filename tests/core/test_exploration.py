@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from inferedge.core.distribution import DistributionError, distribute
 from inferedge.core.exploration import (
     ExplorationRow,
     exploration_row,
-    pools,
     versions_front,
     with_exits,
 )
 from inferedge.core.profile import MeasuredProfile
+from inferedge.core.site_choice import policy_pools
 from inferedge.core.synthetic import synthetic_profile
 from tests.core.test_cut_analysis import with_energy
 
@@ -53,21 +55,30 @@ def test_a_row_sums_the_segments_and_takes_the_best_batch() -> None:
     assert measured.energy_mj == pytest.approx(3.0 * single)
 
 
+@dataclass(frozen=True)
+class SitePool:
+    name: str
+    profile: str
+    replicas: int
+
+
 def test_the_table_becomes_the_policys_pools() -> None:
     table = [
         exploration_row(device, version, synthetic_profile(8, ms_per_gflop=speed * cost), acc)
         for device, speed in (("nano", 10.0), ("pi4", 40.0))
         for version, cost, acc in (("big", 4.0, 0.95), ("small", 1.0, 0.85))
     ]
-    site = pools(table, {"nano": 2, "pi4": 1})
-    assert [p.name for p in site] == ["nano", "pi4"]
+    site = policy_pools([SitePool("n", "nano", 2), SitePool("p", "pi4", 1)], table)
+    assert [p.name for p in site] == ["n", "p"]
     assert site[0].replicas == 2
     assert set(site[0].versions) == {"big", "small"}
     assert site[0].versions["big"].throughput == pytest.approx(table[0].throughput)
     plan = distribute(site, 0.5 * sum(p.capacity("big", 1.0) for p in site))
     assert plan.met
-    with pytest.raises(DistributionError, match="no row for 'xu4'"):
-        pools(table, {"xu4": 1})
+    with pytest.raises(
+        DistributionError, match="pool x: the exploration table has no row for 'xu4'"
+    ):
+        policy_pools([SitePool("x", "xu4", 1)], table)
 
 
 def row(version: str, accuracy: float, latency: float, energy: float | None) -> ExplorationRow:

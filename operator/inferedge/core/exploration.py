@@ -16,10 +16,10 @@ a device class: the triangle Infer-EDGE draws.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from inferedge.core.distribution import DistributionError, Pool, VersionFigures
+from inferedge.core.distribution import DistributionError
 from inferedge.core.profile import MeasuredProfile
 
 
@@ -82,20 +82,6 @@ def with_exits(row: ExplorationRow, fraction: float) -> ExplorationRow:
         throughput=row.throughput / fraction,
         energy_mj=energy,
     )
-
-
-def pools(table: Sequence[ExplorationRow], replicas: Mapping[str, int]) -> list[Pool]:
-    """The distribution policy's pools: one per device class in `replicas` (its live replica
-    count), each with its rows of the table. A class without rows is refused in one line."""
-    out = []
-    for device, count in replicas.items():
-        rows = {
-            r.version: VersionFigures(r.throughput, r.accuracy) for r in table if r.device == device
-        }
-        if not rows:
-            raise DistributionError(f"pools: the exploration table has no row for {device!r}")
-        out.append(Pool(device, count, rows))
-    return out
 
 
 def versions_front(table: Sequence[ExplorationRow], device: str) -> tuple[str, ...]:
