@@ -196,6 +196,12 @@ def run(
         )
     pipeline = docs.pipelines[names.index(chosen)]
     reporter = _CliReporter()
+    pools = pipeline.spec.edge.resolved_pools()
+    if pipeline.spec.distribution is None and len(pools) > 1:
+        reporter.info(
+            f"spec.edge.pools: without spec.distribution this run serves the first pool "
+            f"({pools[0].name}) only; set spec.distribution to run the site of {len(pools)} pools"
+        )
     if pipeline.spec.distribution is not None:
         _site(
             docs, pipeline, out, reporter,
