@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from inferedge.api.pipeline import InferencePipelineSpec
-from inferedge.controller import pipeline_facts
+from inferedge.controller import pipeline_inputs
 from inferedge.controller.cache import Indices, ObjectCache
 from inferedge.controller.views import PipelineView
 from inferedge.core.facts import Failure
@@ -50,12 +50,14 @@ def test_a_missing_edge_profile_names_the_field_it_was_read_from(
 ) -> None:
     empty = ObjectCache(Indices(pipelines={}, device_profiles={}, jobs={}, deployments={}))
     spec = with_edge(edge)
-    failed = pipeline_facts._device(empty, "team-a", spec, "edge")
+    profile = spec.edge.reference.profile
+    failed = pipeline_inputs.device_profile(
+        empty, "team-a", profile, pipeline_inputs.pool_field(spec, 0), "edge"
+    )
     assert isinstance(failed, Failure)
     assert failed.reason == "DeviceProfileNotFound"
-    profile = spec.edge.reference.profile
     assert failed.message == f"{field}: no DeviceProfile {profile!r} in namespace 'team-a'"
-    cloud = pipeline_facts._device(empty, "team-a", spec, "cloud")
+    cloud = pipeline_inputs.cloud_profile(empty, "team-a", spec)
     assert isinstance(cloud, Failure)
     assert cloud.message.startswith("spec.cloud.profile: ")
 

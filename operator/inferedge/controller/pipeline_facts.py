@@ -7,27 +7,31 @@ the decision will use, built from the same inputs so facts and actions cannot di
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import ValidationError
-
 from inferedge.api import keys
-from inferedge.api.base import DNS_LABEL
 from inferedge.api.convert import pipeline_plan
 from inferedge.api.device_profile import DeviceProfileSpec
 from inferedge.api.pipeline import InferencePipelineSpec
 from inferedge.api.pipeline_status import ArtifactRef, PlanSummary
-from inferedge.controller import builders, jobs, naming, pods, site_builders, site_plan
+from inferedge.controller import (
+    builders,
+    jobs,
+    naming,
+    pipeline_inputs,
+    pods,
+    site_builders,
+    site_plan,
+)
 from inferedge.controller.cache import ObjectCache
 from inferedge.controller.kube import CONFIG_MAPS, Kube
 from inferedge.controller.observe import combined_rollout, job_facts, job_snapshot, rollout_facts
 from inferedge.controller.stores import StoreFailure, Stores
 from inferedge.controller.views import PipelineView
 from inferedge.core.distribution import DistributionError
-from inferedge.core.errors import InferedgeError, describe_validation_error
+from inferedge.core.errors import InferedgeError
 from inferedge.core.facts import (
     ArtifactFacts,
     Failure,
@@ -42,8 +46,6 @@ from inferedge.core.plan import Plan
 from inferedge.core.profile import MeasuredProfile
 from inferedge.core.roles import Role
 from inferedge.storage import ArtifactStore
-
-_DNS_LABEL = re.compile(DNS_LABEL)
 
 
 @dataclass(frozen=True)
@@ -106,69 +108,6 @@ class Gathered:
     pools: Mapping[str, RolloutFacts] = field(default_factory=dict)
 
 
-def _validate(pipeline: PipelineView) -> tuple[InferencePipelineSpec | None, Failure | None]:
-    problem = naming.name_problem(pipeline.meta.name, "InferencePipeline")
-    if problem:
-        return None, waits("InvalidName", problem, "recreate the pipeline with a shorter name")
-    try:
-        spec = InferencePipelineSpec.model_validate(pipeline.spec)
-    except ValidationError as exc:
-        text = describe_validation_error(exc, "spec")
-        return None, waits("InvalidSpec", text, "fix the spec and apply it again")
-    if spec.distribution is not None and not _DNS_LABEL.fullmatch(pipeline.meta.name):
-        return None, waits(
-            "InvalidName",
-            f"metadata.name: a pipeline with spec.distribution names its site's NATS subjects "
-            f"and must be a DNS-1123 label (no dots), got {pipeline.meta.name!r}",
-            "recreate the pipeline with such a name",
-        )
-    return spec, None
-
-
-def _device(
-    objects: ObjectCache, namespace: str, spec: InferencePipelineSpec, role: Role
-) -> tuple[str, DeviceProfileSpec] | Failure:
-    name = (spec.edge.reference if role == "edge" else spec.cloud).profile
-    field_name = spec.edge.reference_field() if role == "edge" else "spec.cloud.profile"
-    return _lookup(objects, namespace, name, field_name, role)
-
-
-def pool_field(spec: InferencePipelineSpec, index: int) -> str:
-    """Where the `index`-th pool's DeviceProfile is named in the spec."""
-    if spec.edge.pools is None:
-        return spec.edge.reference_field()
-    return f"spec.edge.pools[{index}].profile"
-
-
-def _lookup(
-    objects: ObjectCache, namespace: str, name: str, field_name: str, role: Role
-) -> tuple[str, DeviceProfileSpec] | Failure:
-    """The DeviceProfile `name` that `field_name` names, of role `role`."""
-    view = objects.device_profile((namespace, name))
-    if view is None:
-        return waits(
-            "DeviceProfileNotFound",
-            f"{field_name}: no DeviceProfile {name!r} in namespace {namespace!r}",
-            "create it; the pipeline goes on when it appears",
-        )
-    problem = naming.name_problem(name, "DeviceProfile")
-    if problem:
-        text = f"DeviceProfile {name!r}: {problem}"
-        return waits("DeviceProfileInvalid", text, "use a DeviceProfile with a shorter name")
-    try:
-        device = DeviceProfileSpec.model_validate(view.spec)
-    except ValidationError as exc:
-        text = describe_validation_error(exc, f"DeviceProfile {name!r} spec")
-        return waits("DeviceProfileInvalid", text, f"fix DeviceProfile {name!r}")
-    if device.role != role:
-        return waits(
-            "DeviceProfileRoleMismatch",
-            f"{field_name}: DeviceProfile {name!r} has role {device.role!r}, expected {role!r}",
-            f"point {field_name} at a DeviceProfile of role {role!r}",
-        )
-    return name, device
-
-
 def _rollout(
     objects: ObjectCache, namespace: str, name: str, built: dict[str, Any] | None
 ) -> RolloutFacts:
@@ -208,21 +147,23 @@ async def gather(sources: Sources, pipeline: PipelineView) -> Gathered:
 async def _steps(
     sources: Sources, namespace: str, pipeline: str, generation: int, desired: Desired
 ) -> PipelineFacts:
-    spec, problem = _validate(desired.pipeline)
+    spec, problem = pipeline_inputs.validated_spec(desired.pipeline)
     if problem is not None or spec is None:
         return PipelineFacts(generation, blocker=problem)
     desired.spec = spec
     for index, pool in enumerate(spec.edge.resolved_pools()):
         if pool.profile in desired.classes:
             continue
-        field_name = pool_field(spec, index)
-        found = _lookup(sources.objects, namespace, pool.profile, field_name, "edge")
+        field_name = pipeline_inputs.pool_field(spec, index)
+        found = pipeline_inputs.device_profile(
+            sources.objects, namespace, pool.profile, field_name, "edge"
+        )
         if isinstance(found, Failure):
             return PipelineFacts(generation, blocker=found)
         desired.classes[pool.profile] = found[1]
     reference = spec.edge.reference.profile
     desired.devices["edge"] = (reference, desired.classes[reference])
-    found = _device(sources.objects, namespace, spec, "cloud")
+    found = pipeline_inputs.cloud_profile(sources.objects, namespace, spec)
     if isinstance(found, Failure):
         return PipelineFacts(generation, blocker=found)
     desired.devices["cloud"] = found
