@@ -73,7 +73,8 @@ import click
     metavar="SECONDS",
     help="How often each edge pod's own reports are read (on its http port): GET /tuning into "
     "status.tuning when the edge DeviceProfile has spec.tuning, GET /adaptation into "
-    "status.adaptation when the pipeline has spec.adaptation.",
+    "status.adaptation when the pipeline has spec.adaptation; and each site dispatcher's "
+    "GET /distribution into status.pools[].measuredRate.",
 )
 @click.option(
     "--clock-agent-dir",

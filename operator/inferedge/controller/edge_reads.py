@@ -220,7 +220,7 @@ class EdgeReader:
                         return reading.off(pod.name)
                     if response.status != 200:
                         return reading.unreachable(pod.name, f"{where} answered {response.status}")
-                    answer = await _read_capped(response.content)
+                    answer = await read_capped(response.content)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 return reading.unreachable(pod.name, f"{where}: {one_line(exc)}")
         if answer is None:
@@ -235,7 +235,7 @@ class EdgeReader:
             )
 
 
-async def _read_capped(content: aiohttp.StreamReader) -> bytes | None:
+async def read_capped(content: aiohttp.StreamReader) -> bytes | None:
     """The whole body, or None once it is longer than `MAX_ANSWER_BYTES`."""
     answer = bytearray()
     async for chunk in content.iter_chunked(64 * 1024):

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from inferedge.controller import naming
 
 MERGE_PATCH: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
 JSON: Final = "application/json"
 
 
@@ -200,6 +201,22 @@ class Kube:
         result: dict[str, Any] = await self._call(
             "PATCH", path, body=dict(patch), content_type=MERGE_PATCH
         )
+        return result
+
+    async def json_patch(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        ops: Sequence[Mapping[str, Any]],
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        """An RFC 6902 JSON patch of the object or its subresource: reaches into list items,
+        and a failed `test` operation refuses it whole (KubeError, HTTP 422)."""
+        path = resource.path(namespace, name, subresource)
+        body = [dict(op) for op in ops]
+        result: dict[str, Any] = await self._call("PATCH", path, body=body, content_type=JSON_PATCH)
         return result
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from inferedge.controller.adaptation_reader import AdaptationReading
 from inferedge.controller.cache import Indices, ObjectCache, ObjectKey
+from inferedge.controller.dispatcher_reader import DispatcherReader
 from inferedge.controller.edge_reads import EdgeReader
 from inferedge.controller.events import EventPoster
 from inferedge.controller.kube import Kube
@@ -57,6 +58,10 @@ class Operator:
             )
             for reading in (TuningReading(), AdaptationReading())
         ]
+        # The site dispatchers' counters, into status.pools[].measuredRate; the same interval.
+        self.dispatcher_reader = DispatcherReader(
+            objects=self.objects, kube=kube, interval_s=options.tuning_interval_s, logger=logger
+        )
         pipelines = PipelineReconciler(
             sources=Sources(
                 objects=self.objects,
@@ -93,7 +98,8 @@ class Operator:
             self.pipelines.nudge((namespace, name))
 
     def start_periodic(self) -> None:
-        """Start the resync, re-profiling and edge-reading (tuning, adaptation) schedules.
+        """Start the resync, re-profiling, edge-reading (tuning, adaptation) and dispatcher-reading
+        (pools' measured rates) schedules.
 
         One operator-wide task each, not kopf timers: a kopf timer puts a finalizer on every
         object it runs for, and a DeviceProfile has nothing outside the cluster to clean up.
@@ -103,6 +109,7 @@ class Operator:
             loop.create_task(self._every(RESYNC_INTERVAL_S, self._resync_pipelines)),
             loop.create_task(self._every(PROFILE_CHECK_INTERVAL_S, self._check_profiles)),
             *(loop.create_task(reader.run()) for reader in self.edge_readers),
+            loop.create_task(self.dispatcher_reader.run()),
         ]
 
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:

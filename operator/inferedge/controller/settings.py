@@ -17,7 +17,8 @@ DEFAULT_PEERING: Final = "inferedge"
 # store are not watched), and how often DeviceProfiles check their re-profiling schedule.
 RESYNC_INTERVAL_S: Final = 300.0
 PROFILE_CHECK_INTERVAL_S: Final = 600.0
-# How often the edge pods' reports (/tuning, /adaptation) are read into the status, by default.
+# How often the edge pods' reports (/tuning, /adaptation) and the site dispatchers' counters
+# (/distribution) are read into the status, by default.
 TUNING_INTERVAL_S: Final = 30.0
 # Attempts to delete a pipeline's artifacts before letting the object go anyway (the store may
 # be gone for good); each failure posts a Warning Event naming what was left behind.
@@ -35,7 +36,8 @@ class OperatorOptions:
     # Set when neither --peering nor --standalone was given: kopf then uses this peering object
     # if it exists and runs alone (with a warning) if it does not.
     auto_peering: str | None = None
-    # How often the edge pods' `/tuning` and `/adaptation` are read into each pipeline's status.
+    # How often the edge pods' `/tuning` and `/adaptation`, and the dispatchers' `/distribution`,
+    # are read into each pipeline's status.
     tuning_interval_s: float = TUNING_INTERVAL_S
     # The node directory the clock agent listens in (the chart's clockAgent.socketDir).
     clock_agent_dir: str = CLOCK_AGENT_DIR

@@ -4,6 +4,10 @@
 A pure function of what one reconcile gathered and the status in effect. While no decision can
 be made (a new plan is training, say) the one in effect stays in the status with its cause and
 time, and its condition stays as it was; only the pools' ready pods follow the cluster.
+
+`status.pools[].measuredRate` is not decided here: `controller.dispatcher_reader` writes it from
+the dispatcher's counters. A reconcile writes `status.pools` whole, so each pool keeps the
+measured rate of the status in effect (by name; a new pool has none until the next read).
 """
 
 from __future__ import annotations
@@ -92,7 +96,11 @@ def site_state(
         merged = merge_condition(previous.conditions, condition, now)
         return SiteState(pools, before.distribution, merged, _event(old, merged))
     ready = {p.name: _ready(gathered, p.name) for p in decision.pools}
-    pools = pool_statuses(decision, ready)
+    measured = {p.name: p.measured_rate for p in before.pools}
+    pools = tuple(
+        p.model_copy(update={"measured_rate": measured.get(p.name)})
+        for p in pool_statuses(decision, ready)
+    )
     distribution = distribution_status(
         spec, decision, pools, before_pools=before.pools, before=before.distribution, now=now
     )
