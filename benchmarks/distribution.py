@@ -14,9 +14,12 @@ again.
 
 Policies (`inferedge.core.site_policies`): `ours` (the policy, `inferedge.core.distribution`),
 `round_robin` (the most accurate version everywhere, equal shares), `fastest_version` and
-`most_accurate` (that version everywhere, shares by speed), and `model_partition` (the model cut
-into one stage per pool, a pipeline over the boards), which is predicted from the profiles and
-not served: it says so (`"measured": false`).
+`most_accurate` (that version everywhere, shares by speed), and `model_partition` (the most
+accurate version cut into one stage per pool, a pipeline over the boards: each replica runs
+its stage's cuts, the dispatcher carries each request's activation from stage to stage, and a
+request leaves at the first confident exit; the order of the pools and the cuts are chosen
+from the profiles, `core.site_policies.pipeline_over_pools`, whose predicted rate is printed
+beside the measured one).
 
 The targets are fractions (0.5, 0.7, 0.85) of what the site is planned to take with the most
 accurate version on every pool (its capacity at the utilization bound): the range where
@@ -39,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from inferedge.api.documents import parse_documents
+from inferedge.api.site import SiteStage
 from inferedge.core.distribution import distribute
 from inferedge.core.site_choice import pool_versions
 from inferedge.core.site_policies import (
+    PipelinePlan,
     fastest_version,
     most_accurate_version,
     pipeline_over_pools,
@@ -69,7 +74,6 @@ class _Lines:
 def _figures(served: ServedSite) -> dict[str, Any]:
     replay = served.replay
     return {
-        "measured": True,
         "versions": served.versions,
         "offered": round(replay.offered, 2),
         "throughput": round(replay.throughput, 2),
@@ -103,20 +107,40 @@ def _serve_all(site: PreparedSite, rate: float, settings: SiteSettings) -> dict[
             site, name, versions, rate, reporter=_Lines(), settings=settings, fixed_shares=fixed
         )
         out[name] = _figures(served)
-    profiles = [_profile(site, pool.name, accurate) for pool in site.pools]
-    pipeline = pipeline_over_pools(profiles, [p.replicas for p in site.pools])
-    accuracy = site.row(site.pools[0].name, accurate).accuracy
+    plan, stages = _pipeline(site, accurate)
+    served = serve_policy(
+        site, "model_partition", dict.fromkeys(every, accurate), rate, reporter=_Lines(),
+        settings=settings, stages=stages,
+    )  # fmt: skip
     out["model_partition"] = {
-        "measured": False,
-        "version": accurate,
-        "throughput": round(min(pipeline.rate, rate), 2),
-        "accuracy": round(accuracy, 4),
-        "met": pipeline.rate >= rate,
-        "lost": 0,
-        "cuts": list(pipeline.cuts),
-        "stage_ms": [round(t, 2) for t in pipeline.stage_ms],
+        **_figures(served),
+        "predicted_rate": round(plan.rate, 2),
+        "stages": [s.model_dump() for s in stages],
+        "stage_ms": [round(t, 2) for t in plan.stage_ms],
+        "reach": [round(r, 4) for r in plan.reach],
     }
     return out
+
+
+def _pipeline(site: PreparedSite, version: str) -> tuple[PipelinePlan, list[SiteStage]]:
+    """The best pipeline of `version` over the site's pools: the stages start and end where
+    its served steps do (its exits and the model's ends), and its exits keep answering."""
+    prepared = site.versions[version]
+    steps = prepared.manifest.edge
+    boundaries = [s.start for s in steps] + [steps[-1].end]
+    exits = sorted(e.cut_index for e in prepared.plan.exits)
+    shares = prepared.evaluation.chosen().exit_shares
+    plan = pipeline_over_pools(
+        [_profile(site, pool.name, version) for pool in site.pools],
+        [p.replicas for p in site.pools],
+        boundaries,
+        dict(zip(exits, shares[: len(exits)], strict=True)),
+    )
+    stages = [
+        SiteStage(pool=site.pools[i].name, start=a, end=b)
+        for i, (a, b) in zip(plan.pools, plan.stages, strict=True)
+    ]
+    return plan, stages
 
 
 def _profile(site: PreparedSite, pool: str, version: str) -> Any:
@@ -139,7 +163,7 @@ def _table(result: dict[str, Any]) -> str:
     ]
     for target in result["targets"]:
         for name, f in target["policies"].items():
-            mark = "" if f["measured"] else " (predicted)"
+            mark = f" (predicted {f['predicted_rate']:.1f}/s)" if "predicted_rate" in f else ""
             lines.append(
                 f"{target['rate']:>9.1f} {name:<16} {f['throughput']:>10.1f} "
                 f"{f['accuracy']:>9.2%} {'yes' if f['met'] else 'no':>4} {f['lost']:>5} "

@@ -80,3 +80,39 @@ def test_fixed_shares_name_pools_of_the_site() -> None:
         body = json.dumps({**SITE, "pools": [POOL], "fixedShares": shares}).encode()
         with pytest.raises(SiteError, match=named):
             parse_site(body, "s")
+
+
+XU4 = {**POOL, "name": "xu4"}
+STAGES = [{"pool": "nano", "start": 0, "end": 3}, {"pool": "xu4", "start": 3, "end": 7}]
+
+
+def test_a_pipeline_names_every_pool_once_with_consecutive_cuts() -> None:
+    body = json.dumps(
+        {**SITE, "pools": [POOL, XU4], "stages": STAGES, "stagePlan": "ab" * 8}
+    ).encode()
+    config = parse_site(body, "s")
+    assert config.stages is not None
+    assert [(s.pool, s.start, s.end) for s in config.stages] == [("nano", 0, 3), ("xu4", 3, 7)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"stages": STAGES}, "stages and stagePlan go together"),
+        ({"stages": STAGES[:1], "stagePlan": "ab" * 8}, "each of the pools nano, xu4 once"),
+        ({"stages": [STAGES[0], {**STAGES[1], "start": 4}], "stagePlan": "ab" * 8},
+         r"stages\[1\].start: expected 3"),
+        ({"stages": [{**STAGES[0], "start": 1}, STAGES[1]], "stagePlan": "ab" * 8},
+         r"stages\[0\].start: expected 0"),
+        ({"stages": [STAGES[0], {**STAGES[1], "end": 3}], "stagePlan": "ab" * 8},
+         "must come after start"),
+        ({"stages": STAGES, "stagePlan": "ab" * 8, "fixedShares": {"nano": 1.0}},
+         "cannot be set"),
+        ({"stages": STAGES, "stagePlan": "XYZ"}, "stagePlan"),
+    ],
+)  # fmt: skip
+def test_a_bad_pipeline_is_named_in_one_line(changes: dict[str, object], named: str) -> None:
+    body = json.dumps({**SITE, "pools": [POOL, XU4], **changes}).encode()
+    with pytest.raises(SiteError, match=named) as caught:
+        parse_site(body, "s")
+    assert "\n" not in str(caught.value)

@@ -1,4 +1,4 @@
-"""`inferedge dispatch` and `serve --pool`: bad flags and files end in one line and exit 2."""
+"""`inferedge dispatch`, `serve --pool` and `--stage`: bad flags and files: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def test_a_missing_site_file_is_named(tmp_path: Path) -> None:
     [
         (["--pool", "nano"], "--pool and --replica go together"),
         (["--pool", "Nano", "--replica", "r"], "expected a DNS-1123 label"),
+        (["--stage", "0:3"], "--stage: only a replica of a site's pool"),
+        (["--pool", "a", "--replica", "r", "--stage", "3:3"], "START < END"),
+        (["--pool", "a", "--replica", "r", "--stage", "x"], "two cut indices"),
+        (
+            ["--pool", "a", "--replica", "r", "--stage", "0:3", "--answer-at-exit", "1"],
+            "a stage runs its cuts, not a version",
+        ),
     ],
 )
 def test_pool_flags_are_checked(flags: list[str], named: str) -> None:

@@ -1,8 +1,9 @@
 """Real partitions for the runtime tests: a small residual CNN, profiled, planned, exported.
 
-Built once per session into a local artifact store, under three plans: `main` (two exits on each
-side), `other` (one on each side, for hot swaps and plan mismatches) and `no-edge-exit` (none on
-the edge, so a failed offload has nothing to fall back on); and `space`, an operating space with
+Built once per session into a local artifact store, under four plans: `main` (two exits on each
+side), `other` (one on each side, for hot swaps and plan mismatches), `no-edge-exit` (none on
+the edge, so a failed offload has nothing to fall back on) and `whole` (all on the edge with two
+exits, as a site's pools serve it); and `space`, an operating space with
 a head at every cut (its space file's observations are made up: serving does not read them).
 """
 
@@ -37,7 +38,8 @@ from inferedge.dnn.torch.loader import load_model
 from inferedge.dnn.torch.pipeline import Backbone
 from inferedge.dnn.torch.weights import WeightsInfo
 from inferedge.dnn.torch.workflow import TorchWorkflow
-from inferedge.runtime.partition import Partition, load_partition
+from inferedge.runtime.partition import Partition
+from inferedge.runtime.partition_loading import load_partition
 from inferedge.steps.export import export_to_store
 from inferedge.storage.artifacts import read_manifest
 from inferedge.storage.local import LocalStore
@@ -53,6 +55,7 @@ PLANS = {
     "no-edge-exit": PlanRequest(
         strategy="memory", memory_fraction=0.5, edge_exits=0, cloud_exits=1
     ),
+    "whole": PlanRequest(strategy="memory", memory_fraction=1.0, edge_exits=2, cloud_exits=0),
 }
 
 
@@ -110,7 +113,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     workflow = TorchWorkflow()
     for name, request in PLANS.items():
         plan = make_plan(edge, cloud, request)
-        assert 0 < plan.split < plan.final_cut, "every test plan must offload"
+        offloads = 0 < plan.split < plan.final_cut
+        assert offloads != (name == "whole"), "every test plan but `whole` must offload"
         exits = workflow.build_exits(plan, backbone, ExitHeadSpec(preset="minimal"), seed=1)
         prefixes[name] = export_to_store(
             plan,
@@ -193,12 +197,12 @@ def images() -> Callable[[int], np.ndarray]:
     return make
 
 
-def infer(url: str, x: np.ndarray) -> dict[str, Any]:
+def infer(url: str, x: np.ndarray, model: str = "main") -> dict[str, Any]:
     """POST one JSON inference of `x` to the edge at `url`; the decoded response."""
     body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
                         "data": x.ravel().tolist()}]}  # fmt: skip
     request = urllib.request.Request(
-        f"{url}/v2/models/main/infer",
+        f"{url}/v2/models/{model}/infer",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )

@@ -15,7 +15,8 @@ from inferedge.core.manifest import MANIFEST_NAME, Calibration, ManifestError
 from inferedge.dnn.frameworks import get_workflow
 from inferedge.dnn.slowdown import slowed_call
 from inferedge.runtime import partition as partition_module
-from inferedge.runtime.partition import Partition, PartitionError, exit_confidence, load_partition
+from inferedge.runtime.partition import Partition, PartitionError, exit_confidence
+from inferedge.runtime.partition_loading import load_partition
 from inferedge.runtime.policy import degraded_choice
 from inferedge.storage.artifacts import read_manifest
 from inferedge.storage.base import IntegrityError

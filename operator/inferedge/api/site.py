@@ -49,6 +49,14 @@ class SitePool(Spec):
     )
 
 
+class SiteStage(Spec):
+    """One stage of a pipeline over the pools: a pool runs the model from one cut to another."""
+
+    pool: str = Field(pattern=DNS_LABEL, max_length=40, description="The pool of the stage.")
+    start: int = Field(ge=0, le=100_000, description="The cut its input is the activation at.")
+    end: int = Field(ge=1, le=100_000, description="The cut it runs to (the final: it answers).")
+
+
 class SiteConfig(Spec):
     """What a site's dispatcher serves and decides from."""
 
@@ -84,6 +92,19 @@ class SiteConfig(Spec):
         description="Follow these shares instead of deciding them (a benchmark's comparison "
         "policies); a pool without live replicas is still passed over.",
     )
+    stages: tuple[SiteStage, ...] | None = Field(
+        default=None,
+        max_length=8,
+        description="Serve the pools as a pipeline over boards instead of sharing the stream: "
+        "every request goes through these stages in order, each pool one stage, each stage "
+        "starting where the one before ended, and leaves at the first confident exit.",
+    )
+    stage_plan: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{8,64}$",
+        description="With stages: the hash of the plan every stage serves (a replica serving "
+        "another refuses the activation).",
+    )
 
     @model_validator(mode="after")
     def _unique_pools(self) -> Self:
@@ -97,7 +118,28 @@ class SiteConfig(Spec):
                 raise ValueError(f"fixedShares: no pool named {', '.join(unknown)}")
             if not sum(self.fixed_shares.values()) > 0:
                 raise ValueError("fixedShares: expected some share above 0")
+        if (self.stages is None) != (self.stage_plan is None):
+            raise ValueError("stages and stagePlan go together")
+        if self.stages is not None:
+            self._check_stages(self.stages, names)
         return self
+
+    def _check_stages(self, stages: tuple[SiteStage, ...], names: list[str]) -> None:
+        if self.fixed_shares is not None:
+            raise ValueError("stages: a pipeline shares no stream, so fixedShares cannot be set")
+        if sorted(s.pool for s in stages) != sorted(names):
+            raise ValueError(f"stages: expected each of the pools {', '.join(names)} once")
+        if stages[0].start != 0:
+            raise ValueError(f"stages[0].start: expected 0 (the input), got {stages[0].start}")
+        for i, stage in enumerate(stages):
+            if stage.end <= stage.start:
+                raise ValueError(
+                    f"stages[{i}]: end {stage.end} must come after start {stage.start}"
+                )
+            if i and stage.start != stages[i - 1].end:
+                raise ValueError(
+                    f"stages[{i}].start: expected {stages[i - 1].end}, where stage {i - 1} ends"
+                )
 
 
 class Heartbeat(Spec):

@@ -191,6 +191,24 @@ class LabelType(click.ParamType[str, Any]):
         return str(value)
 
 
+class CutSpanType(click.ParamType[tuple[int, int], Any]):
+    """`START:END`: the cuts a pipeline stage runs from and to."""
+
+    name = "START:END"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        match = re.fullmatch(r"(\d{1,6}):(\d{1,6})", str(value).strip())
+        if match is None or int(match[1]) >= int(match[2]):
+            self.fail(
+                f"expected two cut indices START:END with START < END, got {str(value)[:40]!r}",
+                param,
+                ctx,
+            )
+        return int(match[1]), int(match[2])
+
+
 class SetPinType(click.ParamType[tuple[str, str], Any]):
     """`PREFIX=SHA256`: an artifact set and its manifest's sha256."""
 

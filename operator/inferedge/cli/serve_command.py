@@ -10,6 +10,7 @@ import click
 from inferedge.api.tuning import KnobEmulationSpec, TuningSpec
 from inferedge.cli.artifact_commands import store_option
 from inferedge.cli.params import (
+    CutSpanType,
     FiniteFloat,
     LabelType,
     LinkTraceFile,
@@ -264,6 +265,15 @@ from inferedge.core.operating_space import OperatingPoint
     "[env: INFEREDGE_REPLICA].",
 )
 @click.option(
+    "--stage",
+    type=CutSpanType(),
+    envvar="INFEREDGE_STAGE",
+    help="With --pool: this replica is one stage of a pipeline over the site's pools: it runs "
+    "its edge part from cut START to cut END (step boundaries of the plan) on the "
+    "activations the dispatcher sends, answers the rows an exit takes on the way, and "
+    "returns the rest's activations at END [env: INFEREDGE_STAGE].",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".inferedge-cache"),
@@ -310,6 +320,7 @@ def serve(
     answer_at_exit: int | None,
     pool: str | None,
     replica: str | None,
+    stage: tuple[int, int] | None,
     cache_dir: Path,
 ) -> None:
     """Serve the edge or cloud part of an artifact set until SIGTERM or Ctrl-C.
@@ -352,6 +363,10 @@ def serve(
         raise click.UsageError("--answer-at-exit: only the edge has exits to answer at")
     if pool is not None and role != "edge":
         raise click.UsageError("--pool: only edge replicas belong to a site's pools")
+    if stage is not None and pool is None:
+        raise click.UsageError("--stage: only a replica of a site's pool (--pool) is a stage")
+    if stage is not None and answer_at_exit is not None:
+        raise click.UsageError("--stage and --answer-at-exit: a stage runs its cuts, not a version")
     declared = None
     if link_bandwidth_mbps is not None and link_rtt_ms is not None:
         declared = Link(bandwidth_mbps=link_bandwidth_mbps, rtt_ms=link_rtt_ms)
@@ -389,5 +404,6 @@ def serve(
         answer_at_exit=answer_at_exit,
         pool=pool,
         replica=replica,
+        stage=stage,
     )
     asyncio.run(run_server(config, announce=click.echo))

@@ -6,7 +6,8 @@ boards share this machine's cores, which real boards would not); the dispatcher 
 dispatch` on a site file written from the exploration table; each signs in to an authorizing
 nats-server as its own identity, as in a cluster. The test split is then sent to the dispatcher
 at a rate (`local.site_replay`), optionally killing one replica partway, and the dispatcher's
-own account (`GET /distribution`) is read back.
+own account (`GET /distribution`) is read back. Served as a pipeline over the pools, each
+replica is one stage (`--stage`) and the dispatcher carries each request through them.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import os
 import signal
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferedge.api.site import SiteConfig, SitePool, SiteStatus
+from inferedge.api.site import SiteConfig, SitePool, SiteStage, SiteStatus
 from inferedge.core.errors import InferedgeError
 from inferedge.local.interruptible import run_interruptible
 from inferedge.local.processes import ServerProcess, running
@@ -60,9 +61,18 @@ class ServedSite:
 
 
 def _replica_args(
-    prepared: Prepared, slowdown: float, *, pool: str, name: str, cache: Path, answer_at: int | None
+    prepared: Prepared,
+    slowdown: float,
+    *,
+    pool: str,
+    name: str,
+    cache: Path,
+    answer_at: int | None,
+    stage: SiteStage | None,
 ) -> list[str]:
     truncated = [] if answer_at is None else ["--answer-at-exit", str(answer_at)]
+    if stage is not None:
+        truncated += ["--stage", f"{stage.start}:{stage.end}"]
     return [*truncated,
         "--store", prepared.store_uri,
         "--prefix", prepared.prefix,
@@ -83,8 +93,14 @@ def site_config(
     *,
     queue_limit: int,
     fixed_shares: Mapping[str, float] | None = None,
+    stages: Sequence[SiteStage] | None = None,
 ) -> SiteConfig:
-    """The dispatcher's site file: each pool's version and its table row, the target."""
+    """The dispatcher's site file: each pool's version and its table row, the target; with
+    `stages`, the pipeline over the pools of the one version every pool serves."""
+    plan = None
+    if stages is not None:
+        (version,) = set(versions.values())
+        plan = site.versions[version].plan.hash
     spec = site.pipeline.spec
     target = spec.distribution
     return SiteConfig(
@@ -107,6 +123,8 @@ def site_config(
             for pool in site.pools
         ),
         fixed_shares=dict(fixed_shares) if fixed_shares is not None else None,
+        stages=tuple(stages) if stages is not None else None,
+        stage_plan=plan,
     )
 
 
@@ -136,13 +154,17 @@ def serve_policy(
     reporter: Reporter,
     settings: SiteSettings,
     fixed_shares: Mapping[str, float] | None = None,
+    stages: Sequence[SiteStage] | None = None,
 ) -> ServedSite:
-    """Serve the site with `versions` per pool, replay at `rate`, and stop everything."""
+    """Serve the site with `versions` per pool (with `stages`, as a pipeline over the pools),
+    replay at `rate`, and stop everything."""
     meta = site.pipeline.metadata
     logs = site.out / "logs" / "site" / f"{policy}-{rate:g}"
     config = site_config(
-        site, versions, rate, queue_limit=settings.queue_limit, fixed_shares=fixed_shares
-    )
+        site, versions, rate, queue_limit=settings.queue_limit, fixed_shares=fixed_shares,
+        stages=stages,
+    )  # fmt: skip
+    stage_of = {s.pool: s for s in stages or ()}
     site_file = logs / "site.json"
     logs.mkdir(parents=True, exist_ok=True)
     site_file.write_text(config.model_dump_json(by_alias=True, indent=2) + "\n")
@@ -160,8 +182,9 @@ def serve_policy(
                 answer_at = site.truncations.get(versions[pool.name])
                 cache = site.out / "cache"
                 args = _replica_args(
-                    prepared, slowdown, pool=pool.name, name=name, cache=cache, answer_at=answer_at
-                )
+                    prepared, slowdown, pool=pool.name, name=name, cache=cache,
+                    answer_at=answer_at, stage=stage_of.get(pool.name),
+                )  # fmt: skip
                 replicas.append(bus.server("edge", args, logs / f"{name}.log"))
         dispatcher = bus.server(
             "dispatcher", ["--site", str(site_file), "--port", "0"], logs / "dispatcher.log"

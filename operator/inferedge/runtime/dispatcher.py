@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inferedge.api.site import SiteConfig, SiteError, parse_heartbeat
 from inferedge.core.dispatch import Dispatcher, pick, reshared
@@ -69,6 +69,8 @@ class Forwarded:
     status: int
     payload: bytes
     json_length: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The replica's reply headers (a pipeline's stage describes its activation in them)."""
 
 
 def shares_of(distribution: Distribution) -> dict[str, float]:
@@ -120,7 +122,9 @@ class Site:
 
     @property
     def ready(self) -> bool:
-        """Whether some pool with a share has a live replica."""
+        """Whether some pool with a share has a live replica (a pipeline: every pool)."""
+        if self.config.stages is not None:
+            return all(self.replicas.count(s.pool) > 0 for s in self.config.stages)
         return any(
             share > 0 and self.replicas.count(pool) > 0
             for pool, share in self.dispatcher.shares.items()
@@ -237,6 +241,33 @@ class Site:
         self.metrics.answered("none", 503)
         return Forwarded(503, _error("no replica of the site could take the request in time"))
 
+    async def send_in_pool(
+        self, pool: str, headers: Mapping[str, str], body: bytes
+    ) -> Forwarded | None:
+        """Send one message to a replica of `pool` until one answers it (a pipeline's stage):
+        its answer, or None when no replica could take it in time. A replica that failed is
+        tried again only once every live one has."""
+        deadline = self._clock() + self.config.request_timeout_s
+        tried: set[str] = set()
+        attempts = 0
+        while attempts < self.config.max_attempts:
+            if tried >= set(self.replicas.of(pool)):
+                tried = set()
+            replica = self._with_room(pool, tried)
+            if replica is None:
+                if not await self._wait_for_room(deadline):
+                    return None
+                continue
+            attempts += 1
+            answer = await self._send(pool, replica, headers, body)
+            if answer is not None:
+                self.metrics.answered(pool, answer.status)
+                self.answered[pool] = self.answered.get(pool, 0) + 1
+                return answer
+            self.retried += 1
+            tried.add(replica)
+        return None
+
     async def _wait_for_room(self, deadline: float) -> bool:
         left = deadline - self._clock()
         if left <= 0:
@@ -283,7 +314,9 @@ class Site:
             self.metrics.retried("replica_busy")
             return None
         length = reply_headers.get(INFERENCE_HEADER, "")
-        return Forwarded(status, bytes(payload), int(length) if length.isdigit() else None)
+        return Forwarded(
+            status, bytes(payload), int(length) if length.isdigit() else None, reply_headers
+        )
 
 
 def _status(text: str | None) -> int:

@@ -2,9 +2,11 @@
 
 Clients send `POST /v2/models/<pipeline>/infer` here exactly as to one edge (Triton's and
 KServe's clients work unchanged); the dispatcher sends each request to a replica of one pool
-(`runtime.dispatcher`) and relays its answer. It also serves the OIP health and metadata paths,
-`/metrics`, and `GET /distribution`: the target, each pool's version, share, live replicas and
-measured throughput, and every decision of the shares with its cause and time.
+(`runtime.dispatcher`) and relays its answer; a site served as a pipeline over its pools sends
+it through every stage instead (`runtime.site_pipeline`). It also serves the OIP health and
+metadata paths, `/metrics`, and `GET /distribution`: the target, each pool's version, share,
+live replicas and measured throughput, and every decision of the shares with its cause and
+time.
 
 It takes the replicas' heartbeats on `P.beat` over NATS, signed in as the `dispatcher`
 identity (credentials from INFEREDGE_NATS_* variables), and stops cleanly on SIGTERM or SIGINT.
@@ -16,12 +18,14 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from inferedge import __version__
 from inferedge.api.site import DecisionRecord, PoolState, SiteConfig, SiteStatus
-from inferedge.runtime.dispatcher import Site
+from inferedge.runtime.decoding import Decoder
+from inferedge.runtime.dispatcher import Forwarded, Site
 from inferedge.runtime.http import SERVER_NAME, oip_errors, read_body
 from inferedge.runtime.metrics import CONTENT_TYPE
 from inferedge.runtime.oip import (
@@ -36,6 +40,7 @@ from inferedge.runtime.oip import (
 )
 from inferedge.runtime.oip_codec import DATATYPE, OUTPUTS, Limits, Refused
 from inferedge.runtime.site_metrics import SiteMetrics
+from inferedge.runtime.site_pipeline import PipelineSite
 from inferedge.transport.client import Messenger
 from inferedge.transport.subjects import subject
 
@@ -82,9 +87,19 @@ def site_status(site: Site) -> SiteStatus:
     )
 
 
-def make_site_app(site: Site, limits: Limits | None = None) -> web.Application:
-    """The dispatcher's aiohttp application for `site`."""
+class Forwarder(Protocol):
+    """Answers one OIP v2 infer body: `Site` by shares, `PipelineSite` through its stages."""
+
+    async def forward(self, body: bytes | bytearray, header: str | None) -> Forwarded: ...
+
+
+def make_site_app(
+    site: Site, limits: Limits | None = None, forwarder: Forwarder | None = None
+) -> web.Application:
+    """The dispatcher's aiohttp application for `site` (requests go through `forwarder`,
+    by default the site's shares)."""
     limits = limits or Limits(max_body_bytes=site.config.max_body_bytes)
+    forwarding: Forwarder = forwarder or site
     app = web.Application(
         client_max_size=limits.max_body_bytes, middlewares=[oip_errors(site.metrics.refused)]
     )
@@ -131,7 +146,7 @@ def make_site_app(site: Site, limits: Limits | None = None) -> web.Application:
     async def infer(request: web.Request) -> web.Response:
         check_model(request)
         body = await read_body(request, limits)
-        answer = await site.forward(body, request.headers.get(INFERENCE_HEADER))
+        answer = await forwarding.forward(body, request.headers.get(INFERENCE_HEADER))
         if answer.json_length is None:
             return web.Response(
                 body=answer.payload, status=answer.status, content_type="application/json"
@@ -175,7 +190,10 @@ async def serve_site(
         concurrency=1, max_in_flight=256,
     )  # fmt: skip
     sweeper = asyncio.create_task(site.sweep_forever(), name="inferedge-sweeper")
-    runner = web.AppRunner(make_site_app(site), access_log=None)
+    limits = Limits(max_body_bytes=config.max_body_bytes)
+    decoder = Decoder(limits)
+    chain = PipelineSite(site, decoder) if config.stages is not None else None
+    runner = web.AppRunner(make_site_app(site, limits, chain), access_log=None)
     await runner.setup()
     tcp = web.TCPSite(runner, host, port)
     await tcp.start()
@@ -185,6 +203,9 @@ async def serve_site(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     pools = ", ".join(f"{p.name} ({p.version})" for p in config.pools)
+    if config.stages is not None:
+        pools = " -> ".join(f"{s.pool} {s.start}:{s.end}" for s in config.stages)
+        pools = f"a pipeline {pools}"
     announce(f"serving dispatcher of {config.pipeline} on http://{host}:{bound} (pools {pools})")
     try:
         await stop.wait()
@@ -193,5 +214,6 @@ async def serve_site(
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await runner.cleanup()
+        await decoder.aclose()
         await beats.stop()
         await messenger.close()

@@ -18,11 +18,9 @@ sub-millisecond segments).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -30,24 +28,18 @@ import numpy as np
 from inferedge.core.calibration import ConfidenceKind
 from inferedge.core.errors import InferedgeError
 from inferedge.core.manifest import (
-    MANIFEST_NAME,
     Manifest,
     loaded_steps,
-    parse_manifest,
-    parse_set_prefix,
 )
 from inferedge.core.operating_space import OperatingPoint
 from inferedge.core.plan import ExitPoint
 from inferedge.core.roles import Role
 from inferedge.core.space import route_steps
 from inferedge.dnn.confidence import softmax_stats
-from inferedge.dnn.frameworks import get_workflow
-from inferedge.dnn.protocols import ArrayFn, ArtifactLoadError, RunnableStep
+from inferedge.dnn.protocols import ArrayFn, RunnableStep
 from inferedge.dnn.slowdown import slowed_call
 from inferedge.runtime.policy import Candidate, should_exit
 from inferedge.runtime.step_timings import RequestTimes, StepKey, StepTimings
-from inferedge.storage.artifacts import fetch, read_manifest
-from inferedge.storage.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +297,54 @@ class Partition:
         answers = self._walk(x, list(thresholds), slowdown).answers
         return [a for a in answers if a is not None]
 
+    def stage_shape(self, start: int) -> tuple[int, ...]:
+        """The activation shape a stage starting at cut `start` takes (one sample)."""
+        if start == 0:
+            return self.manifest.plan.model.input_shape
+        files = {f.name: f for f in self.manifest.files}
+        return files[self.stage_steps(start, None)[0].step.segment].input_shape
+
+    def stage_steps(self, start: int, end: int | None) -> tuple[RunnableStep, ...]:
+        """This part's steps from cut `start` to cut `end` (None: to the part's end);
+        PartitionError unless both are step boundaries with `start` before `end`."""
+        begins = [s.step.start for s in self.steps]
+        ends = [s.step.end for s in self.steps]
+        last = ends[-1] if ends else 0
+        stop = last if end is None else end
+        if start not in begins or stop not in ends or stop <= start:
+            raise PartitionError(
+                f"stage {start}:{stop}: the {self.part} part of plan {self.plan_hash} runs steps "
+                f"from cuts {begins} to cuts {ends}; a stage starts and ends at those"
+            )
+        return tuple(s for s in self.steps if start <= s.step.start and s.step.end <= stop)
+
+    def run_stage(
+        self, x: np.ndarray, threshold: float, start: int, end: int, *, slowdown: float = 1.0
+    ) -> EdgeOutcome:
+        """Run this part's steps from cut `start` to cut `end` on a batch of activations at
+        `start`, as one stage of a pipeline over boards: each row is answered at the first exit
+        in the stage confident enough (at the final classifier, when the stage ends there);
+        the rest come back as their activations at `end`, for the next stage."""
+        steps = self.stage_steps(start, end)
+        shape = self.stage_shape(start)
+        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape or x.shape[0] < 1:
+            dims = ", ".join(map(str, shape))
+            raise PartitionError(f"stage input shape must be [N, {dims}], got {list(x.shape)}")
+        x = np.ascontiguousarray(x, dtype=DTYPE)
+        x = x if x.flags.writeable else x.copy()
+        walk = self._walk(x, [threshold] * x.shape[0], slowdown, steps=steps)
+        files = {f.name: f for f in self.manifest.files}
+        out_shape = files[steps[-1].step.segment].output_shape
+        return EdgeOutcome(
+            answers=tuple(walk.answers),
+            pending=tuple(walk.rows),
+            activation=np.ascontiguousarray(walk.activation, dtype=DTYPE)
+            if walk.rows
+            else np.empty((0, *out_shape), DTYPE),
+            candidates=tuple(tuple(walk.seen[row]) for row in walk.rows),
+            compute_ms=walk.compute_s * 1000.0,
+        )
+
     def check_truncation(self, answer_at: int) -> None:
         """PartitionError unless this edge part has a k-th exit to answer at (k = `answer_at`)."""
         edge_exits = [e for e in self.exits if e.part == "edge"]
@@ -322,6 +362,7 @@ class Partition:
         *,
         record: bool = True,
         answer_at: int | None = None,
+        steps: Sequence[RunnableStep] | None = None,
     ) -> _Walk:
         n = x.shape[0]
         walk = _Walk(
@@ -332,7 +373,7 @@ class Partition:
             slowdown=check_slowdown(slowdown),
             timings=self.timings if record else None,
         )
-        for loaded in self.steps:
+        for loaded in self.steps if steps is None else steps:
             key: StepKey = ("segment", loaded.step.start, loaded.step.end)
             walk.activation = walk.call(loaded.segment, walk.activation, key)
             if loaded.head is not None or loaded.step.final:
@@ -367,61 +408,3 @@ class Partition:
         if len(keep) < len(walk.rows):
             walk.rows = [walk.rows[k] for k in keep]
             walk.activation = walk.activation[keep]
-
-
-def load_partition(
-    store: ArtifactStore,
-    prefix: str,
-    part: Role,
-    cache_dir: Path,
-    manifest_sha256: str,
-    *,
-    whole_chain: bool = False,
-) -> Partition:
-    """Load one part of the artifact set under `prefix`, verified, through a local cache; with
-    `whole_chain`, the files of every step, so `at` can serve a point beyond the part.
-
-    The manifest must have the sha256 `manifest_sha256`, which comes from the trusted side (the
-    operator's ConfigMap, the runner's arguments), not from the store: whoever can write to the
-    bucket cannot swap in a set of their own, because the manifest's file digests are only
-    believed once the manifest itself matches the pin.
-
-    Files are kept under `cache_dir/<plan-hash>/<set-id>/`, so a restart or a second replica on
-    the same node downloads nothing; every file is checked against the manifest's sha256 on load,
-    and a cached file that fails the check is downloaded again once.
-    """
-    where = parse_set_prefix(prefix)
-    source = f"{store.uri}/{where}/{MANIFEST_NAME}"
-    data = read_manifest(store, str(where))
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != manifest_sha256:
-        raise PartitionError(
-            f"{source}: sha256 {actual[:12]}… is not the pinned {manifest_sha256[:12]}…; "
-            "refusing the set (it was changed after it was pinned, or the pin is stale)"
-        )
-    manifest = parse_manifest(data, source)
-    plan_hash = manifest.plan.hash
-    if where.plan_hash != plan_hash:
-        raise PartitionError(f"{source}: holds plan {plan_hash}, but its prefix names another")
-    root = cache_dir / plan_hash / where.set_id
-    digests = manifest.digests()
-    steps = loaded_steps(manifest, part, whole_chain=whole_chain)
-    names = sorted({n for s in steps for n in (s.segment, s.head) if n is not None})
-    if part == "edge" and manifest.space is not None:
-        names.append(manifest.space.file)  # the edge works out its map from it
-    missing = {n: digests[n] for n in names if not (root / n).is_file()}
-    if missing:
-        fetch(store, prefix, root, missing)
-    workflow = get_workflow(manifest.framework)
-    try:
-        loaded = workflow.load_part(manifest, part, root, whole_chain=whole_chain)
-    except ArtifactLoadError as exc:
-        log.warning("%s: cached %s part is unusable (%s); downloading it again", root, part, exc)
-        fetch(store, prefix, root, {n: digests[n] for n in names})
-        loaded = workflow.load_part(manifest, part, root, whole_chain=whole_chain)
-    own = loaded_steps(manifest, part)
-    partition = Partition(
-        manifest, part, [s for s in loaded if s.step in own], prefix=str(where), loaded=loaded
-    )
-    partition.warm_up()
-    return partition

@@ -4,7 +4,9 @@ A site's dispatcher (`runtime.dispatcher`) sends each request to one replica, on
 own subject (`P.infer.<pool>.<replica>`), as the raw OIP v2 body with its binary-extension
 header; the replica answers it exactly as an HTTP request (`runtime.edge_inference`) and puts
 the HTTP status the answer stands for in `Inferedge-Status`. A 4xx goes back to the client; a
-503 (busy, not loaded) lets the dispatcher try another replica.
+503 (busy, not loaded) lets the dispatcher try another replica. A replica that is one stage of
+a pipeline over the pools takes activations instead (`runtime.stage_member`); the accounting
+and the heartbeats are the same.
 
 Every `interval_s` the replica sends a heartbeat to `P.beat`: what it holds now and, as
 counters since it started, how many requests it answered and how long it held at least one.
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from inferedge.api.site import Heartbeat
 from inferedge.runtime.edge_inference import EdgeInference, Unavailable
@@ -33,8 +35,36 @@ from inferedge.transport.subjects import replica_subject, subject
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, message: str) -> tuple[dict[str, str], bytes]:
+Answerer = Callable[[Mapping[str, str], Payload], Awaitable[tuple[dict[str, str], bytes]]]
+"""Answers one request off the replica's subject: reply headers (`Inferedge-Status` among
+them) and body. OIP requests (`oip_answerer`), or a pipeline's stage (`runtime.stage_member`)."""
+
+
+def error_reply(status: int, message: str) -> tuple[dict[str, str], bytes]:
+    """A reply standing for an HTTP error: its status and an OIP error body."""
     return {ANSWER_STATUS: str(status)}, ErrorResponse(error=message).model_dump_json().encode()
+
+
+def oip_answerer(inference: EdgeInference, subject: str) -> Answerer:
+    """Answers raw OIP v2 infer bodies as the edge's HTTP path does (`runtime.edge_inference`)."""
+
+    async def answer(headers: Mapping[str, str], payload: Payload) -> tuple[dict[str, str], bytes]:
+        try:
+            partition = inference.partition()
+            encoded = await inference.answer(
+                partition, bytes(payload), headers.get(INFERENCE_HEADER), time.perf_counter()
+            )
+        except Refused as exc:
+            inference.edge.metrics.refused(exc.reason, f"{subject}: {exc}")
+            return error_reply(exc.status, str(exc))
+        except Unavailable as exc:
+            return error_reply(503, str(exc))
+        out = {ANSWER_STATUS: "200"}
+        if encoded.json_length is not None:
+            out[INFERENCE_HEADER] = str(encoded.json_length)
+        return out, encoded.payload
+
+    return answer
 
 
 class PoolMember:
@@ -43,7 +73,8 @@ class PoolMember:
     def __init__(
         self,
         messenger: Messenger,
-        inference: EdgeInference,
+        answer: Answerer,
+        plan_hash: Callable[[], str | None],
         *,
         namespace: str,
         pipeline: str,
@@ -55,7 +86,8 @@ class PoolMember:
         self.subject = replica_subject(namespace, pipeline, pool, replica)
         self._beats = subject(namespace, pipeline, "beat")
         self._messenger = messenger
-        self._inference = inference
+        self._answer = answer
+        self._plan_hash = plan_hash
         self._pool, self._replica = pool, replica
         self._interval_s = interval_s
         self._max_in_flight = max_in_flight
@@ -85,11 +117,10 @@ class PoolMember:
 
     def heartbeat(self) -> Heartbeat:
         """What the next heartbeat says."""
-        partition = self._inference.edge.partition
         return Heartbeat(
             pool=self._pool,
             replica=self._replica,
-            plan_hash=partition.plan_hash if partition is not None else "0",
+            plan_hash=self._plan_hash() or "0",
             in_flight=self.in_flight,
             answered=self.answered,
             busy_s=self.busy_s(),
@@ -105,24 +136,14 @@ class PoolMember:
             self._busy_since = started
         self.in_flight += 1
         try:
-            partition = self._inference.partition()
-            encoded = await self._inference.answer(
-                partition, bytes(payload), headers.get(INFERENCE_HEADER), started
-            )
-        except Refused as exc:
-            self._inference.edge.metrics.refused(exc.reason, f"{self.subject}: {exc}")
-            return _error(exc.status, str(exc))
-        except Unavailable as exc:
-            return _error(503, str(exc))
+            out, body = await self._answer(headers, payload)
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._busy_s += time.perf_counter() - self._busy_since
-        self.answered += 1
-        out = {ANSWER_STATUS: "200"}
-        if encoded.json_length is not None:
-            out[INFERENCE_HEADER] = str(encoded.json_length)
-        return out, encoded.payload
+        if out.get(ANSWER_STATUS) == "200":
+            self.answered += 1
+        return out, body
 
     async def _beat_forever(self) -> None:
         while True:

@@ -82,6 +82,9 @@ class ServeConfig:
     requests over NATS and sends it heartbeats (`runtime.pool_member`)."""
     replica: str | None = None
     """Edge of a site: this replica's name within its pool (a pod's name)."""
+    stage: tuple[int, int] | None = None
+    """Edge of a site served as a pipeline over its pools: the cuts this replica's stage runs
+    from and to; it then takes activations, not requests (`runtime.stage_member`)."""
 
     def pins(self) -> dict[str, str]:
         """Every set this server may serve, by normalised prefix, with its manifest sha256."""

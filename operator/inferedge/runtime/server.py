@@ -38,15 +38,17 @@ from inferedge.runtime.dataplane import CloudDataplane, EdgeDataplane
 from inferedge.runtime.edge_batching import EdgeBatcher
 from inferedge.runtime.edge_setup import Edge, build_edge
 from inferedge.runtime.http import EDGE_INFERENCE, make_app
-from inferedge.runtime.partition import Partition, PartitionError, load_partition
-from inferedge.runtime.pool_member import PoolMember
+from inferedge.runtime.partition import Partition, PartitionError
+from inferedge.runtime.partition_loading import load_partition
+from inferedge.runtime.pool_member import PoolMember, oip_answerer
 from inferedge.runtime.serve_config import ServeConfig
+from inferedge.runtime.stage_member import stage_answerer
 from inferedge.runtime.tuning_setup import ActiveTuning, start_tuning
 from inferedge.runtime.wiring import cloud_worker, nats_offload, reload_worker
 from inferedge.storage import open_store
 from inferedge.transport import QUEUE_GROUP, subject
 from inferedge.transport.client import Messenger
-from inferedge.transport.subjects import reload_subject
+from inferedge.transport.subjects import reload_subject, replica_subject
 
 
 async def _tune(
@@ -83,9 +85,18 @@ async def _join_pool(
     """An edge of a site's pool: take the dispatcher's requests and send it heartbeats."""
     if config.pool is None or config.replica is None:
         return None
+    inference = app[EDGE_INFERENCE]
+    edge = inference.edge
+    subject = replica_subject(namespace, pipeline, config.pool, config.replica)
+    answer = (
+        oip_answerer(inference, subject)
+        if config.stage is None
+        else stage_answerer(edge, *config.stage)
+    )
     member = PoolMember(
         messenger,
-        app[EDGE_INFERENCE],
+        answer,
+        lambda: edge.partition.plan_hash if edge.partition is not None else None,
         namespace=namespace,
         pipeline=pipeline,
         pool=config.pool,
@@ -132,6 +143,8 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     load = _loader(config)
     where = parse_set_prefix(config.prefix)
     partition = await load(str(where))
+    if config.stage is not None:  # before the broker: a wrong stage is the one line said
+        partition.stage_steps(*config.stage)
     manifest = partition.manifest
     space = None
     if config.role == "edge" and manifest.space is not None:
@@ -191,6 +204,8 @@ async def serve(config: ServeConfig, announce: Callable[[str], None]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     site = "" if member is None else f", pool {config.pool} replica {config.replica}"
+    if member is not None and config.stage is not None:
+        site += f", stage {config.stage[0]}:{config.stage[1]}"
     announce(
         f"serving {config.role} of plan {partition.plan_hash} on http://{config.host}:{port} "
         f"({_serving(dataplane, edge, config.adapt)}{site})"
