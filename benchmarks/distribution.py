@@ -5,9 +5,10 @@ round robin, the fastest version, the most accurate version and a pipeline over 
         [--out out/distribution] [--json]
 
 Runs `inferedge run`'s site preparation once (every version trained, profiled on every pool's
-class, the exploration table), then serves each policy at each target for real: each pool's
-replicas and `inferedge dispatch` on an authorizing nats-server, the test split sent to the
-dispatcher open loop at the target rate (`inferedge.local.site_serving`). Then `ours` is served
+class, served alone on each class and measured for the exploration table), then serves each
+policy at each target for real: each pool's replicas and `inferedge dispatch` on an
+authorizing nats-server, the test split sent to the dispatcher open loop at the target rate
+(`inferedge.local.site_serving`). Then `ours` is served
 once more at the lowest target while one replica of the pool with the most is killed halfway
 (SIGKILL): the report gives the requests lost and refused, and when the shares were decided
 again.
@@ -185,12 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("out/distribution"))
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--measure-seconds", type=float, default=8.0,
+        help="each (class, version) served alone and measured for the table (0: profiles only)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     source = str(args.file)
     docs = parse_documents(args.file.read_text(encoding="utf-8"), source)
     (pipeline,) = docs.pipelines
-    site = prepare_site(docs, pipeline, args.out, _Lines(), source, threads=args.threads)
+    site = prepare_site(
+        docs, pipeline, args.out, _Lines(), source, threads=args.threads,
+        measure_s=args.measure_seconds,
+    )  # fmt: skip
     spec = pipeline.spec.distribution
     assert spec is not None
     pools = site.policy_pools()

@@ -1,5 +1,6 @@
 """`inferedge run` of a site: two emulated edge pools, the model and a truncated version of it,
-every step for real (profiles, training, export), then the replicas and the dispatcher served
+every step for real (profiles, training, export), every (class, version) measured as served,
+then the replicas and the dispatcher served
 at the target rate, and the report read back."""
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def test_a_site_runs_every_version_decides_and_serves_without_loss(tmp_path: Pat
     manifest = tmp_path / "site.yaml"
     manifest.write_text(site_manifest())
     out = tmp_path / "run"
-    done = run_inferedge("run", "-f", manifest, "-o", out, "--site-seconds", "4")
+    done = run_inferedge(
+        "run", "-f", manifest, "-o", out, "--site-seconds", "4", "--measure-seconds", "1"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "report" / "site.json").read_text())
     assert report["emulated"] is True
@@ -48,19 +51,14 @@ def test_a_site_runs_every_version_decides_and_serves_without_loss(tmp_path: Pat
         for device in ("jetson-nano", "odroid-xu4")
         for version in ("small_resnet", "small_resnet-exit1")
     }
-    by_row = {(r["device"], r["version"]): r for r in report["table"]}
-    for device in ("jetson-nano", "odroid-xu4"):
-        # The truncated version runs less of the model, so one replica serves more with it.
-        assert (
-            by_row[device, "small_resnet-exit1"]["throughput"]
-            > by_row[device, "small_resnet"]["throughput"]
-        )
-    # The slower class (4x against 2x) serves fewer requests a second with every version.
-    for version in ("small_resnet", "small_resnet-exit1"):
-        assert (
-            by_row["odroid-xu4", version]["throughput"]
-            < by_row["jetson-nano", version]["throughput"]
-        )
+    for row in report["table"]:
+        # Every row measured as served, on a replica of its own (speeds compared in
+        # tests/core/test_site_table.py, from profiles: timings here depend on the machine).
+        assert row["measured"] is True
+        assert row["throughput"] > 0
+        assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"]
+    measure_logs = out / "logs" / "measure"
+    assert len(list(measure_logs.glob("*.log"))) >= len(rows)
     decided = report["distribution"]
     assert {a["pool"] for a in decided["assignments"]} <= {"fast", "slow"}
     assert decided["target"] == 8

@@ -124,6 +124,15 @@ def _interrupt_on_sigterm() -> None:
     "sent requests at the target rate.",
 )
 @click.option(
+    "--measure-seconds",
+    type=FiniteFloat(min=0, max=3600),
+    default=6.0,
+    show_default=True,
+    help="With spec.distribution: how long each (device class, version) of the exploration "
+    "table is served on a replica of its own and measured before the decision (0: decide from "
+    "the profiles' estimates, which leave out what serving adds).",
+)
+@click.option(
     "--serve/--no-serve",
     default=True,
     show_default=True,
@@ -141,6 +150,7 @@ def run(
     link_trace: str | LinkTrace,
     trace_seconds: float,
     site_seconds: float,
+    measure_seconds: float,
     serve: bool,
 ) -> None:
     """Run the InferencePipeline of a YAML file on this machine, with no cluster.
@@ -163,8 +173,9 @@ def run(
     instead: replay the test split over the --link-trace under the static plan, the adaptive
     edge and the per-state oracle, and save report/adaptation.{md,json,png}.
     With spec.distribution (a site of several edge pools), steps 1 to 4 run for every version
-    of the model, each version is profiled on every pool's device class, the exploration table
-    decides each pool's version and share, and 5 to 7 are instead: start each pool's replicas
+    of the model, each version is profiled on every pool's device class and served on a replica
+    of its own for --measure-seconds, the exploration table decides each pool's version and
+    share, and 5 to 7 are instead: start each pool's replicas
     and `inferedge dispatch`, send the test split to the dispatcher at the target rate for
     --site-seconds, and save report/site.{md,json} and versions.png.
     Ctrl-C stops every process it started.
@@ -206,6 +217,7 @@ def run(
         _site(
             docs, pipeline, out, reporter,
             source=source, threads=server_threads, seconds=site_seconds, serve=serve,
+            measure_s=measure_seconds,
         )  # fmt: skip
         return
     prepared = prepare(
@@ -284,6 +296,7 @@ def _site(
     threads: int,
     seconds: float,
     serve: bool,
+    measure_s: float,
 ) -> None:
     """A site of several edge pools: every version prepared, decided, served at the target."""
     from inferedge.cli.views import versions_table
@@ -292,7 +305,7 @@ def _site(
     from inferedge.local.site_serving import SiteSettings, serve_policy
     from inferedge.report.site import distribution_markdown, write_site
 
-    site = prepare_site(docs, pipeline, out, reporter, source, threads=threads)
+    site = prepare_site(docs, pipeline, out, reporter, source, threads=threads, measure_s=measure_s)
     print_renderable(versions_table(list(site.table)))
     click.echo(distribution_markdown(site.distribution))
     served = status = None

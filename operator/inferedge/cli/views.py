@@ -213,6 +213,7 @@ def versions_table(table: list[ExplorationRow]) -> Table:
     for col in ("device", "version", "accuracy", "p50 ms", "p95 ms", "requests/s", "batch"):
         view.add_column(col, justify="left" if col in ("device", "version") else "right")
     view.add_column("mJ/request", justify="right")
+    view.add_column("from")
     for device in sorted({r.device for r in table}):
         front = set(versions_front(table, device))
         for r in sorted((r for r in table if r.device == device), key=lambda r: r.latency_p50_ms):
@@ -225,6 +226,7 @@ def versions_table(table: list[ExplorationRow]) -> Table:
                 f"{r.throughput:,.1f}",
                 str(r.best_batch),
                 "-" if r.energy_mj is None else f"{r.energy_mj:,.1f}",
+                "served" if r.measured else "profile",
             )
     return view
 

@@ -35,6 +35,8 @@ class ExplorationRow:
     throughput: float
     best_batch: int
     energy_mj: float | None
+    measured: bool = False
+    """Latency and throughput measured as served (`inferedge run`), not from the profile."""
 
 
 def exploration_row(

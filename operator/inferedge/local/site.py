@@ -37,6 +37,7 @@ from inferedge.core.profile import MeasuredProfile, parse_profile
 from inferedge.core.site_choice import policy_pools
 from inferedge.core.site_table import served_version, site_rows
 from inferedge.local.runner import Prepared, prepare, run_step, thread_env
+from inferedge.local.site_measure import Candidate, table_as_served
 from inferedge.steps.reporting import Reporter
 from inferedge.storage import open_store, read_text
 
@@ -114,8 +115,11 @@ def prepare_site(
     source: str,
     *,
     threads: int,
+    measure_s: float = 6.0,
 ) -> PreparedSite:
-    """Prepare every version, profile it on every pool's class, and decide the distribution."""
+    """Prepare every version, profile it on every pool's class, measure each (class, version)
+    as served for `measure_s` seconds (0: keep the profiles' rows), and decide the
+    distribution."""
     spec = pipeline.spec
     if spec.distribution is None:
         raise InferedgeError(f"{source}: spec.distribution: a site needs a target rate")
@@ -156,6 +160,11 @@ def prepare_site(
                     else _profile_on(prepared, device, reporter, threads)
                 )
         table += site_rows({c: profiles[prepared.plan.hash, c] for c in classes}, served)
+    if measure_s > 0:
+        table = _measured(
+            table, versions=versions, truncations=truncations, devices=devices, out=out,
+            reporter=reporter, threads=threads, seconds=measure_s,
+        )  # fmt: skip
     target = spec.distribution
     pools = spec.edge.resolved_pools()
     decided = distribute(
@@ -165,6 +174,38 @@ def prepare_site(
         max_utilization=target.max_utilization,
     )
     return PreparedSite(pipeline, versions, truncations, pools, devices, tuple(table), decided, out)
+
+
+def _measured(
+    table: list[ExplorationRow],
+    *,
+    versions: dict[str, Prepared],
+    truncations: dict[str, int],
+    devices: dict[str, DeviceProfile],
+    out: Path,
+    reporter: Reporter,
+    threads: int,
+    seconds: float,
+) -> list[ExplorationRow]:
+    """`table` with every row's latency and throughput measured as served."""
+    pool_of = {device.metadata.name: pool for pool, device in devices.items()}
+    candidates = [
+        Candidate(
+            row=row,
+            prepared=versions[row.version],
+            answer_at=truncations.get(row.version),
+            pool=pool_of[row.device],
+            slowdown=devices[pool_of[row.device]].spec.emulation.slowdown,
+        )
+        for row in table
+    ]
+    first = next(iter(versions.values()))
+    meta = first.pipeline.metadata
+    return table_as_served(
+        candidates, first.splits.test, namespace=meta.namespace, pipeline=meta.name,
+        logs=out / "logs" / "measure", cache=out / "cache", reporter=reporter, threads=threads,
+        seconds=seconds,
+    )  # fmt: skip
 
 
 def _profile_on(

@@ -19,15 +19,15 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from inferedge.api.site import SiteConfig, SitePool, SiteStage, SiteStatus
 from inferedge.core.errors import InferedgeError
 from inferedge.local.interruptible import run_interruptible
 from inferedge.local.processes import ServerProcess, running
-from inferedge.local.runner import Prepared, thread_env
+from inferedge.local.runner import thread_env
 from inferedge.local.serving import broker_and_servers
 from inferedge.local.site import PreparedSite
+from inferedge.local.site_measure import replica_args
 from inferedge.local.site_replay import SiteReplay, site_replay
 from inferedge.steps.reporting import Reporter
 
@@ -58,32 +58,6 @@ class ServedSite:
     killed: str | None
     killed_unix: float | None
     """When the replica was killed (Unix seconds)."""
-
-
-def _replica_args(
-    prepared: Prepared,
-    slowdown: float,
-    *,
-    pool: str,
-    name: str,
-    cache: Path,
-    answer_at: int | None,
-    stage: SiteStage | None,
-) -> list[str]:
-    truncated = [] if answer_at is None else ["--answer-at-exit", str(answer_at)]
-    if stage is not None:
-        truncated += ["--stage", f"{stage.start}:{stage.end}"]
-    return [*truncated,
-        "--store", prepared.store_uri,
-        "--prefix", prepared.prefix,
-        "--manifest-sha256", prepared.manifest_sha256,
-        "--port", "0",
-        "--cache-dir", str(cache),
-        "--emulate-slowdown", repr(slowdown),
-        "--emulate-hold", "sleep",
-        "--pool", pool,
-        "--replica", name,
-    ]  # fmt: skip
 
 
 def site_config(
@@ -181,7 +155,7 @@ def serve_policy(
                 name = f"{pool.name}-{i}"
                 answer_at = site.truncations.get(versions[pool.name])
                 cache = site.out / "cache"
-                args = _replica_args(
+                args = replica_args(
                     prepared, slowdown, pool=pool.name, name=name, cache=cache,
                     answer_at=answer_at, stage=stage_of.get(pool.name),
                 )  # fmt: skip

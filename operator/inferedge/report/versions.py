@@ -17,10 +17,13 @@ def versions_markdown(table: Sequence[ExplorationRow]) -> str:
         "",
         "Latency is one request through the whole model; throughput one replica's best over the "
         "profiled batch sizes. * marks the versions no other beats on accuracy, latency and "
-        "energy together.",
+        "energy together. `from`: the profiles' estimate, or measured as served (one replica "
+        "alone, latency one request at a time, throughput kept busy; EMULATED boards when the "
+        "class is emulated).",
         "",
-        "| device | version | accuracy | p50 ms | p95 ms | requests/s | batch | mJ/request |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| device | version | accuracy | p50 ms | p95 ms | requests/s | batch | mJ/request "
+        "| from |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for device in sorted({r.device for r in table}):
         front = set(versions_front(table, device))
@@ -29,7 +32,8 @@ def versions_markdown(table: Sequence[ExplorationRow]) -> str:
             mark = " *" if r.version in front else ""
             lines.append(
                 f"| {device} | {r.version}{mark} | {r.accuracy:.2%} | {r.latency_p50_ms:.2f} | "
-                f"{r.latency_p95_ms:.2f} | {r.throughput:.1f} | {r.best_batch} | {energy} |"
+                f"{r.latency_p95_ms:.2f} | {r.throughput:.1f} | {r.best_batch} | {energy} | "
+                f"{'served' if r.measured else 'profile'} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -27,10 +27,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -54,6 +54,8 @@ from inferedge.runtime.served import Served
 __all__ = ["INVALID", "NO_PREDICTION", "CloudDataplane", "EdgeDataplane"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class _InvalidCloudAnswer(Exception):
@@ -193,6 +195,13 @@ class EdgeDataplane(Served):
             if self.unmet is not None:
                 self.metrics.objective_unmet.labels(reason=self.unmet).inc()
         return [a for a in answers if a is not None]
+
+    async def compute(self, call: Callable[[], T]) -> T:
+        """`call()` on this edge's compute thread, after what is queued there: another way in
+        to the same board (a pipeline's stage, `runtime.stage_member`)."""
+        if self._closed:
+            raise NotReady("the edge dataplane is shut down")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def aclose(self) -> None:
         """Refuse new requests and release the compute thread once running ones are done."""

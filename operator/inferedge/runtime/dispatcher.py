@@ -136,7 +136,8 @@ class Site:
             if isinstance(event, ThroughputMeasured):
                 self.measured[event.pool] = event.throughput
             self.state, new = step(self.state, event, self.settings)
-            if new is not None and self.fixed is None:
+            # Fixed shares and a pipeline's stages are followed as given: nothing to decide.
+            if new is not None and self.fixed is None and self.config.stages is None:
                 self.dispatcher = reshared(self.dispatcher, shares_of(new))
                 self.decisions.append(self._decision(self.state.cause))
                 self.metrics.decided(self.dispatcher.shares)

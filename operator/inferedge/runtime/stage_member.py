@@ -3,22 +3,21 @@
 It runs its edge part's steps from cut A to cut B on each activation the dispatcher sends
 (`runtime.stage_wire`), testing the exits on the way at the served c_thr, and replies with an
 answer for every row an exit took and the activation at B of the rest. Its model calls run on
-a compute thread of their own, one request at a time (the board computes one thing at once),
-with the edge's emulated slowdown. A row no classifier could answer with finite numbers is
+the edge's own compute thread, one at a time with anything else the board computes, with the
+edge's emulated slowdown. A row no classifier could answer with finite numbers is
 answered with prediction -1 and confidence 0, as the edge answers it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping
 from functools import partial
 
 import numpy as np
 
-from inferedge.runtime.compute import compute_thread
 from inferedge.runtime.dataplane import NO_PREDICTION, EdgeDataplane
+from inferedge.runtime.errors import NotReady
 from inferedge.runtime.partition import PartitionError, RowResult
 from inferedge.runtime.pool_member import Answerer, error_reply
 from inferedge.runtime.stage_wire import StageAnswers, read_stage_request, stage_reply
@@ -37,7 +36,6 @@ def stage_answerer(dataplane: EdgeDataplane, start: int, end: int) -> Answerer:
     partition served when it is built must have those cuts as step boundaries."""
     if dataplane.partition is not None:
         dataplane.partition.stage_steps(start, end)
-    executor = compute_thread("inferedge-stage")
 
     async def answer(headers: Mapping[str, str], payload: Payload) -> tuple[dict[str, str], bytes]:
         partition = dataplane.partition
@@ -65,9 +63,11 @@ def stage_answerer(dataplane: EdgeDataplane, start: int, end: int) -> Answerer:
             slowdown=dataplane.compute_slowdown,
         )
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(executor, run)
+            outcome = await dataplane.compute(run)
         except PartitionError as exc:
             return error_reply(400, str(exc))
+        except NotReady as exc:
+            return error_reply(503, str(exc))
         answers = StageAnswers(
             plan_hash=partition.plan_hash,
             rows=tuple(_finite(row) for row in outcome.answers),
