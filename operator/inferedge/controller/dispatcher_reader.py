@@ -39,10 +39,10 @@ from inferedge.controller.cache import ObjectCache, ObjectKey
 from inferedge.controller.edge_reads import (
     CONCURRENT_READS,
     MAX_ANSWER_BYTES,
-    READ_TIMEOUT_S,
     EdgePod,
     edge_pods,
     read_capped,
+    read_forever,
 )
 from inferedge.controller.kube import PIPELINES, PODS, Kube, KubeError, NotFound
 from inferedge.controller.pool_rates import CounterRead, PodRates, pod_rates, rate_patch, site_rates
@@ -100,14 +100,9 @@ class DispatcherReader:
 
     async def run(self) -> None:
         """Read every interval until cancelled."""
-        timeout = aiohttp.ClientTimeout(total=READ_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                await asyncio.sleep(self._interval_s)  # a schedule, not a wait for readiness
-                try:
-                    await self.read_all(session)
-                except Exception:  # a bug must not end the reading for good
-                    self._logger.exception("reading the dispatchers' counters failed")
+        await read_forever(
+            self._interval_s, self.read_all, self._logger, "the dispatchers' counters"
+        )
 
     async def read_all(self, session: aiohttp.ClientSession) -> None:
         """One round over every pipeline (a pipeline's failure does not stop the others)."""

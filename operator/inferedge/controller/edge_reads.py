@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -133,6 +133,24 @@ class Reading(Protocol):
         ...
 
 
+async def read_forever(
+    interval_s: float,
+    read_all: Callable[[aiohttp.ClientSession], Awaitable[None]],
+    logger: logging.Logger,
+    what: str,
+) -> None:
+    """`read_all` every `interval_s` on one HTTP session until cancelled; a failure is logged,
+    and the next round reads again."""
+    timeout = aiohttp.ClientTimeout(total=READ_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            await asyncio.sleep(interval_s)  # a schedule, not a wait for readiness
+            try:
+                await read_all(session)
+            except Exception:  # a bug must not end the reading for good
+                logger.exception("reading %s failed", what)
+
+
 class EdgeReader:
     """Reads one `Reading` from every pipeline's edge pods into its status, every interval."""
 
@@ -154,14 +172,9 @@ class EdgeReader:
 
     async def run(self) -> None:
         """Read every interval until cancelled."""
-        timeout = aiohttp.ClientTimeout(total=READ_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                await asyncio.sleep(self._interval_s)  # a schedule, not a wait for readiness
-                try:
-                    await self.read_all(session)
-                except Exception:  # a bug must not end the reading for good
-                    self._logger.exception("reading the edge pods' %s failed", self.reading.field)
+        await read_forever(
+            self._interval_s, self.read_all, self._logger, f"the edge pods' {self.reading.field}"
+        )
 
     async def read_all(self, session: aiohttp.ClientSession) -> None:
         """One round over every pipeline (a pipeline's failure does not stop the others)."""

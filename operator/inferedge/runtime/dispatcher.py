@@ -232,13 +232,9 @@ class Site:
                     return Forwarded(503, _error(f"pool {pool} had no room in time"))
                 replica = self._with_room(pool, tried)
             attempts += 1
-            answer = await self._send(pool, replica, headers, bytes(body))
+            answer = await self._attempt(pool, replica, headers, bytes(body), tried)
             if answer is not None:
-                self.metrics.answered(pool, answer.status)
-                self.answered[pool] = self.answered.get(pool, 0) + 1
                 return answer
-            self.retried += 1
-            tried.add(replica)
         self.metrics.answered("none", 503)
         return Forwarded(503, _error("no replica of the site could take the request in time"))
 
@@ -260,14 +256,23 @@ class Site:
                     return None
                 continue
             attempts += 1
-            answer = await self._send(pool, replica, headers, body)
+            answer = await self._attempt(pool, replica, headers, body, tried)
             if answer is not None:
-                self.metrics.answered(pool, answer.status)
-                self.answered[pool] = self.answered.get(pool, 0) + 1
                 return answer
+        return None
+
+    async def _attempt(
+        self, pool: str, replica: str, headers: Mapping[str, str], body: bytes, tried: set[str]
+    ) -> Forwarded | None:
+        """One attempt, counted: the replica's answer, or None with `replica` marked tried."""
+        answer = await self._send(pool, replica, headers, body)
+        if answer is None:
             self.retried += 1
             tried.add(replica)
-        return None
+            return None
+        self.metrics.answered(pool, answer.status)
+        self.answered[pool] = self.answered.get(pool, 0) + 1
+        return answer
 
     async def _wait_for_room(self, deadline: float) -> bool:
         left = deadline - self._clock()
