@@ -98,6 +98,12 @@ def test_a_pipeline_over_two_pools_answers_as_the_model_and_loses_nothing(
             answers = [f.result() for f in futures]
         assert {a["outputs"][0]["data"][0] for a in answers} == set(exported.predict(one))
         status = _wait_for_replicas(url, {"a": 1, "b": 1})
+        assert status.stages is not None
+        assert [(s.pool, s.start, s.end) for s in status.stages] == [
+            ("a", 0, cut),
+            ("b", cut, plan.final_cut),
+        ]
+        assert [d.cause for d in status.decisions] == ["start"]  # a pipeline shares nothing
         answered = {p.name: p.answered for p in status.pools}
         assert answered["a"] == 31  # every request went through the first stage once
         assert answered["b"] == 31  # and on to the second, once answered there

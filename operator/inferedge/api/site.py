@@ -197,6 +197,9 @@ class SiteStatus(Spec):
     pools: tuple[PoolState, ...]
     decisions: tuple[DecisionRecord, ...]
     retried: int
+    stages: tuple[SiteStage, ...] | None = None
+    """A pipeline over the pools: its stages, which every request goes through (the shares
+    are then not followed)."""
 
 
 def parse_site(data: bytes | str, source: str) -> SiteConfig:

@@ -31,6 +31,7 @@ from inferedge.core.dispatch import Dispatcher, pick, reshared
 from inferedge.core.distribution import Distribution, Pool, VersionFigures
 from inferedge.core.resource_manager import (
     ManagerSettings,
+    ReplicasChanged,
     SiteEvent,
     SiteState,
     ThroughputMeasured,
@@ -112,6 +113,10 @@ class Site:
         self.measured: dict[str, float] = {}
         self.answered: dict[str, int] = {}
         self.retried = 0
+        self.settled = False
+        """Whether replica counts reach the resource manager yet: not until every replica has
+        had one beat timeout to report, or the first beats, arriving one by one, would each
+        re-decide the shares (`pool p: 2 -> 1 -> 2 replicas` in the first second)."""
         self.decisions = [self._decision("start")]
         self.metrics.decided(self.dispatcher.shares)
 
@@ -133,6 +138,8 @@ class Site:
     def hear(self, events: list[SiteEvent]) -> None:
         """Feed the resource manager; follow the shares it decides."""
         for event in events:
+            if isinstance(event, ReplicasChanged) and not self.settled:
+                continue  # counted all at once when the site settles (`settle`)
             if isinstance(event, ThroughputMeasured):
                 self.measured[event.pool] = event.throughput
             self.state, new = step(self.state, event, self.settings)
@@ -176,10 +183,18 @@ class Site:
                 event.set()
         self.hear(events)
 
+    def settle(self) -> None:
+        """From now on replica counts reach the resource manager: each pool's count now."""
+        self.settled = True
+        self.hear([ReplicasChanged(p, self.replicas.count(p)) for p in self.replicas.versions])
+
     async def sweep_forever(self) -> None:
-        """Drop the replicas that went silent, a few times per heartbeat timeout."""
+        """Settle one heartbeat timeout after the start; then drop the replicas that went
+        silent, a few times per heartbeat timeout."""
         while True:
             await asyncio.sleep(self.config.beat_timeout_s / 4)
+            if not self.settled and self._clock() - self.started >= self.config.beat_timeout_s:
+                self.settle()
             names = silent(self.replicas, self._clock(), self.config.beat_timeout_s)
             if names:
                 log.warning("replicas silent past %gs: %s", self.config.beat_timeout_s, names)

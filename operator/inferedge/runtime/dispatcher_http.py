@@ -84,6 +84,7 @@ def site_status(site: Site) -> SiteStatus:
         pools=tuple(pools),
         decisions=decisions,
         retried=site.retried,
+        stages=site.config.stages,
     )
 
 
